@@ -1,0 +1,54 @@
+"""Zero-shot apply: a plain generation whose first guided steps use a stored ρ_t (no optimisation).
+
+Each guided step takes the stored ρ_t whose timestep is nearest in value, so an asset learnt with
+50 steps drives a 20-step render. ``strength`` scales the learnt change: ρ = ρ_base + s·(ρ_t − ρ_base).
+KV injection of the stored reference latent can be switched off.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .guidance import guided_step_count
+from .injection import reference_kv
+from .rho import Rho
+from .sampling import ProgressFn, prepare, sample
+
+
+def nearest_timestep(stored: list[int], t: float) -> int:
+    return min(stored, key=lambda s: (abs(s - t), s))
+
+
+class AssetHook:
+    """StepHook feeding a MotionAsset's ρ_t (and injection) into a render."""
+
+    def __init__(self, asset, strength: float = 1.0, inject: bool = True):
+        self.asset, self.strength, self.inject = asset, strength, inject
+        self.used: list[tuple[int, int]] = []  # (render timestep, stored timestep)
+
+    def __call__(self, state) -> bool:
+        run, a = state.run, self.asset
+        n = guided_step_count(run.steps, float(a.params.get("guided_fraction", 0.2)))
+        if state.index >= n or not a.timesteps:
+            return True
+        t_val = int(state.t)
+        stored = nearest_timestep(a.timesteps, t_val)
+        state.controls.rho = Rho.from_delta(run.base, a.rho_delta[stored], self.strength)
+        blocks = tuple(a.params.get("inject_blocks", ()))
+        if self.inject and a.params.get("inject", True) and blocks:
+            state.controls.inject = reference_kv(run, a.ref_latent, state.t, blocks)
+        self.used.append((t_val, stored))
+        return True
+
+
+def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None, strength: float = 1.0,
+          inject: bool = True, negative_prompt: str = "", guidance_scale: float | None = None,
+          progress: ProgressFn | None = None, output: str = "video") -> torch.Tensor:
+    """Render `prompt` moving like `asset`: video [F, 3, H, W] in [0, 1] (or latents)."""
+    asset.check_compatible(model.spec)
+    if strength < 0:
+        raise ValueError(f"strength must be >= 0, got {strength}")
+    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
+                  guidance_scale=guidance_scale)
+    latents = sample(run, [AssetHook(asset, strength, inject)], progress=progress)
+    return latents if output == "latent" else model.decode(latents)

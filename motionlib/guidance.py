@@ -1,0 +1,153 @@
+"""AMF guidance (paper §4.3, Algorithm 1): the schedules and the per-step optimisation.
+
+At each of the first ``guided_fraction`` of the denoising steps, ρ_t (or z_t) is optimised with
+Adam for ``opt_steps`` steps so that the soft AMF of the generation at the guidance block(s)
+matches the reference's hard AMF. ρ_t is warm-started from ρ_{t-1}; a new Adam is made per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+
+from .amf import amf_loss, motion_flow
+from .injection import reference_kv
+from .transformer import Controls, forward
+
+
+@dataclass(frozen=True)
+class GuidanceParams:
+    """Every knob of a learn/transfer run (defaults: the model spec's, i.e. the paper's)."""
+
+    blocks: tuple[int, ...] = (20,)
+    lr_start: float = 0.002
+    lr_end: float = 0.001
+    opt_steps: int = 5
+    guided_fraction: float = 0.2
+    temperature: float = 2.0
+    inject: bool = True
+    inject_blocks: tuple[int, ...] = (0,)
+    confidence: float = 0.0
+
+    @classmethod
+    def from_spec(cls, spec, **overrides) -> "GuidanceParams":
+        g = spec.guidance
+        base = cls(**{f.name: getattr(g, f.name) for f in fields(cls) if hasattr(g, f.name)})
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        for k in ("blocks", "inject_blocks"):
+            if k in overrides:
+                overrides[k] = tuple(int(b) for b in overrides[k])
+        params = replace(base, **overrides)
+        params.validate(spec)
+        return params
+
+    def validate(self, spec) -> None:
+        if not self.blocks:
+            raise ValueError("at least one guidance block is needed")
+        for b in (*self.blocks, *self.inject_blocks):
+            if not 0 <= b < spec.num_layers:
+                raise ValueError(f"block {b} is outside the model's 0..{spec.num_layers - 1}")
+        if not 0 < self.guided_fraction <= 1:
+            raise ValueError(f"guided_fraction must be in (0, 1], got {self.guided_fraction}")
+        if self.opt_steps < 1:
+            raise ValueError(f"opt_steps must be >= 1, got {self.opt_steps}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def guided_step_count(steps: int, fraction: float) -> int:
+    """Number of leading denoising steps that are guided: 10 of 50 at the paper's 20%."""
+    return min(steps, max(1, round(steps * fraction)))
+
+
+def learning_rate(i: int, n: int, lr_start: float, lr_end: float) -> float:
+    """Linear decay from lr_start at guided step 0 to lr_end at guided step n-1."""
+    if n <= 1:
+        return lr_start
+    return lr_start + (lr_end - lr_start) * i / (n - 1)
+
+
+def reference_mask(confidence: torch.Tensor | None, threshold: float) -> torch.Tensor | None:
+    """Supervise only reference vectors whose peak attention probability exceeds `threshold`."""
+    if confidence is None or threshold <= 0:
+        return None
+    return confidence > threshold
+
+
+def guidance_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams) -> torch.Tensor:
+    """Eq. (8) averaged over the guidance blocks, for one (truncated, checkpointed) forward pass."""
+    model = run.model
+    frames, rows, cols = model.spec.grid
+    controls = Controls(capture=params.blocks, stop_at=max(params.blocks), **controls_kw)
+    x = run.scheduler.scale_model_input(latents, t)
+    forward(model.transformer, x, run.cond_embeds, t.expand(1), controls)
+    losses = []
+    for b in params.blocks:
+        q, k = controls.captured[("qk", b)]
+        flow = motion_flow(q[0], k[0], num_frames=frames, height=rows, width=cols,
+                           temperature=params.temperature)
+        mask = reference_mask(reference.confidence.get(b), params.confidence)
+        losses.append(amf_loss(flow, reference.amf[b].to(flow.device), mask))
+    return torch.stack(losses).mean()
+
+
+class Guidance:
+    """StepHook running DiTFlow's optimisation on ρ_t (mode "rho") or z_t (mode "latent")."""
+
+    def __init__(self, reference, params: GuidanceParams, *, mode: str = "rho",
+                 stop_after_guided: bool = True, progress=None):
+        if mode not in ("rho", "latent"):
+            raise ValueError(f"mode must be 'rho' or 'latent', got {mode!r}")
+        self.reference, self.params, self.mode = reference, params, mode
+        self.stop_after_guided = stop_after_guided
+        self.progress = progress
+        self.rho = None  # the ρ being optimised, warm-started across guided steps
+        self.rho_per_t: dict[int, object] = {}
+        self.timesteps: list[int] = []
+        self.losses: list[list[float]] = []
+
+    def __call__(self, state) -> bool:
+        run, p = state.run, self.params
+        n = guided_step_count(run.steps, p.guided_fraction)
+        if state.index >= n:
+            return not self.stop_after_guided
+        t = state.t
+        kv = reference_kv(run, self.reference.latent, t, p.inject_blocks) if p.inject else {}
+        lr = learning_rate(state.index, n, p.lr_start, p.lr_end)
+        model = run.model
+        with model.on_device(model.transformer):
+            if self.mode == "rho":
+                if self.rho is None:
+                    self.rho = run.base.clone(requires_grad=True, dtype=torch.float32)
+                variables = self.rho.params()
+                latents = state.latents
+                kw = lambda: {"rho": self.rho, "inject": kv}  # noqa: E731
+            else:
+                latents = state.latents.detach().float().requires_grad_(True)
+                variables = [latents]
+                kw = lambda: {"rho": run.base, "inject": kv}  # noqa: E731
+            opt = torch.optim.Adam(variables, lr=lr)
+            step_losses = []
+            for k in range(p.opt_steps):
+                opt.zero_grad(set_to_none=True)
+                with torch.enable_grad():
+                    loss = guidance_loss(run, latents.to(model.dtype), t, kw(), self.reference, p)
+                    loss.backward()
+                opt.step()
+                step_losses.append(float(loss.detach()))
+                if self.progress:
+                    self.progress({"phase": "optimise", "step": state.index + 1, "total": n, "k": k + 1,
+                                   "opt_steps": p.opt_steps, "loss": step_losses[-1], "lr": lr})
+        self.losses.append(step_losses)
+        self.timesteps.append(int(t))
+        state.controls.inject = kv
+        if self.mode == "rho":
+            self.rho_per_t[int(t)] = self.rho.clone()
+            state.controls.rho = self.rho.clone(dtype=model.dtype)
+        else:
+            state.latents = latents.detach().to(model.dtype)
+        return not (self.stop_after_guided and state.index == n - 1)

@@ -1,0 +1,105 @@
+"""Learning a motion (ρ mode, zero-shot reusable) and one-shot transfer (z_t mode).
+
+learn:    reference AMF -> a generation whose first guided steps optimise ρ_t -> MotionAsset.
+          The loop stops right after the last guided step: nothing is denoised further or decoded.
+transfer: the paper's default mode: the same loop optimising z_t instead, rendered to the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .amf import motion_flow
+from .asset import MotionAsset
+from .guidance import Guidance, GuidanceParams
+from .rho import base_rho
+from .sampling import ProgressFn, prepare, sample
+from .transformer import Controls, forward
+
+
+@dataclass
+class ReferenceMotion:
+    latent: torch.Tensor  # z_ref = E(x_ref), [1, F', C, h, w]
+    amf: dict[int, torch.Tensor]  # block -> hard AMF [F, F, S, 2]
+    confidence: dict[int, torch.Tensor]  # block -> peak attention probability [F, F, S]
+
+
+def _check_video(model, video: torch.Tensor) -> None:
+    s = model.spec
+    want = (s.num_frames, 3, s.height, s.width)
+    if tuple(video.shape) != want:
+        raise ValueError(f"video tensor is {list(video.shape)}; {s.name} needs {list(want)} "
+                         f"(read it with motionlib.video.read_video)")
+
+
+@torch.no_grad()
+def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], temperature: float) -> ReferenceMotion:
+    """Eq. (2)-(4): encode the clip, one pass at t=0 with the empty prompt, hard AMF per block."""
+    _check_video(model, video)
+    latent = model.encode_video(video)
+    embeds = model.encode_prompt([""])
+    controls = Controls(rho=base_rho(model), capture=tuple(blocks), stop_at=max(blocks))
+    t0 = torch.zeros(1, dtype=torch.long, device=model.device)
+    with model.on_device(model.transformer) as tr:
+        forward(tr, latent, embeds, t0, controls)
+    frames, rows, cols = model.spec.grid
+    amf, conf = {}, {}
+    for b in blocks:
+        q, k = controls.captured[("qk", b)]
+        amf[b], conf[b] = motion_flow(q[0], k[0], num_frames=frames, height=rows, width=cols,
+                                      temperature=temperature, hard=True, return_confidence=True)
+    return ReferenceMotion(latent, amf, conf)
+
+
+def _params(model, params: GuidanceParams | None, overrides: dict) -> GuidanceParams:
+    if params is None:
+        return GuidanceParams.from_spec(model.spec, **overrides)
+    params.validate(model.spec)
+    return params
+
+
+def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,
+          params: GuidanceParams | None = None, negative_prompt: str = "", source: dict | None = None,
+          progress: ProgressFn | None = None, preview: bool = False, **overrides):
+    """Learn a reusable motion from `video` ([F, 3, H, W] in [-1, 1]) by optimising ρ_t.
+
+    Keyword overrides (blocks, lr_start, opt_steps, ...) replace the model's guidance defaults.
+    Returns the MotionAsset, or (asset, preview video) with ``preview=True`` (renders to the end).
+    """
+    params = _params(model, params, overrides)
+    ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
+    if progress:
+        progress({"phase": "reference"})
+    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
+    guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress)
+    latents = sample(run, [guide], progress=progress)
+    base = run.base
+    asset = MotionAsset(
+        spec=model.spec, timesteps=guide.timesteps,
+        rho_delta={t: guide.rho_per_t[t].delta(base) for t in guide.timesteps},
+        ref_latent=ref.latent.detach().float().cpu(),
+        ref_amf={b: a.cpu() for b, a in ref.amf.items()},
+        ref_confidence={b: c.cpu() for b, c in ref.confidence.items()},
+        params={**params.to_dict(), "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
+                "steps": run.steps, "guidance_scale": run.guidance_scale, "use_dynamic_cfg": run.use_dynamic_cfg},
+        steps=run.steps,
+        scheduler={"name": type(run.scheduler).__name__, "config": dict(run.scheduler.config)},
+        losses=guide.losses, source=dict(source or {}),
+    )
+    if preview:
+        return asset, model.decode(latents)
+    return asset
+
+
+def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: int | None = None,
+             params: GuidanceParams | None = None, negative_prompt: str = "",
+             progress: ProgressFn | None = None, output: str = "video", **overrides):
+    """One-shot motion transfer optimising z_t (paper default); returns (video, losses)."""
+    params = _params(model, params, overrides)
+    ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
+    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
+    guide = Guidance(ref, params, mode="latent", stop_after_guided=False, progress=progress)
+    latents = sample(run, [guide], progress=progress)
+    return (latents if output == "latent" else model.decode(latents)), guide.losses

@@ -1,0 +1,89 @@
+"""Model registry and loading: `load_model("tiny-5b")`, `load_model("THUDM/CogVideoX-5b")`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .._compat import check_diffusers
+from .base import Model
+from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
+from .spec import GuidanceDefaults, ModelSpec
+from .tiny import tiny_spec
+
+__all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec"]
+
+_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb")}
+_REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B}
+_HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
+
+
+def known_models() -> dict[str, ModelSpec]:
+    """Every model name motionlib knows, in display order."""
+    return {**_TINY, **_REAL}
+
+
+def resolve_spec(name_or_path: str) -> ModelSpec:
+    """Spec for a preset name, a CogVideoX hub id, or a local folder holding a CogVideoX pipeline."""
+    key = name_or_path.lower()
+    if key in _TINY:
+        return _TINY[key]
+    if key in _REAL:
+        return _REAL[key]
+    if key in _HUB_IDS:
+        return _HUB_IDS[key]
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        import json
+
+        cfg_file = path / "transformer" / "config.json"
+        if not cfg_file.is_file():
+            raise ValueError(f"{path} is not a CogVideoX pipeline folder (no transformer/config.json)")
+        cfg = json.loads(cfg_file.read_text())
+        base = COGVIDEOX_5B if cfg.get("use_rotary_positional_embeddings") else COGVIDEOX_2B
+        from dataclasses import replace
+
+        return replace(base, name=path.name, source=str(path), heads=cfg["num_attention_heads"],
+                       num_layers=cfg["num_layers"], head_dim=cfg["attention_head_dim"])
+    names = ", ".join(known_models())
+    raise ValueError(f"unknown model {name_or_path!r}: use one of {names}, a CogVideoX hub id or a local folder")
+
+
+def default_device() -> torch.device:
+    return torch.device(os.environ.get("MOTIONLIB_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_model(name_or_path: str, *, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None, offload: bool = False,
+               vae_tiling: bool = False, seed: int = 0) -> Model:
+    """Load a model by preset name, hub id or local folder.
+
+    dtype defaults to the spec's (bf16 for 5B, fp16 for 2B) on CUDA and fp32 on the CPU.
+    `offload` keeps components on the CPU between uses; `vae_tiling` enables VAE tiling and slicing.
+    """
+    check_diffusers()
+    spec = resolve_spec(name_or_path)
+    device = torch.device(device) if device is not None else default_device()
+    if dtype is None:
+        dtype = getattr(torch, spec.dtype) if device.type == "cuda" else torch.float32
+    if spec.source.startswith("builtin:"):
+        from .tiny import build_tiny
+
+        parts = build_tiny(spec, seed=seed)
+    else:
+        from .cogvideox import load_components
+
+        parts = load_components(spec, spec.source, dtype)
+    tokenizer, text_encoder, vae, transformer, scheduler = parts
+    for m in (text_encoder, vae, transformer):
+        m.requires_grad_(False).eval()
+        if next(m.parameters()).dtype != dtype:
+            m.to(dtype=dtype)
+        if not offload:
+            m.to(device)
+    if vae_tiling:
+        vae.enable_tiling()
+        vae.enable_slicing()
+    return Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype, offload)

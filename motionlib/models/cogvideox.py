@@ -1,0 +1,32 @@
+"""Loading the real CogVideoX-2B / -5B weights (hub id or local folder) through diffusers.
+
+This path needs the weights (tens of GB) and, in practice, a GPU; it cannot run in motionlib's CI.
+It is kept deliberately thin: everything after loading is shared with the tiny presets.
+"""
+
+from __future__ import annotations
+
+from .spec import GuidanceDefaults, ModelSpec
+
+_COMMON = dict(num_frames=49, height=480, width=720, temporal_compression=4, spatial_compression=8,
+               patch_size=2, text_len=226, head_dim=64, num_inference_steps=50, guidance_scale=6.0)
+
+COGVIDEOX_5B = ModelSpec(
+    name="cogvideox-5b", family="rope", source="THUDM/CogVideoX-5b", heads=48, num_layers=42,
+    dtype="bfloat16", scheduler="dpm", use_dynamic_cfg=True,
+    guidance=GuidanceDefaults(blocks=(20,)), description="CogVideoX-5B (3D RoPE)", **_COMMON)
+
+COGVIDEOX_2B = ModelSpec(
+    name="cogvideox-2b", family="posemb", source="THUDM/CogVideoX-2b", heads=30, num_layers=30,
+    dtype="float16", scheduler="ddim", use_dynamic_cfg=False,
+    guidance=GuidanceDefaults(blocks=(15,)), description="CogVideoX-2B (3D sin-cos)", **_COMMON)
+
+
+def load_components(spec: ModelSpec, source: str, dtype):
+    """from_pretrained of every component; the scheduler swapped for the paper's (trailing spacing)."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXPipeline
+
+    pipe = CogVideoXPipeline.from_pretrained(source, torch_dtype=dtype)
+    sched_cls = CogVideoXDPMScheduler if spec.scheduler == "dpm" else CogVideoXDDIMScheduler
+    scheduler = sched_cls.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, scheduler

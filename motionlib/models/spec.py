@@ -1,0 +1,86 @@
+"""What motionlib needs to know about a video DiT: its ρ family, grid and guidance defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+Family = Literal["rope", "posemb"]
+
+
+@dataclass(frozen=True)
+class GuidanceDefaults:
+    """DiTFlow hyper-parameters (paper §5.1): used by learn/transfer unless overridden."""
+
+    blocks: tuple[int, ...] = (20,)  # transformer block(s) whose AMF is matched
+    lr_start: float = 0.002  # Adam lr at the first guided step ...
+    lr_end: float = 0.001  # ... decreasing linearly to this at the last one
+    opt_steps: int = 5  # K_opt Adam steps per guided denoising step
+    guided_fraction: float = 0.2  # T_opt: the first 20% of the denoising steps
+    temperature: float = 2.0  # τ of eq. (3)
+    inject_blocks: tuple[int, ...] = (0,)  # KV injection of the noised reference
+    confidence: float = 0.0  # supervise only reference patches whose peak attention prob exceeds this
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model motionlib can load: identity, geometry and defaults.
+
+    ``num_frames``/``height``/``width`` are pixel sizes; the latent grid follows from the codec's
+    compression and the transformer's patch size.
+    """
+
+    name: str
+    family: Family  # "rope": 3D RoPE (CogVideoX-5B); "posemb": additive 3D sin-cos (CogVideoX-2B)
+    source: str  # hub id, local folder or "builtin:<preset>"
+    num_frames: int
+    height: int
+    width: int
+    temporal_compression: int
+    spatial_compression: int
+    patch_size: int
+    text_len: int
+    heads: int
+    head_dim: int
+    num_layers: int
+    dtype: str  # dtype on CUDA; CPU always runs fp32
+    scheduler: Literal["ddim", "dpm"]
+    num_inference_steps: int = 50
+    guidance_scale: float = 6.0  # classifier-free guidance
+    use_dynamic_cfg: bool = False
+    fps: int = 8
+    guidance: GuidanceDefaults = field(default_factory=GuidanceDefaults)
+    description: str = ""
+
+    @property
+    def latent_frames(self) -> int:
+        return (self.num_frames - 1) // self.temporal_compression + 1
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """(frames, rows, cols) of the transformer's video tokens."""
+        p, s = self.patch_size, self.spatial_compression
+        return (self.latent_frames, self.height // s // p, self.width // s // p)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        d = dict(d)
+        g = dict(d.pop("guidance", {}) or {})
+        for k in ("blocks", "inject_blocks"):
+            if k in g:
+                g[k] = tuple(g[k])
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(guidance=GuidanceDefaults(**g), **{k: v for k, v in d.items() if k in names})
+
+    def config_hash(self) -> str:
+        """Hash of what makes a ρ asset compatible: family, geometry and architecture."""
+        keys = ("family", "num_frames", "height", "width", "temporal_compression",
+                "spatial_compression", "patch_size", "text_len", "heads", "head_dim", "num_layers")
+        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

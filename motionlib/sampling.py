@@ -1,0 +1,141 @@
+"""The denoising loop shared by generate, apply, learn and transfer (one readable loop).
+
+It reproduces diffusers' CogVideoXPipeline sampling (CFG batch, dynamic CFG, DDIM or DPM steps)
+through ``motionlib.transformer.forward``. A ``StepHook`` may change the latents (z_t optimisation)
+and the per-step `Controls` (ρ_t, KV injection) before each denoising step, or end the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from .rho import base_rho
+from .transformer import Controls, forward
+
+ProgressFn = Callable[[dict], None]
+
+
+def dynamic_cfg_scale(guidance_scale: float, t: float, num_steps: int) -> float:
+    """CogVideoX's dynamic CFG as diffusers/the official code compute it (from the timestep *value*)."""
+    return 1 + guidance_scale * ((1 - math.cos(math.pi * ((num_steps - t) / num_steps) ** 5.0)) / 2)
+
+
+@dataclass
+class StepState:
+    """What a hook sees at denoising step `index` (timestep value `t`)."""
+
+    index: int
+    t: torch.Tensor
+    latents: torch.Tensor
+    controls: Controls
+    run: "Run"
+
+
+class StepHook(Protocol):
+    def __call__(self, state: StepState) -> bool:
+        """Adjust ``state.latents``/``state.controls`` in place; return False to end the loop now."""
+
+
+@dataclass
+class Run:
+    """One sampling run: its inputs and the state the hooks share."""
+
+    model: object
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 50
+    guidance_scale: float = 6.0
+    use_dynamic_cfg: bool = False
+    generator: torch.Generator = None
+    embeds: torch.Tensor = None  # [2, L, D] (uncond, cond) with CFG, else [1, L, D]
+    timesteps: torch.Tensor = None
+    scheduler: object = None
+    init_noise: torch.Tensor = None
+    base: object = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def cond_embeds(self) -> torch.Tensor:
+        return self.embeds[-1:]
+
+    @property
+    def do_cfg(self) -> bool:
+        return self.guidance_scale > 1.0
+
+
+def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, steps: int | None = None,
+            guidance_scale: float | None = None, use_dynamic_cfg: bool | None = None) -> Run:
+    spec = model.spec
+    run = Run(model, prompt, negative_prompt, seed,
+              steps or spec.num_inference_steps,
+              spec.guidance_scale if guidance_scale is None else guidance_scale,
+              spec.use_dynamic_cfg if use_dynamic_cfg is None else use_dynamic_cfg)
+    if run.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {run.steps}")
+    run.generator = torch.Generator(device="cpu").manual_seed(seed)
+    texts = [negative_prompt, prompt] if run.do_cfg else [prompt]
+    run.embeds = model.encode_prompt(texts)
+    run.scheduler = model.new_scheduler()
+    run.scheduler.set_timesteps(run.steps, device=model.device)
+    run.timesteps = run.scheduler.timesteps
+    from diffusers.utils.torch_utils import randn_tensor
+
+    noise = randn_tensor(model.latent_shape(), generator=run.generator, device=model.device, dtype=model.dtype)
+    run.init_noise = noise
+    run.base = base_rho(model)
+    return run
+
+
+def predict(run: Run, latents: torch.Tensor, t: torch.Tensor, controls: Controls) -> torch.Tensor:
+    """CFG-combined model output for one denoising step (no gradients)."""
+    model = run.model
+    x = torch.cat([latents] * 2) if run.do_cfg else latents
+    x = run.scheduler.scale_model_input(x, t)
+    with torch.no_grad(), model.on_device(model.transformer) as tr:
+        out = forward(tr, x, run.embeds, t.expand(x.shape[0]), controls).float()
+    if run.do_cfg:
+        scale = dynamic_cfg_scale(run.guidance_scale, t.item(), run.steps) if run.use_dynamic_cfg else run.guidance_scale
+        uncond, cond = out.chunk(2)
+        out = uncond + scale * (cond - uncond)
+    return out
+
+
+def sample(run: Run, hooks: list[StepHook] = (), progress: ProgressFn | None = None) -> torch.Tensor | None:
+    """Denoise from the run's initial noise; returns z_0, or None when a hook ended the loop early."""
+    from diffusers import CogVideoXDPMScheduler
+
+    sched = run.scheduler
+    latents = run.init_noise * sched.init_noise_sigma
+    old_pred_original = None
+    for i, t in enumerate(run.timesteps):
+        state = StepState(i, t, latents, Controls(rho=run.base), run)
+        for hook in hooks:
+            if hook(state) is False:
+                return None
+        latents = state.latents.detach()
+        noise_pred = predict(run, latents, t, state.controls)
+        if isinstance(sched, CogVideoXDPMScheduler):
+            prev_t = run.timesteps[i - 1] if i > 0 else None
+            latents, old_pred_original = sched.step(noise_pred, old_pred_original, t, prev_t, latents,
+                                                    eta=0.0, generator=run.generator, return_dict=False)
+        else:
+            latents = sched.step(noise_pred, t, latents, eta=0.0, generator=run.generator, return_dict=False)[0]
+        latents = latents.to(run.model.dtype)
+        if progress:
+            progress({"phase": "denoise", "step": i + 1, "total": len(run.timesteps)})
+    return latents
+
+
+def generate(model, prompt: str, *, seed: int = 0, steps: int | None = None, negative_prompt: str = "",
+             guidance_scale: float | None = None, progress: ProgressFn | None = None,
+             output: str = "video") -> torch.Tensor:
+    """Plain generation: video [F, 3, H, W] in [0, 1] (or the latents with output="latent")."""
+    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
+                  guidance_scale=guidance_scale)
+    latents = sample(run, progress=progress)
+    return latents if output == "latent" else model.decode(latents)
