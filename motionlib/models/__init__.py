@@ -36,19 +36,36 @@ def resolve_spec(name_or_path: str) -> ModelSpec:
         return _HUB_IDS[key]
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        import json
-
-        cfg_file = path / "transformer" / "config.json"
-        if not cfg_file.is_file():
-            raise ValueError(f"{path} is not a CogVideoX pipeline folder (no transformer/config.json)")
-        cfg = json.loads(cfg_file.read_text())
-        base = COGVIDEOX_5B if cfg.get("use_rotary_positional_embeddings") else COGVIDEOX_2B
-        from dataclasses import replace
-
-        return replace(base, name=path.name, source=str(path), heads=cfg["num_attention_heads"],
-                       num_layers=cfg["num_layers"], head_dim=cfg["attention_head_dim"])
+        return spec_from_folder(path)
     names = ", ".join(known_models())
     raise ValueError(f"unknown model {name_or_path!r}: use one of {names}, a CogVideoX hub id or a local folder")
+
+
+def spec_from_folder(path: Path) -> ModelSpec:
+    """Spec of a local diffusers CogVideoX folder, read from its transformer and VAE configs."""
+    import json
+    from dataclasses import replace
+
+    def config(part: str) -> dict:
+        f = path / part / "config.json"
+        if not f.is_file():
+            raise ValueError(f"{path} is not a CogVideoX pipeline folder (no {part}/config.json)")
+        return json.loads(f.read_text())
+
+    tr, vae = config("transformer"), config("vae")
+    base = COGVIDEOX_5B if tr.get("use_rotary_positional_embeddings") else COGVIDEOX_2B
+    spatial = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
+    layers = int(tr["num_layers"])
+    scale_block = lambda b: min(layers - 1, round(b * layers / base.num_layers))  # noqa: E731
+    guidance = replace(base.guidance, blocks=tuple(scale_block(b) for b in base.guidance.blocks))
+    return replace(base, name=path.name, source=str(path), heads=int(tr["num_attention_heads"]),
+                   head_dim=int(tr["attention_head_dim"]), num_layers=layers,
+                   patch_size=int(tr.get("patch_size", 2)), text_len=int(tr.get("max_text_seq_length", 226)),
+                   num_frames=int(tr.get("sample_frames", 49)),
+                   height=int(tr.get("sample_height", 60)) * spatial, width=int(tr.get("sample_width", 90)) * spatial,
+                   spatial_compression=spatial,
+                   temporal_compression=int(vae.get("temporal_compression_ratio", 4)), guidance=guidance,
+                   description=f"local CogVideoX folder ({base.family})")
 
 
 def default_device() -> torch.device:

@@ -26,7 +26,7 @@ def load_components(spec: ModelSpec, source: str, dtype):
     """from_pretrained of every component; the scheduler swapped for the paper's (trailing spacing)."""
     from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXPipeline
 
-    pipe = CogVideoXPipeline.from_pretrained(source, torch_dtype=dtype)
+    pipe = CogVideoXPipeline.from_pretrained(source, dtype=dtype)
     sched_cls = CogVideoXDPMScheduler if spec.scheduler == "dpm" else CogVideoXDDIMScheduler
     scheduler = sched_cls.from_config(pipe.scheduler.config, timestep_spacing="trailing")
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, scheduler

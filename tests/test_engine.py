@@ -1,0 +1,264 @@
+"""Engine on the tiny presets: diffusers parity, learn, zero-shot apply, transfer, asset file."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from motionlib.apply import apply, nearest_timestep
+from motionlib.asset import AssetError, MotionAsset, inspect
+from motionlib.guidance import GuidanceParams, guided_step_count, learning_rate
+from motionlib.learn import learn, reference_motion, transfer
+from motionlib.rho import base_rho
+from motionlib.sampling import dynamic_cfg_scale, generate
+
+
+def clip(model, seed=0):
+    s = model.spec
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(s.num_frames, 3, s.height, s.width, generator=g) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def learnt(tiny5b, tiny2b):
+    """One learn per family, shared by the tests below (events recorded for inspection)."""
+    out = {}
+    for m in (tiny5b, tiny2b):
+        events = []
+        asset = learn(m, clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"})
+        out[m.spec.family] = (m, asset, events)
+    return out
+
+
+def test_plain_generation_matches_diffusers_pipeline(tiny):
+    from diffusers import CogVideoXPipeline
+
+    m, s = tiny, tiny.spec
+    pipe = CogVideoXPipeline(tokenizer=m.tokenizer, text_encoder=m.text_encoder, vae=m.vae,
+                             transformer=m.transformer, scheduler=m.new_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    want = pipe("a red ball", num_frames=s.num_frames, height=s.height, width=s.width,
+                num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                use_dynamic_cfg=s.use_dynamic_cfg, generator=torch.Generator().manual_seed(3),
+                output_type="latent", max_sequence_length=s.text_len).frames
+    got = generate(m, "a red ball", seed=3, output="latent")
+    assert torch.equal(got, want)
+
+
+def test_identity_asset_reproduces_plain_generation_exactly(learnt):
+    for m, asset, _ in learnt.values():
+        ident = MotionAsset(**{**asset.__dict__, "rho_delta": {t: {n: torch.zeros_like(v) for n, v in d.items()}
+                                                                  for t, d in asset.rho_delta.items()}})
+        plain = generate(m, "a blue cube", seed=5, output="latent")
+        same = apply(m, ident, "a blue cube", seed=5, inject=False, output="latent")
+        assert torch.equal(plain, same), m.spec.name
+
+
+def test_learnt_asset_changes_output_and_strength_scales_it(learnt):
+    for m, asset, _ in learnt.values():
+        plain = generate(m, "a blue cube", seed=5, output="latent")
+        full = apply(m, asset, "a blue cube", seed=5, inject=False, output="latent")
+        half = apply(m, asset, "a blue cube", seed=5, inject=False, strength=0.5, output="latent")
+        zero = apply(m, asset, "a blue cube", seed=5, inject=False, strength=0.0, output="latent")
+        assert torch.equal(zero, plain)
+        d_full, d_half = (full - plain).abs().mean().item(), (half - plain).abs().mean().item()
+        assert 0 < d_half < d_full, m.spec.name
+        injected = apply(m, asset, "a blue cube", seed=5, output="latent")
+        assert not torch.equal(injected, full)
+
+
+def test_amf_loss_falls_during_learn(learnt):
+    for m, asset, _ in learnt.values():
+        assert len(asset.losses) == guided_step_count(m.spec.num_inference_steps, m.spec.guidance.guided_fraction)
+        for per_step in asset.losses:
+            assert per_step[-1] < per_step[0], (m.spec.name, per_step)
+        assert asset.losses[-1][-1] < asset.losses[0][0]
+
+
+def test_learn_stops_after_last_guided_step(learnt):
+    for m, asset, events in learnt.values():
+        n = len(asset.timesteps)
+        denoised = [e for e in events if e["phase"] == "denoise"]
+        assert len(denoised) == n - 1  # no denoising after the last guided step, no decode
+        opt = [e for e in events if e["phase"] == "optimise"]
+        assert len(opt) == n * m.spec.guidance.opt_steps
+        assert asset.timesteps == sorted(asset.timesteps, reverse=True)
+
+
+def test_rho_is_warm_started_and_keyed_by_timestep(learnt):
+    m, asset, _ = learnt["rope"]
+    norms = [asset.rho_delta[t]["q_cos"].norm().item() for t in asset.timesteps]
+    assert all(x > 0 for x in norms)
+    assert set(asset.rho_delta[asset.timesteps[0]]) == {"q_cos", "q_sin", "k_cos", "k_sin"}
+    # queries and keys are optimised as separate tables
+    d = asset.rho_delta[asset.timesteps[-1]]
+    assert not torch.equal(d["q_cos"], d["k_cos"])
+    m2, asset2, _ = learnt["posemb"]
+    assert set(asset2.rho_delta[asset2.timesteps[0]]) == {"pos"}
+    frames, rows, cols = m2.spec.grid
+    assert asset2.rho_delta[asset2.timesteps[0]]["pos"].shape == (frames * rows * cols, m2.spec.heads * m2.spec.head_dim)
+
+
+def test_apply_with_other_step_count_uses_nearest_timesteps(learnt):
+    from motionlib.apply import AssetHook
+    from motionlib.sampling import prepare, sample
+
+    m, asset, _ = learnt["rope"]
+    run = prepare(m, "x", seed=0, steps=12)
+    hook = AssetHook(asset, inject=False)
+    sample(run, [hook])
+    assert len(hook.used) == guided_step_count(12, asset.params["guided_fraction"])
+    for t, stored in hook.used:
+        assert stored == min(asset.timesteps, key=lambda s: (abs(s - t), s))
+    assert nearest_timestep([1000, 500], 750) == 500  # ties go to the lower value
+    assert nearest_timestep([1000, 500], 760) == 1000
+
+
+def test_apply_refuses_other_family_or_grid(learnt, tiny5b):
+    from dataclasses import replace
+
+    _, asset2b, _ = learnt["posemb"]
+    with pytest.raises(AssetError, match="posemb"):
+        apply(tiny5b, asset2b, "x")
+    _, asset5b, _ = learnt["rope"]
+    other = replace(tiny5b.spec, num_frames=13)
+    with pytest.raises(AssetError, match="latent grid"):
+        asset5b.check_compatible(other)
+
+
+def test_asset_round_trip(learnt, tmp_path):
+    for m, asset, _ in learnt.values():
+        path = asset.save(tmp_path / f"{m.spec.name}.safetensors")
+        assert not list(tmp_path.glob("*.tmp"))
+        back = MotionAsset.load(path)
+        assert back.timesteps == asset.timesteps and back.spec == asset.spec
+        assert back.params == json.loads(json.dumps(asset.params))
+        assert back.losses == asset.losses and back.source == {"name": "noise.mp4"}
+        for b in asset.blocks:
+            assert torch.equal(back.ref_amf[b], asset.ref_amf[b])
+        for t in asset.timesteps:
+            for n, v in asset.rho_delta[t].items():
+                torch.testing.assert_close(back.rho_delta[t][n], v, atol=1e-4, rtol=1e-3)
+        # fp16 storage loses nothing measurable in the render
+        a = apply(m, asset, "a blue cube", seed=5, output="latent")
+        b = apply(m, back, "a blue cube", seed=5, output="latent")
+        assert (a - b).abs().max().item() < 1e-3 * a.abs().max().item()
+
+
+def _rewrite_header(src, dst, mutate):
+    raw = src.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    body = raw[8 + n:]
+    header, body = mutate(header, body)
+    h = json.dumps(header).encode()
+    dst.write_bytes(struct.pack("<Q", len(h)) + h + body)
+    return dst
+
+
+def test_asset_validation_rejects_bad_files(learnt, tmp_path):
+    import pickle
+
+    m, asset, _ = learnt["rope"]
+    good = asset.save(tmp_path / "good.safetensors")
+    assert inspect(good)["format"] == "motionlib.motion"
+    cases = {}
+    (tmp_path / "empty").write_bytes(b"")
+    cases["empty"] = "too short"
+    (tmp_path / "pickle").write_bytes(pickle.dumps({"a": 1}))
+    cases["pickle"] = "not"
+    (tmp_path / "huge").write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
+    cases["huge"] = "header"
+    (tmp_path / "trunc").write_bytes(good.read_bytes()[:-10])
+    cases["trunc"] = "size"
+
+    def wrong_dtype(h, b):
+        name = next(k for k in h if k.startswith("rho."))
+        h[name]["dtype"] = "F32"
+        return h, b
+
+    def extra_tensor(h, b):
+        h["evil"] = {"dtype": "U8", "shape": [1], "data_offsets": [len(b), len(b) + 1]}
+        return h, b + b"\0"
+
+    def wrong_shape(h, b):
+        h["ref.amf." + str(asset.blocks[0])]["shape"][0] += 1
+        return h, b
+
+    def version(h, b):
+        meta = json.loads(h["__metadata__"]["motionlib"])
+        meta["version"] = 99
+        h["__metadata__"]["motionlib"] = json.dumps(meta)
+        return h, b
+
+    def foreign(h, b):
+        h["__metadata__"] = {"format": "pt"}
+        return h, b
+
+    for fn, msg in [(wrong_dtype, "expected F16"), (extra_tensor, "unexpected"), (wrong_shape, "expected"),
+                    (version, "version 99"), (foreign, "not a motionlib")]:
+        _rewrite_header(good, tmp_path / fn.__name__, fn)
+        cases[fn.__name__] = msg
+    for name, msg in cases.items():
+        with pytest.raises(AssetError, match=msg):
+            MotionAsset.load(tmp_path / name)
+
+
+def test_transfer_latent_mode(tiny5b):
+    video, losses = transfer(tiny5b, clip(tiny5b), "a red ball", seed=2)
+    s = tiny5b.spec
+    assert video.shape == (s.num_frames, 3, s.height, s.width)
+    assert 0 <= video.min() and video.max() <= 1
+    assert losses[0][-1] < losses[0][0]
+    plain = generate(tiny5b, "a red ball", seed=2)
+    assert not torch.equal(video, plain)
+
+
+def test_learn_preview_renders_video(tiny2b):
+    asset, video = learn(tiny2b, clip(tiny2b), seed=0, preview=True, opt_steps=1)
+    assert video.shape[0] == tiny2b.spec.num_frames
+    assert asset.params["opt_steps"] == 1
+
+
+def test_reference_amf_shapes_and_bad_video(tiny5b):
+    frames, rows, cols = tiny5b.spec.grid
+    ref = reference_motion(tiny5b, clip(tiny5b), blocks=(1, 2), temperature=2.0)
+    assert set(ref.amf) == {1, 2}
+    assert ref.amf[2].shape == (frames, frames, rows * cols, 2)
+    assert ref.confidence[2].shape == (frames, frames, rows * cols)
+    with pytest.raises(ValueError, match="needs"):
+        learn(tiny5b, torch.zeros(5, 3, 8, 8))
+
+
+def test_guidance_params_validation(tiny5b):
+    assert GuidanceParams.from_spec(tiny5b.spec).blocks == tiny5b.spec.guidance.blocks
+    assert GuidanceParams.from_spec(tiny5b.spec, blocks=[1, 3]).blocks == (1, 3)
+    with pytest.raises(ValueError, match="outside"):
+        GuidanceParams.from_spec(tiny5b.spec, blocks=[99])
+    with pytest.raises(ValueError, match="guided_fraction"):
+        GuidanceParams.from_spec(tiny5b.spec, guided_fraction=0)
+
+
+def test_schedules_match_their_formulas():
+    # paper: 10 of 50 steps guided, lr 0.002 -> 0.001 linearly over them
+    assert guided_step_count(50, 0.2) == 10
+    lrs = [learning_rate(i, 10, 0.002, 0.001) for i in range(10)]
+    assert lrs[0] == 0.002 and lrs[-1] == pytest.approx(0.001)
+    assert all(a - b == pytest.approx(0.001 / 9) for a, b in zip(lrs, lrs[1:]))
+    import math
+
+    for t in (999, 500, 1):
+        naive = 1 + 6 * ((1 - math.cos(math.pi * ((50 - t) / 50) ** 5.0)) / 2)
+        assert dynamic_cfg_scale(6, t, 50) == naive
+
+
+def test_base_rho_is_what_diffusers_uses(tiny):
+    rho = base_rho(tiny)
+    frames, rows, cols = tiny.spec.grid
+    if tiny.spec.family == "rope":
+        assert rho.tensors["q_cos"].shape == (frames * rows * cols, tiny.spec.head_dim)
+    else:
+        pe = tiny.transformer.patch_embed
+        # diffusers keeps the table in float64 and casts it to the activations dtype when adding
+        assert torch.equal(rho.tensors["pos"], pe.pos_embedding[0, pe.max_text_seq_length:].to(tiny.dtype))
