@@ -1,0 +1,1 @@
+"""Numbered alembic revisions: 0001, 0002, ..."""

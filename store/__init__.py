@@ -1,0 +1,21 @@
+"""The motion catalogue: ``Library`` plus its tables, errors and helpers.
+
+    from motionlib.store import Library
+    lib = Library()                      # $MOTIONLIB_HOME or the platform data dir
+    lib.add_motion("waves", asset_file=..., meta={...}, descriptor=vec, thumbnails={"png": p})
+    lib.search(vec, k=5)
+"""
+
+from .blobs import BlobStore, sha256_file
+from .db import migrate, open_engine
+from .errors import CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound
+from .index import DescriptorIndex
+from .library import COLUMN_META, DESCRIPTOR_VERSION, FAMILIES, REQUIRED_META, Library, Report
+from .models import Motion, MotionTag, Render
+
+__all__ = [
+    "Library", "Report", "Motion", "MotionTag", "Render",
+    "LibraryError", "MotionNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected",
+    "BlobStore", "DescriptorIndex", "open_engine", "migrate", "sha256_file",
+    "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES",
+]

@@ -1,0 +1,99 @@
+"""Engine creation and automatic schema migration.
+
+SQLite connections get WAL journaling, a 30 s busy timeout and foreign keys. Write transactions
+made through ``write_engine(engine)`` start with ``BEGIN IMMEDIATE`` so concurrent writers queue
+on the busy timeout instead of failing with a stale-snapshot "database is locked".
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+__all__ = ["open_engine", "migrate", "write_engine", "alembic_config", "current_revision", "head_revision",
+           "BUSY_TIMEOUT_S"]
+
+BUSY_TIMEOUT_S = 30.0
+_IMMEDIATE = "motionlib_begin_immediate"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def open_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_S})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # Let SQLAlchemy (the "begin" hook below) own transactions instead of pysqlite's
+            # implicit BEGIN, so BEGIN IMMEDIATE and transactional DDL work.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                if url not in ("sqlite://", "sqlite:///:memory:"):
+                    cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA foreign_keys = ON")
+                cur.execute("PRAGMA synchronous = NORMAL")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            if conn.get_execution_options().get(_IMMEDIATE):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def write_engine(engine: Engine) -> Engine:
+    """A view of ``engine`` whose transactions take the SQLite write lock up front (no-op elsewhere)."""
+    return engine.execution_options(**{_IMMEDIATE: True})
+
+
+def migrations_path() -> Path:
+    return Path(str(resources.files("motionlib.migrations")))
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An alembic Config built in code: script_location = the installed ``motionlib.migrations``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_path()))
+    if engine is not None:
+        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """``alembic upgrade <revision>`` on ``engine``; safe when several processes open a library at once."""
+    cfg = alembic_config(engine)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    if revision == "head" and current_revision(engine) == head:
+        return  # fast path: nothing to do, no write lock taken
+    # One transaction around the whole upgrade; on SQLite it is BEGIN IMMEDIATE, so a second
+    # process opening the library at the same moment waits and then finds the schema current.
+    with write_engine(engine).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

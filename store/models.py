@@ -1,0 +1,141 @@
+"""SQLModel tables of the motion catalogue.
+
+The schema is owned by the alembic history in ``motionlib.migrations`` (revision ``0001`` creates
+these tables); change a model here only together with a new numbered migration.
+"""
+
+import json
+from datetime import datetime, timezone
+from typing import Any, List, Optional
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Relationship, SQLModel
+
+__all__ = ["Motion", "MotionTag", "Render", "UTCDateTime", "utcnow", "TABLES"]
+
+TABLES = ("motions", "motion_tags", "renders")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive; we re-attach UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class MotionTag(SQLModel, table=True):
+    __tablename__ = "motion_tags"
+
+    motion_id: int = Field(foreign_key="motions.id", primary_key=True, ondelete="CASCADE")
+    tag: str = Field(primary_key=True, index=True, max_length=64)
+
+    motion: Optional["Motion"] = Relationship(back_populates="tag_rows")
+
+
+class Motion(SQLModel, table=True):
+    """One learned motion asset: catalogue metadata + the sha256 of its safetensors blob."""
+
+    __tablename__ = "motions"
+    # AUTOINCREMENT: SQLite must never reuse a deleted motion's id, because the descriptor index
+    # is keyed by id and trusts that an id always denotes the same descriptor.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    model_name: str = Field(index=True)
+    model_source: Optional[str] = None
+    config_hash: Optional[str] = None
+    family: str  # "rope" | "posemb"
+    latent_frames: int
+    latent_rows: int
+    latent_cols: int
+
+    source_sha256: Optional[str] = None
+    source_name: Optional[str] = None
+    source_fps: Optional[float] = None
+    source_frames: Optional[int] = None
+    source_width: Optional[int] = None
+    source_height: Optional[int] = None
+
+    params_json: str = Field(default="{}", sa_type=sa.Text)
+    loss_json: str = Field(default="[]", sa_type=sa.Text)
+
+    blob_sha256: str = Field(max_length=64, index=True)
+    blob_bytes: int
+    thumb_png: Optional[str] = None  # relative to the library home
+    thumb_gif: Optional[str] = None  # relative to the library home
+
+    descriptor: Optional[bytes] = Field(default=None, sa_type=sa.LargeBinary)
+    descriptor_version: int = Field(default=1)
+
+    tag_rows: List[MotionTag] = Relationship(
+        back_populates="motion",
+        sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan"},
+    )
+
+    # -- conveniences (not columns) -------------------------------------------------------------
+    @property
+    def tags(self) -> list:
+        """Sorted tag strings."""
+        return sorted(t.tag for t in self.tag_rows)
+
+    @property
+    def params(self) -> dict:
+        return json.loads(self.params_json or "{}")
+
+    @property
+    def loss(self) -> list:
+        return json.loads(self.loss_json or "[]")
+
+    def descriptor_array(self) -> Optional[np.ndarray]:
+        """The stored descriptor as a float32 vector (not normalised), or None."""
+        if self.descriptor is None:
+            return None
+        return np.frombuffer(self.descriptor, dtype="<f4").astype(np.float32)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain dict of the columns (descriptor omitted) plus tags, handy for JSON output."""
+        out = {c: getattr(self, c) for c in self.__class__.model_fields if c not in ("descriptor", "tag_rows")}
+        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        out["tags"] = self.tags
+        return out
+
+
+class Render(SQLModel, table=True):
+    """One video rendered with a motion. ``motion_name`` is a copy, so history survives removal."""
+
+    __tablename__ = "renders"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    motion_id: Optional[int] = Field(default=None, foreign_key="motions.id", ondelete="SET NULL",
+                                     nullable=True, index=True)
+    motion_name: Optional[str] = Field(default=None, max_length=64, index=True)
+    prompt: str = Field(sa_type=sa.Text)
+    seed: Optional[int] = None
+    steps: Optional[int] = None
+    strength: Optional[float] = None
+    output_path: str = Field(sa_type=sa.Text)
+    seconds: Optional[float] = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,468 @@
+"""Catalogue tests: fast, offline, everything under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from motionlib.store import (
+    CorruptBlob, ImportRejected, InvalidName, Library, LibraryError, MotionExists, MotionNotFound,
+    migrate, open_engine,
+)
+from motionlib.store.db import alembic_config, current_revision, head_revision
+
+DIM = 16
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv("MOTIONLIB_HOME", raising=False)
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+
+
+@pytest.fixture
+def lib(tmp_path):
+    with Library(tmp_path / "home") as lib:
+        yield lib
+
+
+def meta(**kw):
+    base = dict(model_name="tiny-5b", model_source="local", config_hash="abc", family="rope",
+                latent_frames=4, latent_rows=6, latent_cols=8, source_sha256="0" * 64,
+                source_name="/some/where/clip.mp4", source_fps=24.0, source_frames=49,
+                source_width=720, source_height=480, params={"steps": 10, "lr": 0.003},
+                loss=[1.0, 0.5, 0.25])
+    base.update(kw)
+    return base
+
+
+def vec(seed: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def asset(tmp_path: Path, content: bytes, name: str = "a.safetensors") -> Path:
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+def add(lib, tmp_path, name, *, seed=0, content=None, tags=(), force=False, thumbs=False, **meta_kw):
+    content = content if content is not None else f"asset:{name}:{seed}".encode()
+    thumbnails = None
+    if thumbs:
+        png = tmp_path / f"{name}.png"
+        png.write_bytes(b"\x89PNG fake " + content)
+        gif = tmp_path / f"{name}.gif"
+        gif.write_bytes(b"GIF89a fake " + content)
+        thumbnails = {"png": png, "gif": gif}
+    return lib.add_motion(name, asset_file=asset(tmp_path, content, f"{name}-{seed}.bin"), meta=meta(**meta_kw),
+                          descriptor=vec(seed), thumbnails=thumbnails, tags=tags, force=force)
+
+
+# -- schema --------------------------------------------------------------------------------------
+def test_migrate_blank_db_schema(tmp_path):
+    engine = open_engine(f"sqlite:///{tmp_path / 'blank.db'}")
+    migrate(engine)
+    insp = sa.inspect(engine)
+    assert {"motions", "motion_tags", "renders", "alembic_version"} <= set(insp.get_table_names())
+    cols = {c["name"] for c in insp.get_columns("motions")}
+    assert cols >= {"id", "name", "created_at", "model_name", "model_source", "config_hash", "family",
+                    "latent_frames", "latent_rows", "latent_cols", "source_sha256", "source_name", "source_fps",
+                    "source_frames", "source_width", "source_height", "params_json", "loss_json", "blob_sha256",
+                    "blob_bytes", "thumb_png", "thumb_gif", "descriptor", "descriptor_version"}
+    assert {c["name"] for c in insp.get_columns("renders")} >= {
+        "id", "motion_id", "motion_name", "prompt", "seed", "steps", "strength", "output_path", "seconds",
+        "created_at"}
+    assert {c["name"] for c in insp.get_columns("motion_tags")} == {"motion_id", "tag"}
+    assert any(ix["unique"] and ix["column_names"] == ["name"] for ix in insp.get_indexes("motions"))
+    assert current_revision(engine) == "0001" == head_revision()
+    with engine.connect() as c:  # ids are never reused (the descriptor index is keyed by id)
+        assert "AUTOINCREMENT" in c.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name='motions'").scalar()
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30000
+    migrate(engine)  # idempotent
+    engine.dispose()
+
+
+def test_models_match_migrations(tmp_path):
+    """Autogenerate must find nothing to do: models.py and the 0001 history agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    from motionlib.store.models import TABLES
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'cmp.db'}")
+    migrate(engine)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, SQLModel.metadata)
+
+    def foreign_table(d):  # tables other code may have registered on the global SQLModel.metadata
+        return not isinstance(d, list) and d[0] == "add_table" and d[1].name not in TABLES
+
+    ours = [d for d in diffs if not foreign_table(d)]
+    assert ours == []
+    engine.dispose()
+    assert alembic_config().get_main_option("script_location").endswith("migrations")
+
+
+def test_library_defaults_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "envhome"))
+    with Library() as lib:
+        assert lib.home == (tmp_path / "envhome").resolve()
+        assert (lib.home / "motionlib.db").exists()
+    monkeypatch.setenv("MOTIONLIB_DB_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    with Library() as lib:
+        assert lib.db_url.endswith("other.db")
+    assert (tmp_path / "other.db").exists()
+
+
+# -- CRUD ----------------------------------------------------------------------------------------
+def test_add_get_list_rename_tag_remove(lib, tmp_path):
+    m = add(lib, tmp_path, "waves", seed=1, tags=["Sea", "slow"], thumbs=True)
+    add(lib, tmp_path, "orbit", seed=2, model_name="cogvideox-2b", family="posemb", tags=["camera"])
+    got = lib.get("waves")
+    assert got.id == m.id and got.tags == ["sea", "slow"]
+    assert got.source_name == "clip.mp4" and got.family == "rope" and got.latent_cols == 8
+    assert json.loads(got.params_json) == {"steps": 10, "lr": 0.003} and got.loss == [1.0, 0.5, 0.25]
+    assert got.created_at.tzinfo is not None
+    assert json.loads(json.dumps(got.summary()))["tags"] == ["sea", "slow"]
+    assert np.allclose(got.descriptor_array(), vec(1))
+    assert got.thumb_png == f"thumbs/{got.blob_sha256}.png" and lib.thumb_path(got).is_file()
+    assert lib.asset_path("waves").read_bytes() == b"asset:waves:1"
+
+    assert [x.name for x in lib.list()] == ["orbit", "waves"]
+    assert [x.name for x in lib.list(tag="sea")] == ["waves"]
+    assert [x.name for x in lib.list(tag="SEA")] == ["waves"]
+    assert [x.name for x in lib.list(model="cogvideox-2b")] == ["orbit"]
+    assert [x.name for x in lib.list(model="local")] == ["orbit", "waves"]
+    assert lib.list(tag="camera", model="tiny-5b") == []
+
+    with pytest.raises(MotionNotFound, match="did you mean 'waves'"):
+        lib.get("wavs")
+
+    lib.rename("waves", "ocean")
+    assert lib.get("ocean").id == m.id
+    with pytest.raises(MotionNotFound):
+        lib.get("waves")
+    with pytest.raises(MotionExists):
+        lib.rename("ocean", "orbit")
+    with pytest.raises(InvalidName):
+        lib.rename("ocean", "../evil")
+
+    assert lib.tag("ocean", add=["calm"], remove=["slow"]).tags == ["calm", "sea"]
+    assert [x.name for x in lib.list(tag="slow")] == []
+
+    blob = lib.asset_path("ocean")
+    png = lib.thumb_path("ocean")
+    lib.remove("ocean")
+    assert not blob.exists() and not png.exists()
+    assert [x.name for x in lib.list()] == ["orbit"]
+    with pytest.raises(MotionNotFound):
+        lib.remove("ocean")
+
+
+def test_remove_keeps_shared_blob(lib, tmp_path):
+    add(lib, tmp_path, "one", seed=1, content=b"same bytes")
+    add(lib, tmp_path, "two", seed=2, content=b"same bytes")
+    assert lib.get("one").blob_sha256 == lib.get("two").blob_sha256
+    lib.remove("one")
+    assert lib.asset_path("two").read_bytes() == b"same bytes"
+    lib.remove("two")
+    assert list(lib.blobs.iter_shas()) == []
+
+
+def test_duplicate_refused_and_force_replaces(lib, tmp_path):
+    first = add(lib, tmp_path, "waves", seed=1, tags=["a"])
+    old_blob = lib.asset_path("waves")
+    with pytest.raises(MotionExists, match="force=True"):
+        add(lib, tmp_path, "waves", seed=2)
+    assert lib.get("waves").id == first.id
+    assert len(list(lib.blobs.iter_shas())) == 1  # the refused asset was not stored
+    second = add(lib, tmp_path, "waves", seed=3, force=True, tags=["b"])
+    got = lib.get("waves")
+    assert got.id == second.id != first.id and got.tags == ["b"]
+    assert lib.asset_path("waves").read_bytes() == b"asset:waves:3"
+    assert not old_blob.exists()  # unreferenced old blob collected
+    assert len(lib.list()) == 1
+    assert lib.search(vec(3), k=1)[0][0].id == second.id
+
+
+def test_meta_validation(lib, tmp_path):
+    with pytest.raises(LibraryError, match="missing required key"):
+        lib.add_motion("x", asset_file=asset(tmp_path, b"x"), meta={"model_name": "m"}, descriptor=vec(0))
+    with pytest.raises(LibraryError, match="family"):
+        add(lib, tmp_path, "x", family="conv")
+    with pytest.raises(LibraryError, match="descriptor"):
+        lib.add_motion("x", asset_file=asset(tmp_path, b"x"), meta=meta(), descriptor=np.zeros(DIM))
+    add(lib, tmp_path, "ok", seed=0, weird_key=5)
+    assert lib.get("ok").params["weird_key"] == 5
+    with pytest.raises(LibraryError, match="values"):
+        lib.add_motion("y", asset_file=asset(tmp_path, b"y"), meta=meta(), descriptor=vec(1, dim=DIM + 1))
+    assert lib.names() == ["ok"]
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "a\\b", "", "x" * 65, ".", "..", ".hidden", "-x", "a b",
+                                 "naïve", "a\x00b"])
+def test_invalid_names(lib, tmp_path, bad):
+    with pytest.raises(InvalidName) as e:
+        lib.add_motion(bad, asset_file=asset(tmp_path, b"x"), meta=meta(), descriptor=vec(0))
+    assert "\n" not in str(e.value)
+    assert list(lib.blobs.iter_shas()) == [] and lib.names() == []
+
+
+def test_valid_names(lib):
+    for ok in ["a", "A.b-c_d", "9lives", "x" * 64]:
+        assert lib.validate_name(ok) == ok
+
+
+# -- blobs ---------------------------------------------------------------------------------------
+def test_blob_layout_and_corruption(lib, tmp_path):
+    m = add(lib, tmp_path, "waves", seed=1, content=b"0123456789" * 100)
+    p = lib.asset_path("waves")
+    assert p == lib.home / "blobs" / m.blob_sha256[:2] / f"{m.blob_sha256}.safetensors"
+    assert m.blob_bytes == 1000
+    assert list(lib.blobs.root.rglob("*.tmp*")) == []
+    data = bytearray(p.read_bytes())
+    data[500] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(CorruptBlob) as e:
+        lib.asset_path("waves")
+    assert "waves" in str(e.value) and str(p) in str(e.value) and e.value.motion == "waves"
+    assert lib.asset_path("waves", verify=False) == p
+    with pytest.raises(CorruptBlob):
+        lib.export("waves", tmp_path / "out.safetensors")
+    rep = lib.doctor()
+    assert rep.corrupt_blobs == ["waves"] and not rep.ok
+    p.unlink()
+    with pytest.raises(CorruptBlob, match="missing"):
+        lib.asset_path("waves", verify=False)
+    assert lib.doctor(repair=True).missing_blobs == ["waves"]
+    assert lib.names() == ["waves"]  # doctor never deletes rows
+
+
+def test_export(lib, tmp_path):
+    add(lib, tmp_path, "waves", seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = lib.export("waves", out)
+    assert dest == out / "waves.safetensors" and dest.read_bytes() == b"asset:waves:1"
+    with pytest.raises(LibraryError, match="overwrite=True"):
+        lib.export("waves", dest)
+    assert lib.export("waves", dest, overwrite=True) == dest
+    with pytest.raises(LibraryError, match="does not exist"):
+        lib.export("waves", tmp_path / "nope" / "x.safetensors")
+
+
+# -- import --------------------------------------------------------------------------------------
+def test_import_file(lib, tmp_path):
+    src = asset(tmp_path, b"SAFE-header-and-tensors", "incoming.safetensors")
+    seen = []
+
+    def validate(p: Path) -> dict:
+        seen.append(p)
+        assert p != src and lib.home in p.parents  # callbacks see a private copy inside home
+        if not p.read_bytes().startswith(b"SAFE"):
+            raise ValueError("bad safetensors header")
+        return meta(name="ignored-original-name")
+
+    m = lib.import_file(src, name="imported", validate=validate, descriptor_fn=lambda p, md: vec(7),
+                        thumbnails_fn=lambda p, md, work: {"png": asset(work, b"png", "t.png")}, tags=["ext"])
+    assert m.tags == ["ext"] and lib.asset_path("imported").read_bytes() == src.read_bytes()
+    assert lib.thumb_path("imported").read_bytes() == b"png"
+    assert lib.get("imported").params["imported_from"] == "incoming.safetensors"
+    assert not seen[0].parent.exists()  # staging cleaned up
+    assert list((lib.home / "tmp").iterdir()) == []
+
+    bad = asset(tmp_path, b"EVIL", "bad.safetensors")
+    with pytest.raises(ImportRejected, match="bad safetensors header"):
+        lib.import_file(bad, name="bad", validate=validate, descriptor_fn=lambda p, md: vec(1))
+    with pytest.raises(ImportRejected, match="no such file"):
+        lib.import_file(tmp_path / "missing.safetensors", name="bad", validate=validate,
+                        descriptor_fn=lambda p, md: vec(1))
+    with pytest.raises(MotionExists):
+        lib.import_file(src, name="imported", validate=validate, descriptor_fn=lambda p, md: vec(1))
+    assert lib.names() == ["imported"] and len(list(lib.blobs.iter_shas())) == 1
+    assert list((lib.home / "tmp").iterdir()) == []
+
+
+# -- index & search ------------------------------------------------------------------------------
+def test_search_nearest_first(lib, tmp_path):
+    for i in range(6):
+        add(lib, tmp_path, f"m{i}", seed=i, model_name="tiny-5b" if i % 2 == 0 else "tiny-2b")
+    q = vec(3) + 0.05 * vec(100)
+    res = lib.search(q, k=3)
+    assert [m.name for m, _ in res][0] == "m3"
+    scores = [s for _, s in res]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.95
+    assert all(m.model_name == "tiny-5b" for m, _ in lib.search(q, k=3, model="tiny-5b"))
+    assert len(lib.search(q, k=3, model="tiny-5b")) == 3
+    assert "m3" not in [m.name for m, _ in lib.search(q, k=5, exclude="m3")]
+    assert lib.search(q, k=10, model="nope") == []
+    assert len(lib.search(q, k=100)) == 6
+    with pytest.raises(LibraryError, match="values"):
+        lib.search(vec(0, dim=3))
+
+
+def _index_files(lib):
+    return lib.index.faiss_path, lib.index.sidecar_path
+
+
+def test_index_rebuilt_when_deleted(lib, tmp_path):
+    for i in range(3):
+        add(lib, tmp_path, f"m{i}", seed=i)
+    faiss_path, side = _index_files(lib)
+    assert faiss_path.exists() and json.loads(side.read_text())["count"] == 3
+    faiss_path.unlink()
+    side.unlink()
+    assert lib.doctor().index_stale
+    assert lib.search(vec(1), k=1)[0][0].name == "m1"
+    assert faiss_path.exists() and json.loads(side.read_text())["count"] == 3
+    faiss_path.write_bytes(b"garbage")  # unreadable -> rebuilt
+    assert lib.search(vec(2), k=1)[0][0].name == "m2"
+    assert lib.doctor().index_stale is False
+
+
+def test_index_rebuilt_when_stale(lib, tmp_path):
+    add(lib, tmp_path, "m0", seed=0)
+    fp_before = json.loads(lib.index.sidecar_path.read_text())["fingerprint"]
+    # A second Library with a broken index dir adds a row "behind the back" of this index.
+    other = Library(lib.home)
+    other.index.folder = tmp_path / "elsewhere"
+    other.index.folder.mkdir()
+    add(other, tmp_path, "m1", seed=1)
+    other.close()
+    assert json.loads(lib.index.sidecar_path.read_text())["fingerprint"] == fp_before
+    rep = lib.doctor()
+    assert rep.index_stale and "stale" in rep.index_reason
+    assert lib.search(vec(1), k=1)[0][0].name == "m1"
+    side = json.loads(lib.index.sidecar_path.read_text())
+    assert side["count"] == 2 and side["fingerprint"] != fp_before and side["max_id"] == lib.get("m1").id
+    # rows removed behind its back are dropped too
+    with lib._write_session() as s:
+        s.exec(sa.delete(sa.table("motions", sa.column("name"))).where(sa.column("name") == "m1"))
+        s.commit()
+    assert [m.name for m, _ in lib.search(vec(1), k=5)] == ["m0"]
+
+
+def test_index_rebuilt_when_version_differs(lib, tmp_path):
+    add(lib, tmp_path, "m0", seed=0)
+    side = lib.index.sidecar_path
+    data = json.loads(side.read_text())
+    data["version"] = 99
+    side.write_text(json.dumps(data))
+    rep = lib.doctor()
+    assert rep.index_stale and "version" in rep.index_reason
+    assert lib.search(vec(0), k=1)[0][0].name == "m0"
+    assert json.loads(side.read_text())["version"] == 1
+    # a library using descriptor version 2 has its own index file and ignores v1 descriptors
+    with Library(lib.home, descriptor_version=2) as v2:
+        assert v2.index.faiss_path.name == "descriptors-v2.faiss"
+        assert v2.search(vec(0), k=1) == []
+        assert v2.doctor().other_descriptor_versions == ["m0"]
+
+
+def test_index_failure_only_marks_stale(lib, tmp_path, monkeypatch):
+    add(lib, tmp_path, "m0", seed=0)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(lib.index, "save", boom)
+    add(lib, tmp_path, "m1", seed=1)  # the catalogue write succeeds anyway
+    assert not lib.index.sidecar_path.exists()
+    monkeypatch.undo()
+    assert lib.search(vec(1), k=1)[0][0].name == "m1"
+
+
+# -- doctor --------------------------------------------------------------------------------------
+def test_doctor_finds_and_repairs_orphans_and_temp_files(lib, tmp_path):
+    add(lib, tmp_path, "keep", seed=1, thumbs=True)
+    # a killed learn: blob stored, no row; plus a half-written temp file
+    sha, _ = lib.blobs.put(asset(tmp_path, b"orphaned asset", "o.bin"))
+    orphan = lib.blobs.path(sha)
+    tmp_file = orphan.parent / f"{orphan.name}.tmpdeadbeef"
+    tmp_file.write_bytes(b"partial")
+    young = lib.home / "thumbs" / "x.png.tmp1234"
+    young.write_bytes(b"in flight")
+    old = time.time() - 3600
+    os.utime(tmp_file, (old, old))
+    lib.index.sidecar_path.unlink()
+
+    rep = lib.doctor()
+    assert rep.orphan_blobs == [orphan]
+    assert set(rep.temp_files) == {tmp_file, young}
+    assert rep.index_stale and not rep.ok
+    assert rep.missing_blobs == rep.corrupt_blobs == [] and rep.missing_thumbnails == []
+    assert orphan.exists() and tmp_file.exists()  # no repair without repair=True
+
+    rep = lib.doctor(repair=True)
+    assert not orphan.exists() and not tmp_file.exists()
+    assert young.exists() and any("x.png.tmp1234" in s for s in rep.skipped)
+    assert lib.index.sidecar_path.exists()
+    assert lib.asset_path("keep").exists() and lib.thumb_path("keep").exists()
+
+    lib.doctor(repair=True, grace_seconds=0)
+    assert not young.exists()
+    lib.thumb_path("keep").unlink()
+    rep = lib.doctor()
+    assert [n for n, _ in rep.missing_thumbnails] == ["keep"] and "thumbnail" in str(rep)
+    lib.thumb_path("keep").write_bytes(b"x")
+    assert lib.doctor().ok
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+def _worker(home: str, proc: int, n: int, tmp: str) -> None:
+    lib = Library(Path(home))
+    for i in range(n):
+        src = Path(tmp) / f"p{proc}-{i}.bin"
+        src.write_bytes(f"proc {proc} asset {i}".encode())
+        lib.add_motion(f"p{proc}-m{i}", asset_file=src, meta=meta(), descriptor=vec(proc * 100 + i))
+    lib.close()
+
+
+def test_two_processes_add_concurrently(tmp_path):
+    home = tmp_path / "shared"  # not created yet: both processes also race to migrate
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(str(home), p, 5, str(tmp_path))) for p in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with Library(home) as lib:
+        names = lib.names()
+        assert len(names) == 10 and set(names) == {f"p{p}-m{i}" for p in range(2) for i in range(5)}
+        for n in names:
+            lib.asset_path(n)
+        assert lib.search(vec(104), k=1)[0][0].name == "p1-m4"
+        assert lib.doctor().ok, str(lib.doctor())
+
+
+# -- renders -------------------------------------------------------------------------------------
+def test_record_render_and_renders(lib, tmp_path):
+    add(lib, tmp_path, "waves", seed=1)
+    r1 = lib.record_render("waves", prompt="a boat", seed=1, steps=20, strength=0.8,
+                           output_path=tmp_path / "a.mp4", seconds=12.5)
+    r2 = lib.record_render("waves", prompt="a car", output_path="b.mp4")
+    lib.record_render(None, prompt="no motion", output_path="c.mp4")
+    assert r1.id and r1.motion_id == lib.get("waves").id and r1.created_at.tzinfo is not None
+    assert [r.id for r in lib.renders("waves")] == [r2.id, r1.id]
+    assert len(lib.renders()) == 3 and len(lib.renders(limit=1)) == 1
+    with pytest.raises(MotionNotFound):
+        lib.record_render("nope", prompt="x", output_path="x.mp4")
+    lib.rename("waves", "ocean")
+    assert [r.id for r in lib.renders("ocean")] == [r2.id, r1.id]
+    lib.remove("ocean")
+    kept = lib.renders("ocean")
+    assert [r.id for r in kept] == [r2.id, r1.id] and all(r.motion_id is None for r in kept)
