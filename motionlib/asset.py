@@ -6,6 +6,8 @@ Tensors:
 - ``ref.latent``: the reference latent for KV injection, float16.
 - ``ref.amf.<block>``: the reference's hard AMF [F, F, S, 2] (integer patch offsets), int16.
 - ``ref.conf.<block>``: its peak attention probabilities [F, F, S], float16.
+- ``ref.frames`` (optional): small uint8 previews [F, h, w, 3] of the reference at the latent
+  frames, so thumbnails can be redrawn from the file alone (e.g. after import).
 
 The JSON header metadata holds the format name and version, the model spec, the guided timesteps,
 scheduler, every learn parameter and the loss history. `load` checks the header size, every
@@ -50,6 +52,7 @@ class MotionAsset:
     losses: list[list[float]] = field(default_factory=list)  # per guided step, per Adam step
     source: dict = field(default_factory=dict)  # reference clip facts (name, sha256, fps, ...)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    ref_frames: torch.Tensor | None = None  # uint8 [F', h, w, 3] previews
 
     @property
     def family(self) -> str:
@@ -80,6 +83,7 @@ class MotionAsset:
             "spec": self.spec.to_dict(), "timesteps": self.timesteps, "steps": self.steps,
             "scheduler": self.scheduler, "params": self.params, "losses": self.losses,
             "source": self.source, "blocks": self.blocks, "latent_shape": list(self.ref_latent.shape),
+            "frames_shape": None if self.ref_frames is None else list(self.ref_frames.shape),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -90,6 +94,8 @@ class MotionAsset:
         for b in self.blocks:
             out[f"ref.amf.{b}"] = self.ref_amf[b].detach().round().to(torch.int16).cpu().contiguous()
             out[f"ref.conf.{b}"] = self.ref_confidence[b].detach().to(torch.float16).cpu().contiguous()
+        if self.ref_frames is not None:
+            out["ref.frames"] = self.ref_frames.detach().to(torch.uint8).cpu().contiguous()
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -125,10 +131,11 @@ class MotionAsset:
             for b in meta["blocks"]:
                 amf[b] = f.get_tensor(f"ref.amf.{b}").float()
                 conf[b] = f.get_tensor(f"ref.conf.{b}").float()
+            frames = f.get_tensor("ref.frames") if meta.get("frames_shape") else None
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
-                   created_at=meta["created_at"])
+                   created_at=meta["created_at"], ref_frames=frames)
 
 
 def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -148,6 +155,12 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     for b in meta["blocks"]:
         out[f"ref.amf.{b}"] = ((frames, frames, s, 2), "I16")
         out[f"ref.conf.{b}"] = ((frames, frames, s), "F16")
+    fshape = meta.get("frames_shape")
+    if fshape is not None:
+        fshape = tuple(int(x) for x in fshape)
+        if len(fshape) != 4 or fshape[0] != frames or fshape[3] != 3 or not all(0 < x <= 512 for x in fshape[1:3]):
+            raise ValueError(f"preview frames {list(fshape)} do not fit the model grid")
+        out["ref.frames"] = (fshape, "U8")
     return out
 
 

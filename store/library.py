@@ -132,6 +132,15 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
         raise LibraryError(f"meta key '{key}' should be {typ.__name__}, got {value!r}") from None
 
 
+def _float_lists(obj: Any) -> Any:
+    """Loss history as nested lists of floats (per guided step, per optimisation step)."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, (list, tuple)):
+        return [_float_lists(x) for x in obj]
+    return float(obj)
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
@@ -235,7 +244,7 @@ class Library:
             raise LibraryError("meta 'params' must be a dict of the learn parameters")
         params.update(extra)
         loss = meta.get("loss")
-        loss = [] if loss is None else [float(x) for x in np.asarray(loss, dtype=np.float64).reshape(-1)]
+        loss = [] if loss is None else _float_lists(loss)
         try:
             cols["params_json"] = json.dumps(params, sort_keys=True, default=_jsonable)
         except (TypeError, ValueError) as exc:
@@ -607,8 +616,11 @@ class Library:
             if ext in THUMB_KINDS and stem not in used:
                 rep.orphan_thumbnails.append(p)
         rep.temp_files = self._temp_entries()
-        state = self.index.check(self._descriptor_ids())
-        rep.index_stale, rep.index_reason = (not state.fresh), ("" if state.fresh else state.reason)
+        ids = self._descriptor_ids()
+        state = self.index.check(ids)
+        # an index not built yet for an empty library is not a problem (search builds it on demand)
+        stale = not state.fresh and bool(ids or self.index.sidecar_path.exists())
+        rep.index_stale, rep.index_reason = stale, (state.reason if stale else "")
 
         if repair:
             for p in rep.orphan_blobs:

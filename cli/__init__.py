@@ -1,0 +1,1 @@
+"""The `motionlib` command line (typer + rich), thin over the engine and the catalogue."""

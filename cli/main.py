@@ -1,0 +1,490 @@
+"""`motionlib`: learn a motion from a clip once, render any prompt with it later.
+
+Every command is a thin layer over the library API (motionlib.*) and the catalogue
+(motionlib.store). User errors end with one line on stderr and exit code 1 (2 for usage errors);
+`--verbose` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_MODEL_ENV = "MOTIONLIB_MODEL"
+FALLBACK_MODEL = "cogvideox-5b"
+
+app = typer.Typer(
+    name="motionlib",
+    help="Turn the motion of a reference video into a reusable motion asset and render new videos with it "
+         "(DiTFlow on CogVideoX).\n\nTypical day: `motionlib learn ref.mp4 --name squat`, then "
+         "`motionlib apply squat \"a robot squatting\"`, and `motionlib search clip.mp4` to find stored motions "
+         "like a clip.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class State:
+    home: Optional[Path] = None
+    as_json: bool = False
+    verbose: bool = False
+    device: Optional[str] = None
+    quiet: bool = False
+    _lib: object = None
+
+    def library(self):
+        if self._lib is None:
+            from motionlib.store import Library
+
+            self._lib = Library(self.home)
+        return self._lib
+
+
+state = State()
+
+
+def default_model() -> str:
+    return os.environ.get(DEFAULT_MODEL_ENV) or FALLBACK_MODEL
+
+
+def emit(data, human=None) -> None:
+    """--json prints `data`; otherwise `human()` draws it (or data is printed plainly)."""
+    if state.as_json:
+        out.print_json(json.dumps(data, default=str))
+    elif human is not None:
+        human()
+    else:
+        out.print(data)
+
+
+def load(model_name: str, **geometry):
+    """Load a model and apply frame/size overrides; loading failures become one clear line."""
+    from motionlib.catalog import with_geometry
+    from motionlib.models import load_model, resolve_spec
+
+    spec = resolve_spec(model_name)
+    if not state.quiet and not state.as_json:
+        err.print(f"[dim]loading {spec.name} ({spec.source})…[/dim]")
+    try:
+        model = load_model(model_name, device=state.device)
+    except OSError as e:  # from_pretrained without network or cache
+        raise UserError(f"could not load {spec.source}: {str(e).splitlines()[0]} "
+                        f"(no weights offline? try --model tiny-5b, or a local CogVideoX folder)") from e
+    return with_geometry(model, **geometry)
+
+
+def model_for_asset(spec, override: Optional[str]):
+    from motionlib.models import known_models
+
+    name = override or (spec.name if spec.name in known_models() else spec.source)
+    return load(name, num_frames=spec.num_frames, height=spec.height, width=spec.width)
+
+
+class UserError(Exception):
+    """A problem the user can fix; shown as one line."""
+
+
+def progress_bar():
+    from .progress import EngineProgress
+
+    return EngineProgress(err, enabled=not (state.as_json or state.quiet))
+
+
+def default_output(stem: str, gif: bool) -> Path:
+    return Path(f"{stem}.{'gif' if gif else 'mp4'}")
+
+
+def write(video, path: Path, fps: int) -> Path:
+    from motionlib.video import write_video
+
+    return write_video(video, path, fps=fps)
+
+
+# --------------------------------------------------------------------------------------------
+@app.callback()
+def main_options(
+    home: Optional[Path] = typer.Option(None, "--home", envvar="MOTIONLIB_HOME",
+                                        help="Library folder (default: $MOTIONLIB_HOME or the platform's user data dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+    device: Optional[str] = typer.Option(None, "--device", envvar="MOTIONLIB_DEVICE",
+                                         help="Compute device (default: cuda if available, else cpu)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    state.home, state.as_json, state.verbose, state.device, state.quiet = home, as_json, verbose, device, quiet
+    state._lib = None
+
+
+@app.command()
+def learn(
+    video: Path = typer.Argument(..., help="Reference clip (mp4, mov, gif, ...)."),
+    name: str = typer.Option(..., "--name", "-n", help="Name to store the motion under."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model name, hub id or folder (default: ${DEFAULT_MODEL_ENV} or {FALLBACK_MODEL}); see `motionlib models`."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Prompt of the learning generation (default: empty)."),
+    tag: List[str] = typer.Option([], "--tag", "-t", help="Tag the motion (repeatable)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames to sample from the clip (model default)."),
+    height: Optional[int] = typer.Option(None, "--height", help="Render height (model default)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Render width (model default)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (model default, 50 for CogVideoX)."),
+    seed: int = typer.Option(0, "--seed"),
+    sampling: str = typer.Option("spread", "--sampling", help="'spread': frames spread over the clip; 'start': consecutive frames from its start."),
+    opt_steps: Optional[int] = typer.Option(None, "--opt-steps", help="Adam steps per guided step (K_opt)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Start learning rate (decays linearly to --lr-end)."),
+    lr_end: Optional[float] = typer.Option(None, "--lr-end"),
+    guided_fraction: Optional[float] = typer.Option(None, "--guided-fraction", help="Share of denoising steps that are guided."),
+    block: List[int] = typer.Option([], "--block", help="Guidance block(s) (repeatable)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a motion of the same name."),
+):
+    """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
+    from motionlib.catalog import learn_motion
+
+    if sampling not in ("spread", "start"):
+        raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
+    lib = state.library()
+    lib.validate_name(name)
+    if not force and lib.exists(name):
+        raise UserError(f"a motion named '{name}' already exists (use --force to replace it)")
+    from motionlib.video import probe
+
+    probe(video)  # fail on a bad clip before loading any model
+    m = load(model or default_model(), num_frames=frames, height=height, width=width)
+    started = time.monotonic()
+    with progress_bar() as bar:
+        row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
+                           tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
+                           guided_fraction=guided_fraction, blocks=block or None)
+    thumb = lib.thumb_path(row, "png")
+    data = {"name": row.name, "model": row.model_name, "bytes": row.blob_bytes, "thumbnail": str(thumb),
+            "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss)}
+    emit(data, lambda: out.print(f"learnt [bold]{row.name}[/bold] with {row.model_name}: "
+                                 f"{row.blob_bytes / 1e6:.2f} MB, {data['seconds']} s, final AMF loss "
+                                 f"{data['final_loss']:.4f}\nthumbnail: {thumb}"))
+
+
+def _last(x):
+    while isinstance(x, list) and x:
+        x = x[-1]
+    return x if isinstance(x, float) else None
+
+
+@app.command()
+def apply(
+    name: str = typer.Argument(..., help="Stored motion."),
+    prompt: str = typer.Argument(..., help="What to render."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (.mp4 or .gif; default NAME-SEED.mp4)."),
+    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (default: those of the learn)."),
+    strength: float = typer.Option(1.0, "--strength", "-s", help="Scale of the learnt change of ρ (0 = plain generation)."),
+    inject: bool = typer.Option(True, "--inject/--no-inject", help="KV injection of the stored reference latent."),
+    gif: bool = typer.Option(False, "--gif", help="Write a GIF instead of an mp4 (when -o is not given)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Load the weights from here (same architecture)."),
+):
+    """Render PROMPT with a stored motion, zero-shot (no optimisation)."""
+    from motionlib.apply import apply as apply_motion
+    from motionlib.catalog import load_motion
+
+    if strength < 0:
+        raise UserError(f"--strength must be >= 0, got {strength}")
+    lib = state.library()
+    asset = load_motion(lib, name)
+    m = model_for_asset(asset.spec, model)
+    asset.check_compatible(m.spec)
+    path = output or default_output(f"{name}-{seed}", gif)
+    started = time.monotonic()
+    with progress_bar() as bar:
+        video = apply_motion(m, asset, prompt, seed=seed, steps=steps or asset.steps, strength=strength,
+                             inject=inject, progress=bar)
+    write(video, path, m.spec.fps)
+    seconds = round(time.monotonic() - started, 2)
+    lib.record_render(name, prompt=prompt, output_path=str(path.resolve()), seed=seed,
+                      steps=steps or asset.steps, strength=strength, seconds=seconds)
+    emit({"output": str(path), "motion": name, "seconds": seconds},
+         lambda: out.print(f"wrote {path} ({seconds} s)"))
+
+
+@app.command()
+def transfer(
+    video: Path = typer.Argument(..., help="Reference clip."),
+    prompt: str = typer.Argument(..., help="What to render."),
+    output: Path = typer.Option(Path("transfer.mp4"), "--output", "-o"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    sampling: str = typer.Option("spread", "--sampling"),
+):
+    """One-shot transfer optimising the latent z_t (best quality for one prompt; nothing stored)."""
+    from motionlib.learn import transfer as transfer_motion
+    from motionlib.video import read_video
+
+    from motionlib.video import probe
+
+    probe(video)
+    m = load(model or default_model())
+    s = m.spec
+    clip, _ = read_video(video, s.num_frames, s.height, s.width, sampling=sampling)
+    started = time.monotonic()
+    with progress_bar() as bar:
+        result, _ = transfer_motion(m, clip, prompt, seed=seed, steps=steps, progress=bar)
+    write(result, output, s.fps)
+    seconds = round(time.monotonic() - started, 2)
+    emit({"output": str(output), "seconds": seconds}, lambda: out.print(f"wrote {output} ({seconds} s)"))
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(...),
+    output: Path = typer.Option(Path("generate.mp4"), "--output", "-o"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+):
+    """Plain generation with the same settings (the baseline apply is compared with)."""
+    from motionlib.sampling import generate as plain
+
+    m = load(model or default_model())
+    started = time.monotonic()
+    with progress_bar() as bar:
+        video = plain(m, prompt, seed=seed, steps=steps, progress=bar)
+    write(video, output, m.spec.fps)
+    seconds = round(time.monotonic() - started, 2)
+    emit({"output": str(output), "seconds": seconds}, lambda: out.print(f"wrote {output} ({seconds} s)"))
+
+
+@app.command()
+def search(
+    video: Optional[Path] = typer.Argument(None, help="Clip whose motion to look for."),
+    k: int = typer.Option(5, "-k", help="How many results."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model that reads the clip (default: that of the stored motions, else the default model)."),
+    like: Optional[str] = typer.Option(None, "--like", help="Search motions like a stored one instead of a clip."),
+):
+    """Rank stored motions by similarity of their AMF descriptors to a clip's (or to --like NAME)."""
+    from motionlib.catalog import clip_descriptor
+
+    lib = state.library()
+    if (video is None) == (like is None):
+        raise UserError("give either a VIDEO or --like NAME")
+    if like:
+        row = lib.get(like)
+        hits = lib.search(row.descriptor_array(), k=k, model=model, exclude=like)
+    else:
+        from motionlib.video import probe
+
+        probe(video)
+        rows = lib.list()
+        name = model or (rows[0].model_name if rows and all(r.model_name == rows[0].model_name for r in rows)
+                         else default_model())
+        m = load(name)
+        hits = lib.search(clip_descriptor(m, video), k=k, model=m.spec.name)
+    data = [{"name": r.name, "score": round(float(s), 4), "model": r.model_name, "tags": r.tags} for r, s in hits]
+
+    def human():
+        if not data:
+            out.print("no stored motions to compare with")
+            return
+        t = Table("name", "similarity", "model", "tags")
+        for d in data:
+            t.add_row(d["name"], f"{d['score']:.3f}", d["model"], ", ".join(d["tags"]))
+        out.print(t)
+
+    emit(data, human)
+
+
+@app.command("list")
+def list_(
+    tag: Optional[str] = typer.Option(None, "--tag", "-t"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+):
+    """List stored motions (newest first)."""
+    rows = state.library().list(tag=tag, model=model)
+    data = [{"name": r.name, "model": r.model_name, "frames": r.latent_frames, "bytes": r.blob_bytes,
+             "tags": r.tags, "source": r.source_name, "created_at": r.created_at.isoformat()} for r in rows]
+
+    def human():
+        t = Table("name", "model", "source", "size", "tags", "created")
+        for d in data:
+            t.add_row(d["name"], d["model"], d["source"] or "", f"{d['bytes'] / 1e6:.2f} MB",
+                      ", ".join(d["tags"]), d["created_at"][:19])
+        out.print(t if data else "no motions yet: `motionlib learn CLIP --name NAME`")
+
+    emit(data, human)
+
+
+app.command("ls", help="Alias of list.")(list_)
+
+
+@app.command()
+def show(name: str = typer.Argument(...)):
+    """Everything stored about a motion."""
+    lib = state.library()
+    row = lib.get(name)
+    data = row.summary()
+    data["thumbnail_png"] = str(lib.thumb_path(row, "png"))
+    data["thumbnail_gif"] = str(lib.thumb_path(row, "gif"))
+    data["params"] = row.params
+    data["loss"] = row.loss
+    data["renders"] = [{"prompt": r.prompt, "output": r.output_path, "seed": r.seed, "seconds": r.seconds}
+                       for r in lib.renders(name, limit=10)]
+    data.pop("params_json", None)
+    data.pop("loss_json", None)
+
+    def human():
+        t = Table(show_header=False)
+        for key in ("name", "model_name", "family", "latent_frames", "latent_rows", "latent_cols", "source_name",
+                    "source_fps", "source_frames", "blob_bytes", "tags", "created_at", "thumbnail_png",
+                    "thumbnail_gif"):
+            t.add_row(key, str(data.get(key)))
+        loss = data["loss"] or []
+        if loss and isinstance(loss[0], list):
+            t.add_row("AMF loss", f"{loss[0][0]:.4f} → {loss[-1][-1]:.4f} over {len(loss)} guided steps")
+        t.add_row("params", json.dumps(data["params"]))
+        t.add_row("renders", str(len(data["renders"])))
+        out.print(t)
+
+    emit(data, human)
+
+
+@app.command()
+def rm(names: List[str] = typer.Argument(..., help="Motions to remove.")):
+    """Remove motions (their files go when no other motion shares them)."""
+    lib = state.library()
+    for n in names:
+        lib.get(n)  # all-or-nothing: fail before removing anything
+    for n in names:
+        lib.remove(n)
+    emit({"removed": names}, lambda: out.print(f"removed {', '.join(names)}"))
+
+
+@app.command()
+def rename(old: str, new: str):
+    """Rename a motion."""
+    state.library().rename(old, new)
+    emit({"renamed": old, "to": new}, lambda: out.print(f"renamed {old} → {new}"))
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def tag(name: str = typer.Argument(...),
+        changes: List[str] = typer.Argument(..., help="+TAG adds, -TAG removes (e.g. +sport -draft).")):
+    """Add (+tag) or remove (-tag) tags."""
+    add = [c[1:] for c in changes if c.startswith("+")]
+    remove = [c[1:] for c in changes if c.startswith("-")]
+    bad = [c for c in changes if c[:1] not in "+-" or len(c) < 2]
+    if bad:
+        raise UserError(f"tags must be written +TAG or -TAG, got {' '.join(bad)}")
+    row = state.library().tag(name, add=add, remove=remove)
+    emit({"name": name, "tags": row.tags}, lambda: out.print(f"{name}: {', '.join(row.tags) or '(no tags)'}"))
+
+
+@app.command()
+def export(name: str, file: Path = typer.Argument(..., help="Destination file or folder."),
+           force: bool = typer.Option(False, "--force", "-f", help="Overwrite FILE.")):
+    """Copy a motion's asset file (safetensors) out of the library."""
+    path = state.library().export(name, file, overwrite=force)
+    emit({"name": name, "file": str(path)}, lambda: out.print(f"exported {name} to {path}"))
+
+
+@app.command("import")
+def import_(file: Path = typer.Argument(..., help="A motion asset file (.safetensors)."),
+            name: Optional[str] = typer.Option(None, "--name", "-n", help="Name in this library (default: file stem)."),
+            force: bool = typer.Option(False, "--force", "-f")):
+    """Import a motion asset file; its header is validated and nothing in it is executed."""
+    from motionlib.catalog import import_motion
+
+    name = name or file.stem
+    row = import_motion(state.library(), file, name, force=force)
+    emit({"name": row.name, "model": row.model_name},
+         lambda: out.print(f"imported {row.name} ({row.model_name})"))
+
+
+@app.command()
+def doctor(repair: bool = typer.Option(False, "--repair", help="Remove orphans and temp files, rebuild the index.")):
+    """Check the library: orphan blobs (e.g. from a killed learn), corrupt files, stale index."""
+    report = state.library().doctor(repair=repair)
+    data = {"ok": report.ok, "problems": report.problems(), "repaired": report.repaired,
+            "skipped": report.skipped}
+    emit(data, lambda: out.print(str(report)))
+    if report.needs_attention or (report.problems() and not repair):
+        raise typer.Exit(1)
+
+
+@app.command()
+def models():
+    """Known models and presets, and which run offline."""
+    from motionlib.models import known_models
+
+    data = []
+    for name, s in known_models().items():
+        offline = s.source.startswith("builtin:") or _hf_cached(s.source)
+        data.append({"name": name, "family": s.family, "source": s.source, "grid": list(s.grid),
+                     "frames": s.num_frames, "size": f"{s.height}x{s.width}", "offline": offline,
+                     "description": s.description, "default": name == default_model()})
+
+    def human():
+        t = Table("name", "family", "frames", "size", "offline", "description")
+        for d in data:
+            t.add_row(d["name"] + (" (default)" if d["default"] else ""), d["family"], str(d["frames"]),
+                      d["size"], "yes" if d["offline"] else "needs download", d["description"])
+        out.print(t)
+
+    emit(data, human)
+
+
+def _hf_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q")
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Let value-less global flags follow the command too (`motionlib list --json`)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: run the app and turn user errors into one line + exit code 1."""
+    from motionlib.asset import AssetError
+    from motionlib.store import LibraryError
+    from motionlib.video import VideoError
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message=".*kept in float32.*")
+    argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=argv, prog_name="motionlib")
+    except (UserError, LibraryError, VideoError, AssetError, ValueError, FileNotFoundError, RuntimeError) as e:
+        if state.verbose:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError) and msg[:1] in "'\"" and msg[-1:] == msg[:1]:
+            msg = msg[1:-1]
+        err.print(f"[red]Error:[/red] {msg}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

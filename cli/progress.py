@@ -1,0 +1,46 @@
+"""A rich progress bar fed by the engine's progress events."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class EngineProgress:
+    """Context manager; pass the instance as the engine's `progress` callback."""
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self.enabled = enabled
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=console, transient=False, disable=not enabled)
+        self.tasks: dict[str, int] = {}
+        self.started = time.monotonic()
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def _task(self, key: str, description: str, total: int) -> int:
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(description, total=total, info="")
+        return self.tasks[key]
+
+    def __call__(self, event: dict) -> None:
+        phase = event.get("phase")
+        if phase == "reference":
+            self.bar.console.log("reference motion extracted") if self.enabled else None
+        elif phase == "optimise":
+            total = event["total"] * event["opt_steps"]
+            task = self._task("optimise", "optimising ρ", total)
+            done = (event["step"] - 1) * event["opt_steps"] + event["k"]
+            self.bar.update(task, completed=done,
+                            info=f"step {event['step']}/{event['total']} loss {event['loss']:.4f}")
+        elif phase == "denoise":
+            task = self._task("denoise", "denoising", event["total"])
+            self.bar.update(task, completed=event["step"])

@@ -1,0 +1,154 @@
+"""The bridge between the engine and the catalogue (``motionlib.store``), used by the CLI.
+
+Reading a clip, learning, drawing thumbnails, describing the motion and storing it are separate
+steps elsewhere; here they are put together so that a learn lands in the library whole or not
+at all (the store commits the row only after the blob is durable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .asset import MotionAsset, inspect
+from .descriptor import DESCRIPTOR_VERSION, motion_descriptor
+from .learn import learn, reference_motion
+from .thumbnail import save_thumbnails
+from .video import read_video, to_uint8
+
+PREVIEW_HEIGHT = 96
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def with_geometry(model, num_frames: int | None = None, height: int | None = None, width: int | None = None):
+    """The same model (shared weights) with another frame count or resolution, validated."""
+    s = model.spec
+    spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
+    if (spec.num_frames - 1) % spec.temporal_compression:
+        raise ValueError(f"{s.name} needs a frame count of the form {spec.temporal_compression}k+1 "
+                         f"(e.g. {s.num_frames}), got {spec.num_frames}")
+    step = spec.spatial_compression * spec.patch_size
+    if spec.height % step or spec.width % step:
+        raise ValueError(f"{s.name} needs height and width divisible by {step}, got {spec.height}x{spec.width}")
+    if spec == s:
+        return model
+    return replace(model, spec=spec)
+
+
+def latent_frame_indices(spec) -> list[int]:
+    """The pixel frame each latent frame mostly stands for (CogVideoX: 0, 4, 8, ...)."""
+    return [min(i * spec.temporal_compression, spec.num_frames - 1) for i in range(spec.latent_frames)]
+
+
+def previews(video: torch.Tensor, spec) -> torch.Tensor:
+    """uint8 [F', h, w, 3] small frames at the latent frame times, for thumbnails."""
+    frames = (video[latent_frame_indices(spec)] + 1) / 2
+    h = min(PREVIEW_HEIGHT, spec.height)
+    w = max(1, round(spec.width * h / spec.height))
+    small = torch.nn.functional.interpolate(frames.float(), size=(h, w), mode="bilinear", antialias=True)
+    return torch.from_numpy(to_uint8(small.clamp(0, 1)))
+
+
+def descriptor_of(asset: MotionAsset) -> np.ndarray:
+    _, rows, cols = asset.spec.grid
+    return motion_descriptor(asset.amf, (rows, cols))
+
+
+def thumbnails_of(asset: MotionAsset, workdir: Path) -> dict[str, Path]:
+    _, rows, cols = asset.spec.grid
+    frames = asset.ref_frames
+    if frames is None:  # no previews in the file: flow maps on grey
+        f = asset.spec.latent_frames
+        frames = torch.full((f, PREVIEW_HEIGHT, PREVIEW_HEIGHT * asset.spec.width // asset.spec.height, 3), 128,
+                            dtype=torch.uint8)
+    png, gif = workdir / "thumb.png", workdir / "thumb.gif"
+    save_thumbnails(frames.numpy(), asset.amf, (rows, cols), png, gif)
+    return {"png": png, "gif": gif}
+
+
+def meta_of(asset: MotionAsset) -> dict:
+    """Catalogue columns for an asset (see motionlib.store.REQUIRED_META / COLUMN_META)."""
+    s = asset.spec
+    frames, rows, cols = s.grid
+    src = asset.source or {}
+    return {
+        "model_name": s.name, "model_source": s.source, "config_hash": s.config_hash(), "family": s.family,
+        "latent_frames": frames, "latent_rows": rows, "latent_cols": cols,
+        "source_sha256": src.get("sha256"), "source_name": src.get("name"), "source_fps": src.get("fps"),
+        "source_frames": src.get("frames"), "source_width": src.get("width"), "source_height": src.get("height"),
+        "descriptor_version": DESCRIPTOR_VERSION, "created_at": asset.created_at,
+        "params": {**asset.params, "num_frames": s.num_frames, "height": s.height, "width": s.width},
+        "loss": asset.losses,
+    }
+
+
+def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: str = "", seed: int = 0,
+                 steps: int | None = None, sampling: str = "spread", tags=(), force: bool = False,
+                 progress=None, **overrides):
+    """Read a clip, learn its motion and store it under `name`. Returns the catalogue row."""
+    library.validate_name(name)
+    if not force and library.exists(name):
+        from .store import MotionExists
+
+        raise MotionExists(name)
+    s = model.spec
+    video, info = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
+    source = {"name": Path(video_path).name, "sha256": sha256_of(Path(video_path)), "fps": info.fps,
+              "frames": info.frame_count, "width": info.width, "height": info.height, "sampling": sampling}
+    asset = learn(model, video, prompt=prompt, seed=seed, steps=steps, source=source, progress=progress,
+                  **overrides)
+    asset.ref_frames = previews(video, s)
+    return store_asset(library, asset, name, tags=tags, force=force)
+
+
+def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool = False):
+    work = Path(tempfile.mkdtemp(prefix="learn-", suffix=".tmp", dir=library.home / "tmp"))
+    try:
+        path = asset.save(work / "asset.safetensors")
+        thumbs = thumbnails_of(asset, work)
+        return library.add_motion(name, asset_file=path, meta=meta_of(asset), descriptor=descriptor_of(asset),
+                                  thumbnails=thumbs, tags=tags, force=force)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def import_motion(library, path: str | Path, name: str, *, force: bool = False, tags=()):
+    """Import an asset file: validated by header (nothing executed), described and thumbnailed."""
+
+    def validate(p: Path) -> dict:
+        inspect(p)
+        return meta_of(MotionAsset.load(p))
+
+    return library.import_file(path, name=name, validate=validate,
+                               descriptor_fn=lambda p, meta: descriptor_of(MotionAsset.load(p)),
+                               thumbnails_fn=lambda p, meta, work: thumbnails_of(MotionAsset.load(p), work),
+                               force=force, tags=tags)
+
+
+def load_motion(library, name: str) -> MotionAsset:
+    """The stored asset of `name`, its checksum verified."""
+    return MotionAsset.load(library.asset_path(name, verify=True))
+
+
+def clip_descriptor(model, video_path: str | Path, sampling: str = "spread") -> np.ndarray:
+    """Descriptor of a clip's motion with `model` (reference AMF only, no optimisation)."""
+    s = model.spec
+    video, _ = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
+    g = s.guidance
+    ref = reference_motion(model, video, blocks=g.blocks[:1], temperature=g.temperature)
+    _, rows, cols = s.grid
+    return motion_descriptor(ref.amf[g.blocks[0]], (rows, cols))

@@ -1,0 +1,480 @@
+"""Train the shapes demo model on procedural clips (CPU-friendly, time-budgeted, resumable).
+
+    python -m motionlib.demo.train --minutes 110 --threads 1 --out /work/demo_run
+    python -m motionlib.demo.train --minutes 110 --threads 1 --out /work/demo_run --resume
+
+Recipe: v-prediction on CogVideoX's zero-terminal-SNR DDIM schedule (the sampler's own
+alphas_cumprod), adaLN-Zero initialisation, AdamW with linear warmup then a cosine decay driven by
+the *time* budget (``--minutes`` is the total over all resumes), gradient clipping, an EMA of the
+weights (what gets exported), 10% empty prompts for classifier-free guidance, timesteps drawn from a
+uniform / logit-normal mixture (more weight on the mid-noise steps where shape and motion form).
+
+Outputs under ``--out``: ``train.log``; ``checkpoints/step-NNNNNNN/{state.safetensors,state.json}``
+(model, EMA, optimizer, step, RNG states; written atomically every ``--ckpt-minutes``; the newest two
+are kept; ``checkpoints/latest`` names the newest); ``previews/step-NNNNNNN.png`` (EMA samples every
+``--preview-minutes``); at the end ``shapes.safetensors`` (EMA weights, fp32) and ``card.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CKPT_KEEP = 2
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+class Logger:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def lr_at(step: int, frac: float, a) -> float:
+    """Linear warmup over `a.warmup` steps, then cosine from `a.lr` to `a.lr * a.min_lr_ratio` over the
+    time budget (frac = elapsed / budget)."""
+    warm = min(1.0, (step + 1) / max(1, a.warmup))
+    frac = min(max(frac, 0.0), 1.0)
+    return a.lr * warm * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def sample_timesteps(n: int, gen: torch.Generator, mode: str, num_train: int = 1000) -> torch.Tensor:
+    u = torch.rand(n, generator=gen)
+    if mode in ("logitnormal", "mix"):
+        ln = torch.sigmoid(torch.randn(n, generator=gen))
+        u = ln if mode == "logitnormal" else torch.where(torch.rand(n, generator=gen) < 0.5, u, ln)
+    return (u * num_train).long().clamp(0, num_train - 1)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+# --- checkpoints (safetensors for tensors, JSON for the rest: no pickles) --------------------------
+def save_checkpoint(out: Path, state: dict, tensors: dict[str, torch.Tensor], log=None) -> Path:
+    from safetensors.torch import save_file
+
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state['step']:07d}"
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "state.safetensors"),
+              metadata={"step": str(state["step"])})
+    with open(tmp / "state.json", "w") as f:
+        json.dump(state, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    with open(tmp / "state.safetensors", "rb+") as f:
+        os.fsync(f.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    atomic_write_text(root / "latest", name + "\n")
+    old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)
+    for p in old[:max(0, len(old) - (CKPT_KEEP - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    if log:
+        log(f"checkpoint {final}")
+    return final
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    root = out / "checkpoints"
+    pointer = root / "latest"
+    if pointer.is_file():
+        cand = root / pointer.read_text().strip()
+        if (cand / "state.json").is_file() and (cand / "state.safetensors").is_file():
+            return cand
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file() and (p / "state.safetensors").is_file())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    state = json.loads((path / "state.json").read_text())
+    tensors = load_file(str(path / "state.safetensors"))
+    return state, tensors
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, sd["param_groups"]
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def np_rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def set_np_rng_state(rng: np.random.Generator, st: dict) -> None:
+    rng.bit_generator.state = st
+
+
+# --- training --------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m motionlib.demo.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--minutes", type=float, default=110.0, help="total time budget (over all resumes)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest if any")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    ap.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this")
+    ap.add_argument("--warmup", type=int, default=150, help="warmup steps")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--ema-decay", type=float, default=0.999, help="max EMA decay (ramped: (1+s)/(10+s))")
+    ap.add_argument("--uncond-prob", type=float, default=0.1, help="share of empty prompts (for CFG)")
+    ap.add_argument("--timesteps", choices=("uniform", "logitnormal", "mix"), default="mix")
+    ap.add_argument("--textured-prob", type=float, default=0.25)
+    ap.add_argument("--log-every", type=int, default=25, help="steps between log lines")
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
+    ap.add_argument("--val-size", type=int, default=32, help="fixed validation clips (0: none)")
+    ap.add_argument("--preview-minutes", type=float, default=15.0,
+                    help="minutes between EMA sample sheets (at checkpoints; 0: none until the end)")
+    ap.add_argument("--no-preview", action="store_true", help="no EMA sample sheets at all")
+    ap.add_argument("--init", type=Path, default=None, help="start from these shapes.safetensors weights")
+    return ap.parse_args(argv)
+
+
+class Trainer:
+    def __init__(self, a):
+        from .codec import PixelShuffleCodec  # noqa: F401  (built by build_shapes)
+        from .model import SHAPES_SPEC, build_shapes, load_weights, rotary_embedding
+
+        self.a = a
+        self.spec = SHAPES_SPEC
+        self.device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        tok, enc, codec, tr, sched = build_shapes(seed=a.seed, pretrained=False)
+        if a.init is not None:
+            load_weights(enc, tr, a.init)
+        self.tok, self.codec, self.sched = tok, codec.to(self.device), sched
+        self.net = torch.nn.ModuleDict({"transformer": tr, "text_encoder": enc}).to(self.device).train()
+        self.ema = torch.nn.ModuleDict({
+            "transformer": type(tr).from_config(tr.config),
+            "text_encoder": type(enc)(enc.embed.num_embeddings, enc.embed.embedding_dim, enc.pos.shape[0]),
+        }).to(self.device).eval().requires_grad_(False)
+        self.ema.load_state_dict(self.net.state_dict())
+        self.rope = rotary_embedding(tr, self.spec, device=self.device)
+        ac = sched.alphas_cumprod.to(torch.float32)
+        self.sqrt_ab = ac.sqrt().to(self.device)
+        self.sqrt_1mab = (1 - ac).sqrt().to(self.device)
+        self.sf = float(codec.config.scaling_factor)
+
+        decay, no_decay = [], []
+        for n, p in self.net.named_parameters():
+            (decay if p.ndim >= 2 and "embed.weight" not in n and not n.endswith("pos") else no_decay).append(p)
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}],
+                                     lr=a.lr, betas=(0.9, 0.99), eps=1e-8)
+        self.np_rng = np.random.default_rng(a.seed)
+        self.gen = torch.Generator().manual_seed(a.seed + 1)
+        self.step = 0
+        self.samples = 0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+        self.val = self._make_val(a.val_size) if a.val_size > 0 else None
+
+    # -- data -------------------------------------------------------------------------------------
+    def latents(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [B, F, 3, H, W] -> scaled latents [B, F, C, h, w] (the transformer's layout)."""
+        from .data import to_model_range
+
+        x = to_model_range(frames).to(self.device).permute(0, 2, 1, 3, 4)
+        with torch.no_grad():
+            z = self.codec.encode(x).latent_dist.mode() * self.sf
+        return z.permute(0, 2, 1, 3, 4).contiguous()
+
+    def ids(self, prompts: list[str]) -> torch.Tensor:
+        return self.tok(list(prompts), padding="max_length", max_length=self.spec.text_len, truncation=True,
+                        add_special_tokens=True, return_tensors="pt").input_ids.to(self.device)
+
+    def _make_val(self, n: int) -> dict:
+        from .data import sample_batch
+
+        rng = np.random.default_rng(10_000 + self.a.seed)
+        frames, prompts, _ = sample_batch(rng, n, textured_prob=self.a.textured_prob)
+        g = torch.Generator().manual_seed(20_000 + self.a.seed)
+        z0 = self.latents(frames)
+        t = ((torch.arange(n) + 0.5) / n * 1000).long().clamp(0, 999)  # stratified over all timesteps
+        noise = torch.randn(z0.shape, generator=g).to(self.device)
+        return {"z0": z0, "ids": self.ids(prompts), "t": t.to(self.device), "noise": noise}
+
+    # -- loss ---------------------------------------------------------------------------------------
+    def loss(self, net, z0, ids, t, noise) -> torch.Tensor:
+        a = self.sqrt_ab[t].view(-1, 1, 1, 1, 1)
+        s = self.sqrt_1mab[t].view(-1, 1, 1, 1, 1)
+        zt = a * z0 + s * noise
+        target = a * noise - s * z0  # v-prediction
+        emb = net["text_encoder"](ids)[0]
+        pred = net["transformer"](zt, emb, t, image_rotary_emb=self.rope, return_dict=False)[0]
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+    @torch.no_grad()
+    def val_loss(self, net) -> float:
+        v = self.val
+        out = []
+        for i in range(0, v["z0"].shape[0], 16):
+            sl = slice(i, i + 16)
+            out.append(self.loss(net, v["z0"][sl], v["ids"][sl], v["t"][sl], v["noise"][sl]).item()
+                       * v["z0"][sl].shape[0])
+        return sum(out) / v["z0"].shape[0]
+
+    def train_step(self) -> float:
+        from .data import sample_batch
+
+        a = self.a
+        frames, prompts, _ = sample_batch(self.np_rng, a.batch_size, vary_words=True, textured_prob=a.textured_prob)
+        drop = self.np_rng.random(len(prompts)) < a.uncond_prob
+        prompts = ["" if d else p for d, p in zip(drop, prompts)]
+        z0 = self.latents(frames)
+        t = sample_timesteps(a.batch_size, self.gen, a.timesteps).to(self.device)
+        noise = torch.randn(z0.shape, generator=self.gen).to(self.device)
+        lr = lr_at(self.step, self.elapsed / (a.minutes * 60), a)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        loss = self.loss(self.net, z0, self.ids(prompts), t, noise)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), a.grad_clip)
+        self.opt.step()
+        self.step += 1
+        self.samples += a.batch_size
+        self._ema_update()
+        self.last_lr, self.last_gnorm = lr, float(gnorm)
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        d = min(self.a.ema_decay, (1 + self.step) / (10 + self.step))
+        ema_p = list(self.ema.parameters())
+        net_p = list(self.net.parameters())
+        torch._foreach_lerp_(ema_p, net_p, 1.0 - d)
+
+    # -- state --------------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"model.{k}": v for k, v in self.net.state_dict().items()}
+        t.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        opt_t, self._groups = optimizer_tensors(self.opt)
+        t.update(opt_t)
+        t["rng.torch"] = torch.get_rng_state()
+        t["rng.gen"] = self.gen.get_state()
+        if self.device.type == "cuda":
+            t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return t
+
+    def state(self) -> dict:
+        self.tensors_cache = self.tensors()
+        return {"version": 1, "step": self.step, "samples_seen": self.samples, "elapsed_s": self.elapsed,
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.a).items()},
+                "param_groups": self._groups, "np_rng": np_rng_state(self.np_rng),
+                "history": self.history[-400:]}
+
+    def checkpoint(self, log) -> Path:
+        st = self.state()
+        return save_checkpoint(self.a.out, st, self.tensors_cache, log)
+
+    def restore(self, path: Path) -> None:
+        st, t = load_checkpoint(path)
+        self.net.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        self.ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+        restore_optimizer(self.opt, {k: v.to(self.device) if not k.endswith(".step") else v
+                                     for k, v in t.items() if k.startswith("opt.")}, st["param_groups"])
+        torch.set_rng_state(t["rng.torch"])
+        self.gen.set_state(t["rng.gen"])
+        if "rng.cuda" in t and self.device.type == "cuda":
+            torch.cuda.set_rng_state(t["rng.cuda"], self.device)
+        set_np_rng_state(self.np_rng, st["np_rng"])
+        self.step, self.samples, self.elapsed = st["step"], st["samples_seen"], st["elapsed_s"]
+        self.history = st.get("history", [])
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def ema_model(self):
+        from ..models.base import Model
+
+        return Model(self.spec, self.tok, self.ema["text_encoder"], self.codec, self.ema["transformer"],
+                     type(self.sched).from_config(self.sched.config), self.device, torch.float32)
+
+    def preview(self, log) -> None:
+        from .preview import save_preview
+
+        try:
+            p = save_preview(self.ema_model(), self.a.out / "previews" / f"step-{self.step:07d}.png", seed=0)
+            log(f"preview {p}")
+        except Exception as e:  # a preview must never stop training
+            log(f"preview failed: {e!r}")
+
+    def export(self, log, final_loss: float | None, val: dict) -> None:
+        from safetensors.torch import save_file
+
+        from .model import weights_metadata
+
+        out = self.a.out
+        weights = {f"transformer.{k}": v.detach().float().contiguous().cpu()
+                   for k, v in self.ema["transformer"].state_dict().items()}
+        weights.update({f"text_encoder.{k}": v.detach().float().contiguous().cpu()
+                        for k, v in self.ema["text_encoder"].state_dict().items()})
+        tmp = out / ".shapes.safetensors.tmp"
+        save_file(weights, str(tmp), metadata=weights_metadata(self.spec, step=self.step, samples_seen=self.samples))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out / "shapes.safetensors")
+        size = (out / "shapes.safetensors").stat().st_size
+        n_params = sum(v.numel() for v in weights.values())
+        card = {
+            "model": "shapes", "spec": self.spec.to_dict(),
+            "data": {"generator": "motionlib.demo.data.sample_batch(vary_words=True)",
+                     "clips": "8 frames x 32x32 RGB, one anti-aliased disc (radius 5 px)",
+                     "colors": ["red", "green", "blue", "yellow"],
+                     "backgrounds": {"black": 1 - self.a.textured_prob, "textured": self.a.textured_prob},
+                     "trajectories": ["linear", "arc", "zigzag", "speed_change", "static"],
+                     "uncond_prob": self.a.uncond_prob},
+            "recipe": {"objective": "v-prediction, CogVideoX DDIM zero-SNR schedule (snr_shift_scale=1)",
+                       "timesteps": self.a.timesteps, "optimizer": "AdamW(0.9, 0.99)", "lr": self.a.lr,
+                       "schedule": f"warmup {self.a.warmup} steps + cosine over the time budget to "
+                                   f"{self.a.min_lr_ratio} x lr", "batch_size": self.a.batch_size,
+                       "ema_decay": self.a.ema_decay, "init": "adaLN-Zero", "seed": self.a.seed},
+            "weights": "shapes.safetensors (EMA, fp32)", "parameters": n_params, "size_bytes": size,
+            "steps": self.step, "samples_seen": self.samples, "minutes": round(self.elapsed / 60, 2),
+            "device": str(self.device), "threads": torch.get_num_threads(),
+            "final_train_loss": final_loss, **val,
+        }
+        atomic_write_text(out / "card.json", json.dumps(card, indent=1) + "\n")
+        log(f"wrote {out / 'shapes.safetensors'} ({size / 1e6:.1f} MB, {n_params} params) and card.json")
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+        try:
+            torch.set_num_interop_threads(a.threads)
+        except RuntimeError:
+            pass
+    a.out.mkdir(parents=True, exist_ok=True)
+    log = Logger(a.out / "train.log")
+    tr = Trainer(a)
+    if a.resume:
+        ck = latest_checkpoint(a.out)
+        if ck is not None:
+            tr.restore(ck)
+            log(f"resumed from {ck}: step {tr.step}, {tr.samples} samples, {tr.elapsed / 60:.1f} min used")
+        else:
+            log("--resume: no checkpoint yet, starting fresh")
+    n_params = sum(p.numel() for p in tr.net.parameters())
+    log(f"shapes training: {n_params} params, device {tr.device}, threads {torch.get_num_threads()}, "
+        f"batch {a.batch_size}, lr {a.lr}, budget {a.minutes} min, out {a.out}")
+
+    stop = {"flag": False}
+
+    def _on_signal(signum, frame):
+        stop["flag"] = True
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(s, _on_signal)
+        except ValueError:  # not the main thread (e.g. called from a test runner thread)
+            pass
+
+    budget = a.minutes * 60
+    t_last = time.monotonic()
+    t_ckpt = t_preview = time.monotonic()
+    win_loss, win_n, win_t0, win_samples = 0.0, 0, time.monotonic(), tr.samples
+    final_loss = None
+    while not stop["flag"] and tr.elapsed < budget and (a.max_steps is None or tr.step < a.max_steps):
+        loss = tr.train_step()
+        if not math.isfinite(loss):
+            log(f"non-finite loss at step {tr.step}: stopping (last checkpoint kept)")
+            return 1
+        now = time.monotonic()
+        tr.elapsed += now - t_last
+        t_last = now
+        win_loss += loss
+        win_n += 1
+        if tr.step % a.log_every == 0 or tr.step == 1:
+            dt = max(1e-9, now - win_t0)
+            rate = (tr.samples - win_samples) / dt
+            final_loss = win_loss / win_n
+            rec = {"step": tr.step, "loss": round(final_loss, 5), "lr": tr.last_lr, "samples_per_s": round(rate, 2),
+                   "minutes": round(tr.elapsed / 60, 2)}
+            tr.history.append(rec)
+            log(f"step {tr.step} loss {final_loss:.4f} lr {tr.last_lr:.2e} gnorm {tr.last_gnorm:.2f} "
+                f"{rate:.1f} samples/s samples {tr.samples} elapsed {tr.elapsed / 60:.1f}/{a.minutes:g} min")
+            win_loss, win_n, win_t0, win_samples = 0.0, 0, now, tr.samples
+        if now - t_ckpt >= a.ckpt_minutes * 60:
+            if tr.val is not None:
+                log(f"val loss: ema {tr.val_loss(tr.ema):.4f} model {tr.val_loss(tr.net):.4f} (step {tr.step})")
+            tr.checkpoint(log)
+            if not a.no_preview and a.preview_minutes > 0 and now - t_preview >= a.preview_minutes * 60:
+                tr.preview(log)
+                t_preview = now
+            t_ckpt = time.monotonic()
+            tr.elapsed += t_ckpt - t_last  # evaluation and checkpoint time count against the budget
+            t_last = t_ckpt
+    if win_n:
+        final_loss = win_loss / win_n
+    tr.checkpoint(log)
+    done = tr.elapsed >= budget or (a.max_steps is not None and tr.step >= a.max_steps)
+    val = {}
+    if tr.val is not None:
+        val = {"val_loss_ema": round(tr.val_loss(tr.ema), 5), "val_loss_model": round(tr.val_loss(tr.net), 5)}
+        log(f"val loss: ema {val['val_loss_ema']:.4f} model {val['val_loss_model']:.4f} (step {tr.step})")
+    tr.export(log, final_loss, val)
+    if not a.no_preview:
+        tr.preview(log)
+    log(f"{'finished' if done else 'stopped'}: step {tr.step}, {tr.samples} samples, {tr.elapsed / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The motionlib CLI on the tiny presets: in-process (main) and as real subprocesses."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from motionlib.cli.main import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+LEFT, RIGHT = EXAMPLES / "disc_left.mp4", EXAMPLES / "disc_right.mp4"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    h = tmp_path / "lib"
+    monkeypatch.setenv("MOTIONLIB_HOME", str(h))
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
+    monkeypatch.chdir(tmp_path)
+    return h
+
+
+def cli(capsys, *args):
+    """Run `motionlib ARGS` in-process: (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def cli_json(capsys, *args):
+    code, out, err = cli(capsys, "--json", "-q", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_whole_flow(home, capsys, tmp_path):
+    learnt = cli_json(capsys, "learn", str(LEFT), "--name", "left", "--tag", "demo")
+    assert learnt["name"] == "left" and learnt["model"] == "tiny-5b"
+    assert Path(learnt["thumbnail"]).is_file() and learnt["thumbnail"].startswith(str(home))
+    cli_json(capsys, "learn", str(RIGHT), "--name", "right", "--model", "tiny-5b")
+    # apply from the catalogue alone (the clip may be gone)
+    rendered = cli_json(capsys, "apply", "left", "a red ball", "-o", str(tmp_path / "out.mp4"), "--seed", "3")
+    assert Path(rendered["output"]).stat().st_size > 0
+    code, _, err = cli(capsys, "-q", "apply", "left", "a red ball", "--gif", "--strength", "0.5")
+    assert code == 0 and (tmp_path / "left-0.gif").is_file(), err
+    # self-retrieval
+    hits = cli_json(capsys, "search", str(LEFT), "-k", "2")
+    assert [h["name"] for h in hits][0] == "left" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    like = cli_json(capsys, "search", "--like", "left")
+    assert [h["name"] for h in like] == ["right"]
+    listed = cli_json(capsys, "list", "--tag", "demo")
+    assert [r["name"] for r in listed] == ["left"]
+    shown = cli_json(capsys, "show", "left")
+    assert shown["renders"] and shown["renders"][0]["prompt"] == "a red ball"
+    assert shown["params"]["opt_steps"] == 3 and len(shown["loss"]) == 3
+    # export -> import -> rm
+    exported = cli_json(capsys, "export", "left", str(tmp_path / "left.safetensors"))
+    assert Path(exported["file"]).is_file()
+    code, _, err = cli(capsys, "export", "left", str(tmp_path / "left.safetensors"))
+    assert code == 1 and "exists" in err
+    imported = cli_json(capsys, "import", str(tmp_path / "left.safetensors"), "--name", "copy")
+    assert imported["name"] == "copy"
+    assert cli_json(capsys, "search", "--like", "copy", "-k", "1")[0]["name"] == "left"
+    cli_json(capsys, "rename", "copy", "copy2")
+    cli_json(capsys, "tag", "copy2", "+a", "+b", "-a")
+    assert cli_json(capsys, "show", "copy2")["tags"] == ["b"]
+    cli_json(capsys, "rm", "copy2", "right")
+    assert [r["name"] for r in cli_json(capsys, "ls")] == ["left"]
+    assert cli_json(capsys, "doctor")["ok"]
+    models = {m["name"]: m for m in cli_json(capsys, "models")}
+    assert models["tiny-5b"]["offline"] and models["tiny-5b"]["default"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["learn", "missing.mp4", "--name", "x"], "no such file"),
+    (["learn", "notvideo.mp4", "--name", "x"], "notvideo.mp4"),
+    (["learn", "empty.mp4", "--name", "x"], "empty"),
+    (["learn", str(LEFT), "--name", "../evil"], "path separator"),
+    (["learn", str(LEFT), "--name", "a" * 65], "64"),
+    (["learn", str(LEFT), "--name", "x", "--frames", "8"], "4k+1"),
+    (["learn", str(LEFT), "--name", "x", "--sampling", "middle"], "--sampling"),
+    (["learn", str(LEFT), "--name", "x", "--block", "99"], "outside"),
+    (["learn", str(LEFT), "--name", "x", "--model", "nope"], "unknown model"),
+    (["apply", "ghost", "a cat"], "no motion named 'ghost'"),
+    (["show", "ghost"], "ghost"),
+    (["tag", "ghost", "x"], "+TAG"),
+    (["import", "bogus.safetensors"], "not a valid motion"),
+    (["search"], "either a VIDEO or --like"),
+])
+def test_bad_input_is_one_clear_line(home, capsys, tmp_path, args, message):
+    (tmp_path / "notvideo.mp4").write_text("hello, I am text")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "bogus.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    code, out, err = cli(capsys, *args)
+    assert code == 1, (out, err)
+    assert message in err
+    assert "Traceback" not in err and len([x for x in err.splitlines() if x.startswith("Error:")]) == 1, err
+    assert err.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_duplicate_name_needs_force(home, capsys):
+    cli_json(capsys, "learn", str(LEFT), "--name", "m")
+    code, _, err = cli(capsys, "learn", str(RIGHT), "--name", "m")
+    assert code == 1 and "--force" in err
+    cli_json(capsys, "learn", str(RIGHT), "--name", "m", "--force")
+    assert cli_json(capsys, "show", "m")["source_name"] == "disc_right.mp4"
+    assert len(cli_json(capsys, "list")) == 1
+
+
+def test_apply_refuses_other_model_family(home, capsys):
+    cli_json(capsys, "learn", str(LEFT), "--name", "m")
+    code, _, err = cli(capsys, "apply", "m", "x", "--model", "tiny-2b")
+    assert code == 1 and "rope" in err and "posemb" in err
+
+
+def test_corrupt_blob_is_named(home, capsys):
+    cli_json(capsys, "learn", str(LEFT), "--name", "m")
+    blob = next((home / "blobs").rglob("*.safetensors"))
+    data = bytearray(blob.read_bytes())
+    data[-5] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    code, _, err = cli(capsys, "apply", "m", "x")
+    assert code == 1 and "'m'" in err and blob.name in err
+    code, out, _ = cli(capsys, "doctor")
+    assert code == 1 and "corrupt" in out
+
+
+def test_verbose_shows_traceback(home, capsys):
+    with pytest.raises(Exception):
+        main(["--verbose", "apply", "ghost", "x"])
+
+
+def test_crash_between_blob_and_row_leaves_nothing_visible(home, capsys, monkeypatch):
+    from motionlib.store import Library
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # as if the process died while writing the row
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Library, "_put_thumbs", boom)  # runs after the blob is durable, before the row
+        with pytest.raises(SystemExit):
+            main(["-q", "learn", str(LEFT), "--name", "m"])
+    assert list((home / "blobs").rglob("*.safetensors"))  # the blob landed ...
+    assert cli_json(capsys, "list") == []  # ... but no motion is visible
+    code, out, _ = cli(capsys, "--json", "doctor")
+    assert code == 1 and any("orphan blob" in p for p in json.loads(out)["problems"]), out
+    report = cli_json(capsys, "doctor", "--repair")
+    assert any("removed orphan blob" in r for r in report["repaired"])
+    assert not list((home / "blobs").rglob("*.safetensors"))
+    assert cli(capsys, "doctor")[0] == 0
+
+
+def _motionlib(*args, env):
+    return [sys.executable, "-c", "from motionlib.cli.main import main; main()", *args]
+
+
+def test_kill_dash_9_mid_learn_leaves_no_partial_motion(home, tmp_path):
+    env = {**os.environ, "MOTIONLIB_HOME": str(home), "MOTIONLIB_MODEL": "tiny-5b"}
+    proc = subprocess.Popen(_motionlib("learn", str(LEFT), "--name", "killed", "--steps", "40",
+                                       "--opt-steps", "20", env=env),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    # wait until the learn is under way (its library is open and optimisation has begun)
+    while time.time() < deadline and not (home / "motionlib.db").exists():
+        time.sleep(0.2)
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    listed = subprocess.run(_motionlib("--json", "list", env=env), env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    doctor = subprocess.run(_motionlib("--json", "doctor", "--repair", env=env), env=env,
+                            capture_output=True, text=True)
+    assert json.loads(doctor.stdout)["problems"] == [] or doctor.returncode in (0, 1)
+    assert not list((home / "blobs").rglob("*.safetensors"))
+
+
+def test_two_concurrent_learns_both_land(home):
+    env = {**os.environ, "MOTIONLIB_HOME": str(home), "MOTIONLIB_MODEL": "tiny-5b"}
+    procs = [subprocess.Popen(_motionlib("-q", "learn", str(clip), "--name", name, env=env), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for clip, name in ((LEFT, "a"), (RIGHT, "b"))]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    listed = subprocess.run(_motionlib("--json", "list", env=env), env=env, capture_output=True, text=True)
+    assert sorted(r["name"] for r in json.loads(listed.stdout)) == ["a", "b"]
+
+
+def test_console_script_help():
+    exe = shutil.which("motionlib", path=os.path.dirname(sys.executable))
+    if exe is None:
+        pytest.skip("console script not installed (run pip install -e .)")
+    out = subprocess.run([exe, "learn", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--name" in out.stdout and "Learn the motion" in out.stdout

@@ -1,0 +1,197 @@
+"""The shapes demo model: data, codec, tokenizer, builder and the training script (fast, CPU)."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from motionlib.demo import data
+from motionlib.demo.codec import PixelShuffleCodec
+from motionlib.demo.text import WordEmbeddingEncoder, build_tokenizer, warn_unknown
+
+
+# --- data --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("color", list(data.COLORS))
+def test_clip_colour_and_black_background(color):
+    frames, prompt, meta = data.make_clip(1, color=color, background="black", trajectory="static")
+    assert frames.shape == (8, 3, 32, 32) and frames.dtype == np.uint8
+    x, y = np.round(meta["track"][0]).astype(int)
+    assert tuple(frames[0, :, y, x]) == data.COLORS[color]  # disc centre has the named colour
+    corner = frames[:, :, 0, 0]
+    assert (corner < 60).all()
+    dist = np.hypot(*(np.mgrid[0:32, 0:32][::-1] - meta["track"][0][:, None, None]))
+    assert (frames[0][:, dist > meta["radius"] + 1] < 60).all()  # everything off the disc is dark
+    assert prompt == f"a {color} circle on a black background"
+
+
+def test_textured_background_is_dim_and_static():
+    frames, prompt, meta = data.make_clip(3, background="textured", trajectory="linear")
+    assert prompt.endswith("on a textured background")
+    dist = np.hypot(*(np.mgrid[0:32, 0:32][::-1][:, None] - meta["track"][:, :, None, None].transpose(1, 0, 2, 3)))
+    off = dist > meta["radius"] + 1  # [F, H, W]
+    both = off[0] & off[-1]
+    assert np.array_equal(frames[0][:, both], frames[-1][:, both])  # the texture does not move
+    bg = frames[0][:, off[0]]
+    assert bg.max() < 110 and bg.std() > 2  # dim, and not flat
+
+
+def test_seeded_and_deterministic():
+    a = data.make_clip(7)
+    b = data.make_clip(np.random.default_rng(7))
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    frames, prompts, metas = data.sample_batch(np.random.default_rng(0), 6, vary_words=True)
+    assert frames.shape == (6, 8, 3, 32, 32) and len(prompts) == len(metas) == 6
+
+
+@pytest.mark.parametrize("kind", data.TRAJECTORIES)
+def test_tracks_follow_trajectory_family(kind):
+    for seed in range(5):
+        frames, _, meta = data.make_clip(seed, trajectory=kind, background="black")
+        track = meta["track"]
+        r = meta["radius"]
+        assert (track >= r - 1e-6).all() and (track <= 31 - r + 1e-6).all()  # disc inside the frame
+        measured = data.centroid_track(frames)
+        assert np.abs(measured - track).max() < 0.35  # pixels agree with the recorded track
+        steps = np.diff(track, axis=0)
+        speed = np.linalg.norm(steps, axis=1)
+        if kind == "static":
+            assert speed.max() == 0
+        elif kind == "linear":
+            assert np.allclose(steps, steps[0], atol=1e-6) and speed[0] > 0.3
+        elif kind == "arc":
+            # equal steps along a circle: constant speed, constant non-zero turning
+            assert np.allclose(speed, speed[0], atol=1e-6)
+            turn = np.cross(steps[:-1], steps[1:])
+            assert (np.sign(turn) == np.sign(turn[0])).all() and abs(turn[0]) > 1e-3
+        elif kind == "zigzag":
+            d = np.asarray(meta["params"]["direction"])
+            along = steps @ d
+            perp = steps @ np.array([-d[1], d[0]])
+            assert (along > 0).all() and np.allclose(along, along[0], atol=1e-6)
+            assert (np.abs(perp) > 1e-3).all()  # sideways every frame ...
+            assert (np.diff(np.sign(perp[perp != 0])) != 0).any()  # ... both ways
+        elif kind == "speed_change":
+            d = np.asarray(meta["params"]["direction"])
+            assert (steps @ d >= -1e-9).all()  # one direction
+            assert speed.max() - speed.min() > 0.5  # the speed changes
+
+
+def test_prompts_well_formed():
+    tok_words = set(build_tokenizer(12).get_vocab())
+    _, prompts, _ = data.sample_batch(np.random.default_rng(1), 40, vary_words=True)
+    for p in prompts:
+        words = p.split()
+        assert len(words) == 7 and words[-1] == "background" and words[1] in data.COLORS
+        assert words[2] in data.SHAPE_WORDS and words[5] in data.BACKGROUNDS
+        assert set(words) <= tok_words
+
+
+# --- codec ---------------------------------------------------------------------------------------
+def test_codec_exact_round_trip():
+    codec = PixelShuffleCodec(2)
+    x = torch.rand(2, 3, 8, 32, 32) * 2 - 1
+    post = codec.encode(x).latent_dist
+    z = post.mode()
+    assert z.shape == (2, 12, 8, 16, 16) and torch.equal(post.sample(), z)
+    assert torch.equal(codec.decode(z).sample, x)
+    assert codec.config.scaling_factor == 1.0 and codec.dtype == torch.float32
+    codec.enable_tiling()
+    codec.enable_slicing()
+    assert next(codec.parameters()).requires_grad is False
+    assert sum(p.numel() for p in codec.parameters() if p.requires_grad) == 0
+
+
+# --- text ----------------------------------------------------------------------------------------
+def test_tokenizer_unknown_word_warns_not_crash():
+    tok = build_tokenizer(12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = tok(["a purple circle, on a black background!"], padding="max_length", max_length=12,
+                  truncation=True, return_tensors="pt").input_ids
+    assert any("purple" in str(w.message) for w in caught)
+    assert ids.shape == (1, 12) and ids[0, 1].item() == tok.unk_token_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        known = tok(["A Red circle on a black background."], padding="max_length", max_length=12,
+                    return_tensors="pt").input_ids  # case and punctuation are ignored, no warning
+        assert warn_unknown("a red circle") == []
+    assert tok.unk_token_id not in known[0].tolist() and known[0, -1].item() == tok.pad_token_id == 0
+    empty = tok([""], padding="max_length", max_length=12, return_tensors="pt").input_ids
+    assert empty[0, 0].item() == tok.eos_token_id and (empty[0, 1:] == 0).all()
+    enc = WordEmbeddingEncoder(len(tok), 64, 12)
+    assert enc(ids)[0].shape == (1, 12, 64)
+
+
+# --- model ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def random_shapes():
+    from motionlib.demo.model import shapes_model
+
+    return shapes_model(pretrained=False)
+
+
+def test_spec():
+    from motionlib.demo.model import SHAPES_SPEC
+
+    s = SHAPES_SPEC
+    assert (s.name, s.family, s.source) == ("shapes", "rope", "builtin:shapes")
+    assert s.latent_frames == 8 and s.grid == (8, 8, 8)
+    assert max(s.guidance.blocks) < s.num_layers and max(s.guidance.inject_blocks) < s.num_layers
+
+
+def test_build_shapes_without_weights_forward(random_shapes):
+    from motionlib.demo.model import build_shapes
+    from motionlib.rho import base_rho
+    from motionlib.sampling import generate
+    from motionlib.transformer import Controls, forward
+
+    tok, enc, codec, tr, sched = build_shapes(pretrained=False)
+    assert tr.config.in_channels == tr.config.out_channels == 12
+    m = random_shapes
+    frames, prompt, _ = data.make_clip(0)
+    z = m.encode_video(data.to_model_range(frames))
+    assert z.shape == m.latent_shape() == (1, 8, 12, 16, 16)
+    assert torch.equal(m.decode(z), (data.to_model_range(frames) + 1) / 2)
+    emb = m.encode_prompt([prompt])
+    t = torch.tensor([500])
+    out = forward(m.transformer, torch.randn(z.shape), emb, t, Controls(rho=base_rho(m)), checkpointing=False)
+    assert out.shape == z.shape and torch.isfinite(out).all()
+    video = generate(m, prompt, steps=2, guidance_scale=2.0)
+    assert video.shape == (8, 3, 32, 32)
+
+
+# --- training ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_train_smoke_checkpoint_and_resume(tmp_path):
+    from safetensors import safe_open
+
+    from motionlib.demo import train
+    from motionlib.demo.model import load_weights, build_shapes
+
+    threads = torch.get_num_threads()
+    common = ["--out", str(tmp_path), "--minutes", "5", "--batch-size", "2", "--threads", "0",
+              "--val-size", "2", "--no-preview", "--log-every", "1", "--warmup", "2"]
+    try:
+        assert train.main(common + ["--max-steps", "3"]) == 0
+        ck = train.latest_checkpoint(tmp_path)
+        assert ck is not None and ck.name == "step-0000003"
+        st = json.loads((ck / "state.json").read_text())
+        assert st["step"] == 3 and st["samples_seen"] == 6
+        with safe_open(str(ck / "state.safetensors"), "pt") as f:
+            keys = set(f.keys())
+        assert any(k.startswith("model.") for k in keys) and any(k.startswith("ema.") for k in keys)
+        assert any(k.startswith("opt.") for k in keys) and "rng.torch" in keys
+        assert train.main(common + ["--max-steps", "5", "--resume"]) == 0
+        st = json.loads((train.latest_checkpoint(tmp_path) / "state.json").read_text())
+        assert st["step"] == 5 and st["samples_seen"] == 10
+        assert "resumed from" in (tmp_path / "train.log").read_text()
+    finally:
+        torch.set_num_threads(threads)
+    weights = tmp_path / "shapes.safetensors"
+    assert weights.stat().st_size <= 20 * 2**20
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["steps"] == 5 and card["samples_seen"] == 10
+    _, enc, _, tr, _ = build_shapes(pretrained=False)
+    load_weights(enc, tr, weights)
