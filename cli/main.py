@@ -58,7 +58,10 @@ state = State()
 
 
 def default_model() -> str:
-    return os.environ.get(DEFAULT_MODEL_ENV) or FALLBACK_MODEL
+    """$MOTIONLIB_MODEL, else the bundled shapes demo when its weights are installed, else CogVideoX-5B."""
+    from motionlib.models import shapes_available
+
+    return os.environ.get(DEFAULT_MODEL_ENV) or ("shapes" if shapes_available() else FALLBACK_MODEL)
 
 
 def emit(data, human=None) -> None:
@@ -133,7 +136,7 @@ def main_options(
 def learn(
     video: Path = typer.Argument(..., help="Reference clip (mp4, mov, gif, ...)."),
     name: str = typer.Option(..., "--name", "-n", help="Name to store the motion under."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model name, hub id or folder (default: ${DEFAULT_MODEL_ENV} or {FALLBACK_MODEL}); see `motionlib models`."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model name, hub id or folder (default: ${DEFAULT_MODEL_ENV}, else shapes when installed, else {FALLBACK_MODEL}); see `motionlib models`."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Prompt of the learning generation (default: empty)."),
     tag: List[str] = typer.Option([], "--tag", "-t", help="Tag the motion (repeatable)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames to sample from the clip (model default)."),
@@ -427,7 +430,9 @@ def models():
 
     data = []
     for name, s in known_models().items():
-        offline = s.source.startswith("builtin:") or _hf_cached(s.source)
+        from motionlib.models import shapes_available
+
+        offline = (shapes_available() if name == "shapes" else s.source.startswith("builtin:")) or _hf_cached(s.source)
         data.append({"name": name, "family": s.family, "source": s.source, "grid": list(s.grid),
                      "frames": s.num_frames, "size": f"{s.height}x{s.width}", "offline": offline,
                      "description": s.description, "default": name == default_model()})

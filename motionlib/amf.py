@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = ["motion_flow", "amf_loss", "patch_coords", "chunk_frames"]
 
 # Elements of one chunk's [chunk, S, F*S] logits; bounds the transient memory of the soft AMF.
-DEFAULT_CHUNK_ELEMENTS = 2**26
+DEFAULT_CHUNK_ELEMENTS = 2**25
 
 
 def patch_coords(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:

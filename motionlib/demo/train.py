@@ -190,7 +190,6 @@ def parse_args(argv=None):
 
 class Trainer:
     def __init__(self, a):
-        from .codec import PixelShuffleCodec  # noqa: F401  (built by build_shapes)
         from .model import SHAPES_SPEC, build_shapes, load_weights, rotary_embedding
 
         self.a = a

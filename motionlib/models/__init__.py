@@ -20,14 +20,29 @@ _REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B}
 _HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
 
 
+def _shapes() -> dict[str, ModelSpec]:
+    from ..demo.model import SHAPES_SPEC
+
+    return {"shapes": SHAPES_SPEC}
+
+
+def shapes_available() -> bool:
+    """Whether the bundled demo model's trained weights are installed."""
+    from ..demo.model import DEFAULT_WEIGHTS
+
+    return DEFAULT_WEIGHTS.is_file()
+
+
 def known_models() -> dict[str, ModelSpec]:
     """Every model name motionlib knows, in display order."""
-    return {**_TINY, **_REAL}
+    return {**_shapes(), **_TINY, **_REAL}
 
 
 def resolve_spec(name_or_path: str) -> ModelSpec:
     """Spec for a preset name, a CogVideoX hub id, or a local folder holding a CogVideoX pipeline."""
     key = name_or_path.lower()
+    if key == "shapes":
+        return _shapes()["shapes"]
     if key in _TINY:
         return _TINY[key]
     if key in _REAL:
@@ -85,7 +100,14 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = getattr(torch, spec.dtype) if device.type == "cuda" else torch.float32
-    if spec.source.startswith("builtin:"):
+    if spec.source == "builtin:shapes":
+        from ..demo.model import DEFAULT_WEIGHTS, build_shapes
+
+        if not DEFAULT_WEIGHTS.is_file():
+            raise FileNotFoundError(f"the shapes demo weights are not installed ({DEFAULT_WEIGHTS}); "
+                                    f"train them with: python -m motionlib.demo.train")
+        parts = build_shapes(DEFAULT_WEIGHTS, seed=seed)
+    elif spec.source.startswith("builtin:"):
         from .tiny import build_tiny
 
         parts = build_tiny(spec, seed=seed)

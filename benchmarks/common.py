@@ -1,0 +1,189 @@
+"""Shared helpers: side-by-side timing, subprocess peak memory, results and their tables."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADS = 1  # torch/faiss threads: the machine has 2 cores and a background job holds one
+
+
+def setup_threads() -> None:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(THREADS)
+    except Exception:
+        pass
+
+
+def log(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+# --- configuration ------------------------------------------------------------------------------
+@dataclass
+class Config:
+    quick: bool = False
+
+    @property
+    def pairs(self) -> int:
+        return 5 if self.quick else 7
+
+
+# --- timing ---------------------------------------------------------------------------------------
+@dataclass
+class Pair:
+    """A/B measured alternately: the median of the per-pair ratios, plus context."""
+
+    ratio: float
+    lo: float  # smallest per-pair ratio
+    hi: float  # largest per-pair ratio
+    a_s: float  # median seconds of A (context only)
+    b_s: float  # median seconds of B (context only)
+    n: int
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.ratio:.{digits}f} (pairs {self.lo:.{digits}f}-{self.hi:.{digits}f}, n={self.n})"
+
+
+def paired(a: Callable[[], object], b: Callable[[], object], n: int = 5, warmup: int = 1) -> Pair:
+    """Run A B A B ... (after `warmup` unmeasured pairs); ratio = median over pairs of t_A / t_B."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    for _ in range(n):
+        gc.collect()
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        gc.collect()
+        t2 = time.perf_counter()
+        b()
+        t3 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t3 - t2)
+    ratios = [x / y for x, y in zip(ta, tb)]
+    return Pair(statistics.median(ratios), min(ratios), max(ratios),
+                statistics.median(ta), statistics.median(tb), n)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+# --- peak memory ----------------------------------------------------------------------------------
+def peak_memory(case: str, **args) -> dict:
+    """Peak RSS increase (bytes) of `case` run in a fresh subprocess (see benchmarks.memprobe)."""
+    env = dict(os.environ)
+    # Fixed mmap threshold: big buffers are mmapped and returned to the OS on free, so RSS follows
+    # live memory instead of glibc keeping freed setup memory resident (which would hide peaks).
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(128 * 1024))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+    def probe(extra: dict) -> dict:
+        cmd = [sys.executable, "-m", "benchmarks.memprobe", json.dumps({"case": case, **args, **extra})]
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"memory probe {case} {args} failed:\n{out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    res = probe({})
+    if res["method"] == "ru_maxrss":  # no clear_refs: subtract a setup-only baseline process
+        base = probe({"baseline": True})
+        res["peak_bytes"] = max(0, res["peak_bytes"] - base["peak_bytes"])
+    return res
+
+
+# --- results --------------------------------------------------------------------------------------
+@dataclass
+class Section:
+    key: str
+    title: str
+    goal: str
+    status: str = "n/a"  # "met", "missed", "n/a", "not measured"
+    headline: str = ""
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)  # further tables
+
+
+def fmt_bytes(n: float) -> str:
+    n = float(n)
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= k:
+            return f"{n / k:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_s(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.0f} us"
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(esc(x) for x in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+# --- shared fixtures ------------------------------------------------------------------------------
+_MODELS: dict = {}
+
+
+def model(name: str):
+    """A loaded model (CPU, fp32), cached for the run."""
+    if name not in _MODELS:
+        from motionlib.models import load_model
+
+        _MODELS[name] = load_model(name, device="cpu")
+    return _MODELS[name]
+
+
+def demo_model_name() -> str:
+    """The bundled demo model when the registry has it, else tiny-5b."""
+    from motionlib.models import known_models
+
+    return "shapes" if "shapes" in known_models() else "tiny-5b"
+
+
+def disc_video(spec, seed: int = 0):
+    """[F, 3, H, W] in [-1, 1]: a moving disc sized for `spec`."""
+    import torch
+
+    from motionlib.synthetic import moving_disc
+
+    frames = moving_disc(spec.num_frames, spec.height, spec.width,
+                         velocity=(max(1.0, spec.width / 48), 0.0), radius=max(3, spec.height // 6),
+                         background="texture", seed=seed)
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
