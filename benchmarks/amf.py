@@ -164,9 +164,12 @@ def plot(points: list[dict], path) -> str | None:
             label="motion_flow soft+backward (measured)")
     five = [p for p in points if p["size"] == GRID_5B]
     if five:
-        ax.axvline(five[0]["tokens"], color="grey", lw=0.8)
-        ax.annotate("CogVideoX-5B\n13x30x45", (five[0]["tokens"], ax.get_ylim()[0]), xytext=(-70, 10),
-                    textcoords="offset points", fontsize=8, color="grey")
+        p5 = five[0]
+        ax.axvline(p5["tokens"], color="grey", lw=0.8)
+        ax.annotate(f"CogVideoX-5B (13x30x45):\nmotion_flow {fmt_bytes(p5['mf'])}\nmaps {fmt_bytes(p5['maps'])} "
+                    f"(1/{p5['maps'] / p5['mf']:.1f})", (p5["tokens"], p5["mf"]), xytext=(0.55, 0.12),
+                    textcoords="axes fraction", fontsize=8, bbox={"fc": "white", "ec": "grey", "alpha": 0.9},
+                    arrowprops={"arrowstyle": "->", "color": "grey"})
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("video tokens N = F·S (48 heads x 64 dims)")

@@ -225,10 +225,13 @@ def run(cfg: Config) -> Section:
         sec.notes.append(f"Rows: the first {n_add} via Library.add_motion (tiny dummy asset files; median "
                          f"{fmt_s(statistics.median(add_times))} each, last {fmt_s(add_times[-1])}), the rest "
                          "bulk-inserted through the SQLModel session (add_motion rewrites the whole faiss index "
-                         "file on every call, so 10k calls would take too long).")
+                         "file on every call, so 10k calls would not fit this run's time budget).")
         sec.notes.append("Storing = store_asset: asset save + thumbnails + add_motion (blob copy with fsync, DB "
                          "transaction, index refresh). Learn = read clip + learn (tiny-5b defaults) + previews.")
-        sec.notes.append("Absolute latencies are on this machine with a 1-thread budget; no goal was set.")
+        sec.notes.append("Absolute latencies are on this machine with a 1-thread budget; no goal was set. "
+                         "Library.list loads whole ORM rows (descriptor blob, params and loss JSON, tags) where list "
+                         "needs a few columns; add_motion reads and rewrites the whole faiss index file each call, "
+                         "so it slows down linearly with the catalogue.")
         sec.status = "n/a"
         for lib in (small, *libs.values()):
             lib.close()

@@ -42,6 +42,16 @@ class Config:
     def pairs(self) -> int:
         return 5 if self.quick else 7
 
+    @property
+    def pairs_fine(self) -> int:
+        """For effects of a few percent (apply vs generate)."""
+        return 5 if self.quick else 11
+
+    @property
+    def pairs_headline(self) -> int:
+        """For a goal of a few percent."""
+        return 5 if self.quick else 21
+
 
 # --- timing ---------------------------------------------------------------------------------------
 @dataclass
@@ -59,23 +69,30 @@ class Pair:
         return f"{self.ratio:.{digits}f} (pairs {self.lo:.{digits}f}-{self.hi:.{digits}f}, n={self.n})"
 
 
+def _timed(f: Callable[[], object]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
 def paired(a: Callable[[], object], b: Callable[[], object], n: int = 5, warmup: int = 1) -> Pair:
-    """Run A B A B ... (after `warmup` unmeasured pairs); ratio = median over pairs of t_A / t_B."""
+    """Alternate A and B, n pairs (after `warmup` unmeasured pairs); ratio = median of t_A / t_B per pair.
+
+    Wall-clock time. The order inside a pair alternates (A B, B A, A B, ...) so that neither side
+    always runs first (warm caches, drift).
+    """
     for _ in range(warmup):
         a()
         b()
     ta, tb = [], []
-    for _ in range(n):
-        gc.collect()
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        gc.collect()
-        t2 = time.perf_counter()
-        b()
-        t3 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t3 - t2)
+    for i in range(n):
+        if i % 2 == 0:
+            ta.append(_timed(a))
+            tb.append(_timed(b))
+        else:
+            tb.append(_timed(b))
+            ta.append(_timed(a))
     ratios = [x / y for x, y in zip(ta, tb)]
     return Pair(statistics.median(ratios), min(ratios), max(ratios),
                 statistics.median(ta), statistics.median(tb), n)
@@ -171,10 +188,13 @@ def model(name: str):
 
 
 def demo_model_name() -> str:
-    """The bundled demo model when the registry has it, else tiny-5b."""
-    from motionlib.models import known_models
+    """The bundled demo model when the registry has it and its weights are installed, else tiny-5b."""
+    import motionlib.models as models
 
-    return "shapes" if "shapes" in known_models() else "tiny-5b"
+    if "shapes" not in models.known_models():
+        return "tiny-5b"
+    available = getattr(models, "shapes_available", None)
+    return "shapes" if available is None or available() else "tiny-5b"
 
 
 def disc_video(spec, seed: int = 0):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .common import Config, Section, disc_video, fmt_bytes, fmt_s, log, model, paired, peak_memory
 
 MODEL = "tiny-5b"
+GOAL = 0.35
 
 
 def settings(cfg: Config) -> dict:
@@ -13,34 +14,67 @@ def settings(cfg: Config) -> dict:
     return {"steps": 20, "guided_fraction": 0.2, "opt_steps": 5}
 
 
+def projection(layers: int = 42, block: int = 20, steps: int = 50, guided: int = 10, opt: int = 5,
+               checkpointing: bool = True) -> float:
+    """learn / official-style at CogVideoX-5B scale by a cost model (not a measurement).
+
+    Unit: one block forward of one sample; backward = 2 units; a checkpointed block is recomputed once in
+    backward; a denoising step is a CFG batch of 2 through every block; decode and AMF maths left out
+    (decode only makes the official side dearer).
+    """
+    g = block + 1  # blocks 0..block run up to the guidance block
+    recompute = g if checkpointing else 0
+    learn_opt = g + recompute + 2 * g  # truncated forward + recompute + backward
+    official_opt = layers + recompute + 2 * g  # full forward; backward still stops at block 0..block
+    learn = g + guided * (1 + opt * learn_opt) + (guided - 1) * 2 * layers
+    official = layers + guided * (1 + opt * official_opt) + steps * 2 * layers
+    return learn / official
+
+
 def run(cfg: Config) -> Section:
     from motionlib.learn import learn
 
-    from .official import official_learn
+    from .official import learn_without_checkpointing, official_learn
 
     s = settings(cfg)
     m = model(MODEL)
     video = disc_video(m.spec)
-    sec = Section("learn", "learn vs official-style DiTFlow (tiny-5b)", "learn <= 0.35 x official-style time")
+    sec = Section("learn", "learn vs official-style DiTFlow (tiny-5b)", f"learn <= {GOAL} x official-style time")
     kw = dict(prompt="a red disc", seed=0, **s)
     log("learn: timing learn vs official-style")
     p = paired(lambda: learn(m, video, **kw), lambda: official_learn(m, video, **kw), n=cfg.pairs)
+    p_nc = None
+    if not cfg.quick:
+        log("learn: what-if without block checkpointing (both sides)")
+        p_nc = paired(lambda: learn_without_checkpointing(m, video, **kw),
+                      lambda: official_learn(m, video, checkpointing=False, **kw), n=cfg.pairs)
     log("learn: peak memory (subprocesses)")
     mem_l = peak_memory("learn", impl="learn", model=MODEL, **s)["peak_bytes"]
     mem_o = peak_memory("learn", impl="official", model=MODEL, **s)["peak_bytes"]
     sec.headers = ["measure", "learn / official-style", "learn (context)", "official-style (context)"]
     sec.rows = [["time", p.text(3), fmt_s(p.a_s), fmt_s(p.b_s)],
                 ["peak memory (RSS increase)", f"{mem_l / mem_o:.2f}", fmt_bytes(mem_l), fmt_bytes(mem_o)]]
-    ok = p.ratio <= 0.35
+    if p_nc is not None:
+        sec.rows.append(["time, what-if: block checkpointing off on both sides", p_nc.text(3), fmt_s(p_nc.a_s),
+                         fmt_s(p_nc.b_s)])
+    ok = p.ratio <= GOAL
     sec.status = "met" if ok else "missed"
-    sec.headline = (f"time ratio {p.ratio:.3f} (goal 0.35: "
-                    + ("met" if ok else f"missed by {p.ratio - 0.35:.3f}, {p.ratio / 0.35:.2f}x the goal")
-                    + f"); peak memory ratio {mem_l / mem_o:.2f}")
+    sec.headline = (f"time ratio {p.ratio:.3f} (goal {GOAL}: "
+                    + ("met" if ok else f"missed by {p.ratio - GOAL:.3f}, {p.ratio / GOAL:.2f}x the goal")
+                    + f"); peak memory ratio {mem_l / mem_o:.2f}"
+                    + ("" if p_nc is None else f"; without block checkpointing {p_nc.ratio:.3f}"))
     sec.notes.append(f"Settings: {s['steps']} steps, guided fraction {s['guided_fraction']}, opt_steps "
                      f"{s['opt_steps']}, the model's guidance block and KV injection; seed 0.")
     sec.notes.append("Official-style = the same Guidance/loss/sampler with per-head AMF maps, no truncation "
                      "after the guidance block, all steps rendered and decoded (benchmarks/official.py). Both "
-                     "keep motionlib's block activation checkpointing.")
+                     "keep motionlib's block activation checkpointing in the headline row; the what-if row turns "
+                     "it off on both sides (learn's checkpointing recomputes the truncated forward in backward, "
+                     "which costs about what truncation saves).")
     sec.notes.append("tiny-5b has 2 heads and 288 tokens, so the per-head maps cost little here; the memory "
                      "ratio at the real size is section 3's (AMF memory).")
+    sec.notes.append(f"Projection for CogVideoX-5B at the paper's settings (cost model in benchmarks/learn.py, "
+                     f"not measured; decode left out): learn / official-style ~ {projection():.2f} with "
+                     f"checkpointing, {projection(checkpointing=False):.2f} without. The optimisation passes, which "
+                     "both sides run, dominate; the 0.35 goal needs fewer or cheaper optimisation passes, not "
+                     "just truncation and early stopping.")
     return sec

@@ -22,8 +22,11 @@ import sys
 
 
 def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1)) * 1024
+    try:
+        with open("/proc/self/status") as f:
+            return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return 0
 
 
 def _trim() -> None:
@@ -104,7 +107,7 @@ def main() -> None:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        method = "vmhwm"
+        method = "vmhwm" if rss else "ru_maxrss"
     except OSError:
         method = "ru_maxrss"
     run(state)

@@ -15,6 +15,7 @@ anything, lower than the official code's).
 
 from __future__ import annotations
 
+import functools
 import math
 from unittest import mock
 
@@ -27,6 +28,14 @@ from motionlib.learn import ReferenceMotion, _check_video
 from motionlib.rho import base_rho
 from motionlib.sampling import prepare, sample
 from motionlib.transformer import Controls, forward
+
+
+def learn_without_checkpointing(model, video: torch.Tensor, **kw):
+    """What-if: ``motionlib.learn`` with the block activation checkpointing of its optimisation passes off."""
+    from motionlib.learn import learn
+
+    with mock.patch.object(guidance_mod, "forward", functools.partial(forward, checkpointing=False)):
+        return learn(model, video, **kw)
 
 
 def per_head_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, height: int, width: int,
@@ -71,12 +80,13 @@ def official_reference(model, video: torch.Tensor, *, blocks, temperature: float
     return ReferenceMotion(latent, amf, conf)
 
 
-def official_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams) -> torch.Tensor:
+def official_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams,
+                  checkpointing: bool = True) -> torch.Tensor:
     """``motionlib.guidance.guidance_loss`` without truncation and with per-head maps."""
     frames, rows, cols = run.model.spec.grid
     controls = Controls(capture=params.blocks, stop_at=None, **controls_kw)
     x = run.scheduler.scale_model_input(latents, t)
-    forward(run.model.transformer, x, run.cond_embeds, t.expand(1), controls)
+    forward(run.model.transformer, x, run.cond_embeds, t.expand(1), controls, checkpointing=checkpointing)
     losses = []
     for b in params.blocks:
         q, k = controls.captured[("qk", b)]
@@ -88,12 +98,13 @@ def official_loss(run, latents, t, controls_kw: dict, reference, params: Guidanc
 
 
 def official_learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,
-                   **overrides) -> torch.Tensor:
+                   checkpointing: bool = True, **overrides) -> torch.Tensor:
     """Official-style DiTFlow run: guided steps, then every remaining step, then decode. Returns the video."""
     params = GuidanceParams.from_spec(model.spec, **overrides)
     ref = official_reference(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, seed=seed, steps=steps)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=False)
-    with mock.patch.object(guidance_mod, "guidance_loss", official_loss):
+    loss = functools.partial(official_loss, checkpointing=checkpointing)
+    with mock.patch.object(guidance_mod, "guidance_loss", loss):
         latents = sample(run, [guide])
     return model.decode(latents)

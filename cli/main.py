@@ -311,7 +311,7 @@ def list_(
     tag: Optional[str] = typer.Option(None, "--tag", "-t"),
     model: Optional[str] = typer.Option(None, "--model", "-m"),
 ):
-    """List stored motions (newest first)."""
+    """List stored motions, by name."""
     rows = state.library().list(tag=tag, model=model)
     data = [{"name": r.name, "model": r.model_name, "frames": r.latent_frames, "bytes": r.blob_bytes,
              "tags": r.tags, "source": r.source_name, "created_at": r.created_at.isoformat()} for r in rows]
@@ -454,6 +454,64 @@ def _hf_cached(repo_id: str) -> bool:
         return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
     except Exception:
         return False
+
+
+@app.command("eval")
+def eval_(
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="shapes.safetensors, a training run folder (its shapes.safetensors, else its newest checkpoint) or a checkpoint (default: the bundled weights)."),
+    random: bool = typer.Option(False, "--random", help="Evaluate seeded random (untrained) weights."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="For a checkpoint: its EMA weights (default) or the raw model weights."),
+    seed: List[int] = typer.Option([], "--seed", help="Render seed (repeatable; default 0 and 1, quick: 0)."),
+    quick: bool = typer.Option(False, "--quick", help="1 family, 1 target prompt, 1 seed (about 2 minutes on one CPU thread)."),
+    out_dir: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for the picture grids and eval.json."),
+    family: List[str] = typer.Option([], "--family", help="Trajectory family for the transfer metrics (repeatable)."),
+    section: List[str] = typer.Option([], "--section", help="generation, amf, transfer, search (repeatable; default all)."),
+    zt: bool = typer.Option(True, "--zt/--no-zt", help="Include one-shot z_t transfer (the slowest part)."),
+    mf: bool = typer.Option(True, "--mf/--no-mf", help="Include MF-LK (needs opencv-python-headless)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (model default)."),
+    opt_steps: Optional[int] = typer.Option(None, "--opt-steps", help="Guidance override: Adam steps per guided step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Guidance override: start learning rate."),
+    lr_end: Optional[float] = typer.Option(None, "--lr-end", help="Guidance override: end learning rate."),
+    guided_fraction: Optional[float] = typer.Option(None, "--guided-fraction", help="Guidance override."),
+    block: List[int] = typer.Option([], "--block", help="Guidance override: block(s) (repeatable)."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", help="Guidance override: confidence mask threshold."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
+):
+    """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
+    import torch
+
+    from motionlib.demo import eval as ev
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    sections = tuple(section) or ("generation", "amf", "transfer", "search")
+    bad = [s for s in sections if s not in ("generation", "amf", "transfer", "search")]
+    if bad:
+        raise UserError(f"unknown --section {', '.join(bad)}: use generation, amf, transfer, search")
+    bad = [f for f in family if f not in ev.FAMILIES]
+    if bad:
+        raise UserError(f"unknown --family {', '.join(bad)}: use {', '.join(ev.FAMILIES)}")
+    overrides = {k: v for k, v in dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
+                                       blocks=tuple(block) or None, confidence=confidence).items() if v is not None}
+    cfg = ev.EvalConfig.make(quick=quick, seeds=tuple(seed) or None, families=tuple(family) or None, zt=zt, mf=mf,
+                             steps=steps, overrides=overrides, out_dir=out_dir)
+    device = state.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, info = ev.load_eval_model(weights, random=random, ema=ema, device=device)
+    if mf and not ev.have_cv2() and "transfer" in sections and not state.as_json:
+        err.print("[yellow]MF-LK skipped: OpenCV missing (pip install opencv-python-headless)[/yellow]")
+    log = (lambda msg: None) if (state.as_json or state.quiet) else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    log(f"evaluating {info.get('weights')} on {device}{' (quick)' if quick else ''}")
+    results = ev.run_eval(model, cfg, sections=sections, log=log, info=info)
+
+    def human():
+        t = Table("metric", "value", "threshold / note", title=f"shapes eval: {info.get('weights')}")
+        for row in ev.summary_rows(results):
+            t.add_row(*row)
+        out.print(t)
+        for name, path in (results.get("pictures") or {}).items():
+            out.print(f"{name}: {path}")
+
+    emit(results, human)
 
 
 # --------------------------------------------------------------------------------------------
