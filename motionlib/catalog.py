@@ -22,6 +22,9 @@ from .thumbnail import save_thumbnails
 from .video import read_video, to_uint8
 
 PREVIEW_HEIGHT = 96
+# Thumbnails leave out flow vectors whose peak attention probability is below this: on flat
+# regions attention ties and the argmax points anywhere, which would drown the real motion.
+THUMB_MIN_CONFIDENCE = 0.15
 
 
 def sha256_of(path: Path) -> str:
@@ -54,10 +57,13 @@ def latent_frame_indices(spec) -> list[int]:
 
 def previews(video: torch.Tensor, spec) -> torch.Tensor:
     """uint8 [F', h, w, 3] small frames at the latent frame times, for thumbnails."""
-    frames = (video[latent_frame_indices(spec)] + 1) / 2
-    h = min(PREVIEW_HEIGHT, spec.height)
+    frames = (video[latent_frame_indices(spec)].float() + 1) / 2
+    h = PREVIEW_HEIGHT
     w = max(1, round(spec.width * h / spec.height))
-    small = torch.nn.functional.interpolate(frames.float(), size=(h, w), mode="bilinear", antialias=True)
+    if spec.height >= h:
+        small = torch.nn.functional.interpolate(frames, size=(h, w), mode="bilinear", antialias=True)
+    else:  # tiny clips: enlarge with visible pixels so a person can see them
+        small = torch.nn.functional.interpolate(frames, size=(h, w), mode="nearest")
     return torch.from_numpy(to_uint8(small.clamp(0, 1)))
 
 
@@ -73,8 +79,10 @@ def thumbnails_of(asset: MotionAsset, workdir: Path) -> dict[str, Path]:
         f = asset.spec.latent_frames
         frames = torch.full((f, PREVIEW_HEIGHT, PREVIEW_HEIGHT * asset.spec.width // asset.spec.height, 3), 128,
                             dtype=torch.uint8)
+    block = asset.blocks[0]
+    confident = (asset.ref_confidence[block] >= THUMB_MIN_CONFIDENCE).unsqueeze(-1)
     png, gif = workdir / "thumb.png", workdir / "thumb.gif"
-    save_thumbnails(frames.numpy(), asset.amf, (rows, cols), png, gif)
+    save_thumbnails(frames.numpy(), asset.amf * confident, (rows, cols), png, gif)
     return {"png": png, "gif": gif}
 
 
