@@ -18,7 +18,22 @@ NUM_FRAMES, HEIGHT, WIDTH, FPS, SPEED = 24, 96, 144, 8, 2.5
 DIRECTIONS = {"left": (-SPEED, 0.0), "right": (SPEED, 0.0), "up": (0.0, -SPEED), "down": (0.0, SPEED)}
 
 
+def shapes_examples() -> None:
+    """Clips in the demo model's own domain (8 frames of 32x32, enlarged x4 with visible pixels)."""
+    import numpy as np
+
+    from motionlib.demo.eval import directional_clip, reference_clip
+
+    clips = {"shapes_left": directional_clip("left", "red")[0], "shapes_down": directional_clip("down", "green")[0],
+             "shapes_arc": reference_clip("arc", colour="yellow")[0]}
+    for name, frames in clips.items():
+        big = np.asarray(frames).repeat(4, axis=2).repeat(4, axis=3).transpose(0, 2, 3, 1)
+        out = write_video(np.ascontiguousarray(big), HERE / f"{name}.mp4", fps=FPS)
+        print(f"wrote {out.relative_to(HERE.parent)} ({out.stat().st_size // 1024 + 1} KB)")
+
+
 def main() -> None:
+    shapes_examples()
     for name, velocity in DIRECTIONS.items():
         frames = moving_disc(
             NUM_FRAMES, HEIGHT, WIDTH, velocity=velocity, radius=12, color=(220, 40, 40), background="texture", seed=0
