@@ -111,6 +111,18 @@ def default_output(stem: str, gif: bool) -> Path:
     return Path(f"{stem}.{'gif' if gif else 'mp4'}")
 
 
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def check_output(path: Path) -> Path:
+    """Refuse an output we could not write before spending minutes rendering it."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"{path}: output must end in .mp4 or .gif")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name")
+    return path
+
+
 def write(video, path: Path, fps: int) -> Path:
     from motionlib.video import write_video
 
@@ -191,7 +203,7 @@ def apply(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (.mp4 or .gif; default NAME-SEED.mp4)."),
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (default: those of the learn)."),
-    strength: float = typer.Option(1.0, "--strength", "-s", help="Scale of the learnt change of ρ (0 = plain generation)."),
+    strength: float = typer.Option(1.0, "--strength", "-s", help="Scale of the learnt change of ρ (0 = the model's own ρ; KV injection still runs unless --no-inject)."),
     inject: bool = typer.Option(True, "--inject/--no-inject", help="KV injection of the stored reference latent."),
     gif: bool = typer.Option(False, "--gif", help="Write a GIF instead of an mp4 (when -o is not given)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Load the weights from here (same architecture)."),
@@ -202,11 +214,11 @@ def apply(
 
     if strength < 0:
         raise UserError(f"--strength must be >= 0, got {strength}")
+    path = check_output(output or default_output(f"{name}-{seed}", gif))
     lib = state.library()
     asset = load_motion(lib, name)
     m = model_for_asset(asset.spec, model)
     asset.check_compatible(m.spec)
-    path = output or default_output(f"{name}-{seed}", gif)
     started = time.monotonic()
     with progress_bar() as bar:
         video = apply_motion(m, asset, prompt, seed=seed, steps=steps or asset.steps, strength=strength,
@@ -235,6 +247,7 @@ def transfer(
 
     from motionlib.video import probe
 
+    check_output(output)
     probe(video)
     m = load(model or default_model())
     s = m.spec
@@ -258,6 +271,7 @@ def generate(
     """Plain generation with the same settings (the baseline apply is compared with)."""
     from motionlib.sampling import generate as plain
 
+    check_output(output)
     m = load(model or default_model())
     started = time.monotonic()
     with progress_bar() as bar:
@@ -378,7 +392,8 @@ def rename(old: str, new: str):
     emit({"renamed": old, "to": new}, lambda: out.print(f"renamed {old} → {new}"))
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": ["--help"]})
 def tag(name: str = typer.Argument(...),
         changes: List[str] = typer.Argument(..., help="+TAG adds, -TAG removes (e.g. +sport -draft).")):
     """Add (+tag) or remove (-tag) tags."""
@@ -525,6 +540,9 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
+    if "tag" in head:  # after `tag NAME`, -x means "remove tag x"
+        cut = head.index("tag")
+        head, tail = head[:cut], head[cut:] + tail
     flags = [a for a in head if a in GLOBAL_FLAGS]
     return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
 
@@ -540,7 +558,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, prog_name="motionlib")
-    except (UserError, LibraryError, VideoError, AssetError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (UserError, LibraryError, VideoError, AssetError, ValueError, OSError, RuntimeError) as e:
         if state.verbose:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -111,7 +111,15 @@ class MotionAsset:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
             os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -138,8 +146,48 @@ class MotionAsset:
                    created_at=meta["created_at"], ref_frames=frames)
 
 
-def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
+_SPEC_BOUNDS = {"num_frames": 1024, "height": 8192, "width": 8192, "temporal_compression": 64,
+                "spatial_compression": 64, "patch_size": 16, "text_len": 4096, "heads": 256, "head_dim": 1024,
+                "num_layers": 1024}
+MAX_TOKENS = 1 << 20
+
+
+def _int_list(values, low: int, high: int, what: str) -> list[int]:
+    if not isinstance(values, list) or not all(type(v) is int and low <= v < high for v in values):
+        raise ValueError(f"{what} must be a list of integers in [{low}, {high})")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} has duplicates")
+    return values
+
+
+def _checked_spec(meta: dict) -> ModelSpec:
+    """The file's model spec, with every number that sizes an allocation bounded."""
     spec = ModelSpec.from_dict(meta["spec"])
+    for key, high in _SPEC_BOUNDS.items():
+        v = getattr(spec, key)
+        if type(v) is not int or not 1 <= v <= high:
+            raise ValueError(f"spec.{key} = {v!r} is out of range")
+    if spec.family not in ("rope", "posemb"):
+        raise ValueError(f"unknown ρ family {spec.family!r}")
+    step = spec.spatial_compression * spec.patch_size
+    if spec.height % step or spec.width % step or (spec.num_frames - 1) % spec.temporal_compression:
+        raise ValueError("spec geometry does not divide into latent patches")
+    frames, rows, cols = spec.grid
+    if frames * rows * cols > MAX_TOKENS:
+        raise ValueError(f"{frames * rows * cols} video tokens is implausibly many")
+    return spec
+
+
+def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
+    spec = _checked_spec(meta)
+    _int_list(meta["timesteps"], 0, 10_000, "timesteps")
+    _int_list(meta["blocks"], 0, spec.num_layers, "blocks")
+    if not meta["blocks"]:
+        raise ValueError("no guidance block")
+    params = meta.get("params")
+    if not isinstance(params, dict):
+        raise ValueError("params must be a table")
+    _int_list(list(params.get("inject_blocks", [])), 0, spec.num_layers, "params.inject_blocks")
     frames, rows, cols = spec.grid
     s = rows * cols
     n_tok = frames * s
@@ -198,8 +246,8 @@ def inspect(path: str | os.PathLike) -> dict:
                          f"(this motionlib reads version {VERSION})")
     try:
         expected = _expected(meta)
-    except (KeyError, TypeError, ValueError) as e:
-        raise AssetError(f"{path}: motion metadata is incomplete ({e})") from None
+    except (KeyError, TypeError, ValueError, ArithmeticError) as e:
+        raise AssetError(f"{path}: motion metadata is invalid ({e})") from None
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     if set(tensors) != set(expected):
         extra = sorted(set(tensors) - set(expected))[:3]

@@ -13,6 +13,7 @@ import torch
 
 from .amf import amf_loss, motion_flow
 from .injection import reference_kv
+from .rho import Rho
 from .transformer import Controls, forward
 
 
@@ -131,13 +132,21 @@ class Guidance:
                 variables = [latents]
                 kw = lambda: {"rho": run.base, "inject": kv}  # noqa: E731
             opt = torch.optim.Adam(variables, lr=lr)
+            # fp16 (CogVideoX-2B): scale the loss so small gradients survive the half-precision
+            # backward, unscale before Adam, and skip a step whose gradients overflowed
+            scale = 2.0 ** 12 if model.dtype == torch.float16 else 1.0
             step_losses = []
             for k in range(p.opt_steps):
                 opt.zero_grad(set_to_none=True)
                 with torch.enable_grad():
                     loss = guidance_loss(run, latents.to(model.dtype), t, kw(), self.reference, p)
-                    loss.backward()
-                opt.step()
+                    (loss * scale).backward()
+                grads = [v.grad for v in variables if v.grad is not None]
+                if scale != 1.0:
+                    for g in grads:
+                        g.div_(scale)
+                if all(bool(torch.isfinite(g).all()) for g in grads):
+                    opt.step()
                 step_losses.append(float(loss.detach()))
                 if self.progress:
                     self.progress({"phase": "optimise", "step": state.index + 1, "total": n, "k": k + 1,
@@ -147,7 +156,8 @@ class Guidance:
         state.controls.inject = kv
         if self.mode == "rho":
             self.rho_per_t[int(t)] = self.rho.clone()
-            state.controls.rho = self.rho.clone(dtype=model.dtype)
+            state.controls.rho = Rho(self.rho.family, {n: v.detach().to(run.base.tensors[n].dtype)
+                                                        for n, v in self.rho.tensors.items()})
         else:
             state.latents = latents.detach().to(model.dtype)
         return not (self.stop_after_guided and state.index == n - 1)

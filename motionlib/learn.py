@@ -56,6 +56,9 @@ def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], tem
 def _params(model, params: GuidanceParams | None, overrides: dict) -> GuidanceParams:
     if params is None:
         return GuidanceParams.from_spec(model.spec, **overrides)
+    given = sorted(k for k, v in overrides.items() if v is not None)
+    if given:
+        raise TypeError(f"pass either params or keyword overrides, not both (got {', '.join(given)})")
     params.validate(model.spec)
     return params
 

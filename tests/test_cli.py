@@ -73,7 +73,8 @@ def test_whole_flow(home, capsys, tmp_path):
     assert imported["name"] == "copy"
     assert cli_json(capsys, "search", "--like", "copy", "-k", "1")[0]["name"] == "left"
     cli_json(capsys, "rename", "copy", "copy2")
-    cli_json(capsys, "tag", "copy2", "+a", "+b", "-a")
+    cli_json(capsys, "tag", "copy2", "+a", "+b", "+sharp", "+v", "-a")
+    cli_json(capsys, "tag", "copy2", "-sharp", "-v")  # not taken for -h / --verbose
     assert cli_json(capsys, "show", "copy2")["tags"] == ["b"]
     cli_json(capsys, "rm", "copy2", "right")
     assert [r["name"] for r in cli_json(capsys, "ls")] == ["left"]
@@ -97,6 +98,8 @@ def test_whole_flow(home, capsys, tmp_path):
     (["tag", "ghost", "x"], "+TAG"),
     (["import", "bogus.safetensors"], "not a valid motion"),
     (["search"], "either a VIDEO or --like"),
+    (["apply", "ghost", "a cat", "-o", "out.avi"], ".mp4 or .gif"),
+    (["generate", "a cat", "-o", "out.txt"], ".mp4 or .gif"),
 ])
 def test_bad_input_is_one_clear_line(home, capsys, tmp_path, args, message):
     (tmp_path / "notvideo.mp4").write_text("hello, I am text")

@@ -205,6 +205,42 @@ def test_asset_validation_rejects_bad_files(learnt, tmp_path):
             MotionAsset.load(tmp_path / name)
 
 
+def test_asset_validation_bounds_every_allocation(learnt, tmp_path):
+    """A crafted header must not make load/thumbnails allocate absurd sizes or crash oddly."""
+    _, asset, _ = learnt["rope"]
+    good = asset.save(tmp_path / "good.safetensors")
+
+    def meta_edit(fn):
+        def mutate(h, b):
+            meta = json.loads(h["__metadata__"]["motionlib"])
+            fn(meta)
+            h["__metadata__"]["motionlib"] = json.dumps(meta)
+            return h, b
+        return mutate
+
+    edits = {
+        "wide": lambda m: m["spec"].update(width=40_000_000),
+        "zero_patch": lambda m: m["spec"].update(patch_size=0),
+        "str_timesteps": lambda m: m.update(timesteps=[str(t) for t in m["timesteps"]]),
+        "bad_block": lambda m: m.update(blocks=[999]),
+        "bad_inject": lambda m: m["params"].update(inject_blocks=[999]),
+        "family": lambda m: m["spec"].update(family="other"),
+    }
+    for name, fn in edits.items():
+        _rewrite_header(good, tmp_path / name, meta_edit(fn))
+        with pytest.raises(AssetError, match="invalid"):
+            MotionAsset.load(tmp_path / name)
+
+
+def test_fp16_learn_gets_nonzero_updates():
+    """fp16 models (CogVideoX-2B on CUDA) scale the loss so ρ still moves; here on the CPU in fp16."""
+    from motionlib.models import load_model
+
+    m = load_model("tiny-2b", device="cpu", dtype=torch.float16)
+    asset = learn(m, clip(m).half(), seed=1, opt_steps=2)
+    assert all(torch.isfinite(d["pos"]).all() and d["pos"].abs().max() > 0 for d in asset.rho_delta.values())
+
+
 def test_transfer_latent_mode(tiny5b):
     video, losses = transfer(tiny5b, clip(tiny5b), "a red ball", seed=2)
     s = tiny5b.spec

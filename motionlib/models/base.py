@@ -33,7 +33,9 @@ class Model:
     def on_device(self, module: torch.nn.Module):
         """Move `module` to the compute device for the duration of a block (model CPU offload)."""
         first = next(module.parameters(), None)
-        if not self.offload or first is None or first.device == self.device:
+        here = first is not None and first.device.type == self.device.type and (
+            self.device.index is None or first.device.index == self.device.index)
+        if not self.offload or first is None or here:
             yield module  # nothing to move, or an outer block already moved it
             return
         module.to(self.device)
