@@ -100,6 +100,9 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
              params: GuidanceParams | None = None, negative_prompt: str = "",
              progress: ProgressFn | None = None, output: str = "video", **overrides):
     """One-shot motion transfer optimising z_t (paper default); returns (video, losses)."""
+    latent_lr = model.spec.guidance.latent_lr
+    if params is None and latent_lr and overrides.get("lr_start") is None and overrides.get("lr_end") is None:
+        overrides = {**overrides, "lr_start": latent_lr[0], "lr_end": latent_lr[1]}
     params = _params(model, params, overrides)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)

@@ -23,6 +23,7 @@ class GuidanceDefaults:
     temperature: float = 2.0  # τ of eq. (3)
     inject_blocks: tuple[int, ...] = (0,)  # KV injection of the noised reference
     confidence: float = 0.0  # supervise only reference patches whose peak attention prob exceeds this
+    latent_lr: tuple[float, float] | None = None  # (start, end) for z_t mode; None: lr_start/lr_end
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> "ModelSpec":
         d = dict(d)
         g = dict(d.pop("guidance", {}) or {})
-        for k in ("blocks", "inject_blocks"):
-            if k in g:
+        for k in ("blocks", "inject_blocks", "latent_lr"):
+            if g.get(k) is not None:
                 g[k] = tuple(g[k])
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(guidance=GuidanceDefaults(**g), **{k: v for k, v in d.items() if k in names})
