@@ -83,15 +83,10 @@ def raw_list(db: Path) -> list[tuple]:
 
 
 def cli_show(lib, name: str) -> dict:
-    """What `motionlib show NAME` gathers (cli/main.py show), without the printing."""
-    row = lib.get(name)
-    data = row.summary()
-    data["thumbnail_png"] = str(lib.thumb_path(row, "png"))
-    data["thumbnail_gif"] = str(lib.thumb_path(row, "gif"))
-    data["params"] = row.params
-    data["loss"] = row.loss
-    data["renders"] = [r.prompt for r in lib.renders(name, limit=10)]
-    return data
+    """What `motionlib show NAME` gathers, without the printing."""
+    from motionlib.cli.main import motion_details
+
+    return motion_details(lib, name)
 
 
 def raw_show(db: Path, name: str) -> dict:

@@ -343,10 +343,8 @@ def list_(
 app.command("ls", help="Alias of list.")(list_)
 
 
-@app.command()
-def show(name: str = typer.Argument(...)):
-    """Everything stored about a motion."""
-    lib = state.library()
+def motion_details(lib, name: str) -> dict:
+    """Everything `show` prints about a motion, as plain data."""
     row = lib.get(name)
     data = row.summary()
     data["thumbnail_png"] = str(lib.thumb_path(row, "png"))
@@ -357,6 +355,13 @@ def show(name: str = typer.Argument(...)):
                        for r in lib.renders(name, limit=10)]
     data.pop("params_json", None)
     data.pop("loss_json", None)
+    return data
+
+
+@app.command()
+def show(name: str = typer.Argument(...)):
+    """Everything stored about a motion."""
+    data = motion_details(state.library(), name)
 
     def human():
         t = Table(show_header=False)
