@@ -22,12 +22,11 @@ from unittest import mock
 import torch
 
 import motionlib.guidance as guidance_mod
-from motionlib.amf import amf_loss, patch_coords
-from motionlib.guidance import Guidance, GuidanceParams, reference_mask
-from motionlib.learn import ReferenceMotion, _check_video
-from motionlib.rho import base_rho
+from motionlib.amf import patch_coords
+from motionlib.guidance import Guidance, GuidanceParams, guidance_loss
+from motionlib.learn import reference_motion
 from motionlib.sampling import prepare, sample
-from motionlib.transformer import Controls, forward
+from motionlib.transformer import forward
 
 
 def learn_without_checkpointing(model, video: torch.Tensor, **kw):
@@ -39,7 +38,7 @@ def learn_without_checkpointing(model, video: torch.Tensor, **kw):
 
 
 def per_head_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, height: int, width: int,
-                  temperature: float = 2.0, hard: bool = False):
+                  temperature: float = 2.0, hard: bool = False, return_confidence: bool = False):
     """AMF [F, F, S, 2] the naive way: per-head logits [H, F*S, F*S], head mean, softmax per key frame.
 
     Same maths as ``motionlib.amf.motion_flow`` (tests: benchmarks check they agree); with `hard`
@@ -56,45 +55,14 @@ def per_head_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, he
             conf = logits.softmax(dim=-1).amax(dim=-1).permute(0, 2, 1)
             idx = logits.argmax(dim=-1)
             flow = coords[idx].permute(0, 2, 1, 3) - coords.view(1, 1, s, 2)
-        return flow, conf
+        return (flow, conf) if return_confidence else flow
     target = logits.softmax(dim=-1) @ coords  # [F_i, S, F_j, 2]
     return target.permute(0, 2, 1, 3) - coords.view(1, 1, s, 2)
 
 
-@torch.no_grad()
-def official_reference(model, video: torch.Tensor, *, blocks, temperature: float) -> ReferenceMotion:
-    """Reference AMF as the official code gets it: the whole forward at t=0, per-head hard AMF."""
-    _check_video(model, video)
-    latent = model.encode_video(video)
-    embeds = model.encode_prompt([""])
-    controls = Controls(rho=base_rho(model), capture=tuple(blocks), stop_at=None)
-    t0 = torch.zeros(1, dtype=torch.long, device=model.device)
-    with model.on_device(model.transformer) as tr:
-        forward(tr, latent, embeds, t0, controls)
-    frames, rows, cols = model.spec.grid
-    amf, conf = {}, {}
-    for b in blocks:
-        q, k = controls.captured[("qk", b)]
-        amf[b], conf[b] = per_head_flow(q[0], k[0], num_frames=frames, height=rows, width=cols,
-                                        temperature=temperature, hard=True)
-    return ReferenceMotion(latent, amf, conf)
-
-
-def official_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams,
-                  checkpointing: bool = True) -> torch.Tensor:
-    """``motionlib.guidance.guidance_loss`` without truncation and with per-head maps."""
-    frames, rows, cols = run.model.spec.grid
-    controls = Controls(capture=params.blocks, stop_at=None, **controls_kw)
-    x = run.scheduler.scale_model_input(latents, t)
-    forward(run.model.transformer, x, run.cond_embeds, t.expand(1), controls, checkpointing=checkpointing)
-    losses = []
-    for b in params.blocks:
-        q, k = controls.captured[("qk", b)]
-        flow = per_head_flow(q[0], k[0], num_frames=frames, height=rows, width=cols,
-                             temperature=params.temperature)
-        mask = reference_mask(reference.confidence.get(b), params.confidence)
-        losses.append(amf_loss(flow, reference.amf[b].to(flow.device), mask))
-    return torch.stack(losses).mean()
+# The official way, through the very functions motionlib uses: per-head maps, no truncation.
+official_reference = functools.partial(reference_motion, flow_fn=per_head_flow, truncate=False)
+official_loss = functools.partial(guidance_loss, flow_fn=per_head_flow, truncate=False)
 
 
 def official_learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,

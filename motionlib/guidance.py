@@ -79,18 +79,22 @@ def reference_mask(confidence: torch.Tensor | None, threshold: float) -> torch.T
     return confidence > threshold
 
 
-def guidance_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams) -> torch.Tensor:
-    """Eq. (8) averaged over the guidance blocks, for one (truncated, checkpointed) forward pass."""
+def guidance_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams, *,
+                  flow_fn=motion_flow, truncate: bool = True, checkpointing: bool = True) -> torch.Tensor:
+    """Eq. (8) averaged over the guidance blocks, for one forward pass.
+
+    The pass stops inside the last guidance block (`truncate`) and checkpoints block activations;
+    `flow_fn` computes the soft AMF (benchmarks swap in a naive per-head one).
+    """
     model = run.model
     frames, rows, cols = model.spec.grid
-    controls = Controls(capture=params.blocks, stop_at=max(params.blocks), **controls_kw)
+    controls = Controls(capture=params.blocks, stop_at=max(params.blocks) if truncate else None, **controls_kw)
     x = run.scheduler.scale_model_input(latents, t)
-    forward(model.transformer, x, run.cond_embeds, t.expand(1), controls)
+    forward(model.transformer, x, run.cond_embeds, t.expand(1), controls, checkpointing=checkpointing)
     losses = []
     for b in params.blocks:
         q, k = controls.captured[("qk", b)]
-        flow = motion_flow(q[0], k[0], num_frames=frames, height=rows, width=cols,
-                           temperature=params.temperature)
+        flow = flow_fn(q[0], k[0], num_frames=frames, height=rows, width=cols, temperature=params.temperature)
         mask = reference_mask(reference.confidence.get(b), params.confidence)
         losses.append(amf_loss(flow, reference.amf[b].to(flow.device), mask))
     return torch.stack(losses).mean()

@@ -35,12 +35,13 @@ def _check_video(model, video: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], temperature: float) -> ReferenceMotion:
+def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], temperature: float,
+                     flow_fn=motion_flow, truncate: bool = True) -> ReferenceMotion:
     """Eq. (2)-(4): encode the clip, one pass at t=0 with the empty prompt, hard AMF per block."""
     _check_video(model, video)
     latent = model.encode_video(video)
     embeds = model.encode_prompt([""])
-    controls = Controls(rho=base_rho(model), capture=tuple(blocks), stop_at=max(blocks))
+    controls = Controls(rho=base_rho(model), capture=tuple(blocks), stop_at=max(blocks) if truncate else None)
     t0 = torch.zeros(1, dtype=torch.long, device=model.device)
     with model.on_device(model.transformer) as tr:
         forward(tr, latent, embeds, t0, controls)
@@ -48,8 +49,8 @@ def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], tem
     amf, conf = {}, {}
     for b in blocks:
         q, k = controls.captured[("qk", b)]
-        amf[b], conf[b] = motion_flow(q[0], k[0], num_frames=frames, height=rows, width=cols,
-                                      temperature=temperature, hard=True, return_confidence=True)
+        amf[b], conf[b] = flow_fn(q[0], k[0], num_frames=frames, height=rows, width=cols,
+                                  temperature=temperature, hard=True, return_confidence=True)
     return ReferenceMotion(latent, amf, conf)
 
 
