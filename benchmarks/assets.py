@@ -55,8 +55,9 @@ def _real_meta(spec) -> dict:
 
     f, _, _ = spec.grid
     n_steps = guided_step_count(spec.num_inference_steps, spec.guidance.guided_fraction)
-    h = min(PREVIEW_HEIGHT, spec.height)
+    h = PREVIEW_HEIGHT  # previews are always this tall (enlarged for small clips)
     return {"spec": spec.to_dict(), "timesteps": list(range(n_steps)), "blocks": list(spec.guidance.blocks),
+            "params": {"inject_blocks": list(spec.guidance.inject_blocks)},
             "latent_shape": [1, f, LATENT_CHANNELS, spec.height // spec.spatial_compression,
                              spec.width // spec.spatial_compression],
             "frames_shape": [f, h, round(spec.width * h / spec.height), 3]}
