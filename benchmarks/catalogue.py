@@ -219,14 +219,16 @@ def run(cfg: Config) -> Section:
                         f"than into a small library; storing = {big_share:.0%} of a tiny-5b learn at {n:,}")
         sec.notes.append(f"Rows: the first {n_add} via Library.add_motion (tiny dummy asset files; median "
                          f"{fmt_s(statistics.median(add_times))} each, last {fmt_s(add_times[-1])}), the rest "
-                         "bulk-inserted through the SQLModel session (add_motion rewrites the whole faiss index "
-                         "file on every call, so 10k calls would not fit this run's time budget).")
+                         "bulk-inserted through the SQLModel session (10k add_motion calls, each copying and "
+                         "fsyncing a blob, would not fit this run's time budget).")
         sec.notes.append("Storing = store_asset: asset save + thumbnails + add_motion (blob copy with fsync, DB "
                          "transaction, index refresh). Learn = read clip + learn (tiny-5b defaults) + previews.")
         sec.notes.append("Absolute latencies are on this machine with a 1-thread budget; no goal was set. "
-                         "Library.list loads whole ORM rows (descriptor blob, params and loss JSON, tags) where list "
-                         "needs a few columns; add_motion reads and rewrites the whole faiss index file each call, "
-                         "so it slows down linearly with the catalogue.")
+                         "Library.list returns MotionSummary rows from two plain queries (columns without the "
+                         "descriptor, params and loss JSON; then the tags), no ORM objects. add_motion updates the "
+                         "Library's in-memory descriptor index with the new row only (when one is loaded) and does "
+                         "not rewrite the index file: the file is saved after max(64, 2% of the index) changes and "
+                         "otherwise lags; the next search, in any process, catches up from the DB.")
         sec.status = "n/a"
         for lib in (small, *libs.values()):
             lib.close()

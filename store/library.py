@@ -9,9 +9,10 @@ Layout under ``home``::
     tmp/                              staging for imports
 
 Crash safety of ``add_motion``: blob (durable) -> thumbnails (atomic) -> one DB transaction ->
-index (a cache; failure only marks it stale). A crash leaves at worst an unreferenced blob or a
-``*.tmp*`` file, which ``doctor(repair=True)`` removes. No file path is ever derived from a
-motion name; everything written lives inside ``home``, except ``export``'s explicit destination.
+in-memory index (a cache that catches up from the DB on the next search, see ``store.index``). A
+crash leaves at worst an unreferenced blob or a ``*.tmp*`` file, which ``doctor(repair=True)``
+removes. No file path is ever derived from a motion name; everything written lives inside ``home``,
+except ``export``'s explicit destination.
 """
 
 from __future__ import annotations
@@ -31,15 +32,16 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import platformdirs
-from sqlalchemy import func, or_, update
+from sqlalchemy import case, func, or_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from sqlmodel import Session, select
 
 from .blobs import TMP_MARKER, BlobStore, atomic_copy
 from .db import migrate, open_engine, write_engine
 from .errors import CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound
 from .index import DescriptorIndex, as_descriptor
-from .models import Motion, MotionTag, Render
+from .models import Motion, MotionSummary, MotionTag, Render
 
 __all__ = ["Library", "Report", "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES"]
 
@@ -74,6 +76,7 @@ class Report:
     other_descriptor_versions: list[str] = field(default_factory=list)  # motions not searchable now
     index_stale: bool = False
     index_reason: str = ""
+    index_note: str = ""  # informational (e.g. the saved index lags the catalogue), not a problem
     repaired: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -105,6 +108,8 @@ class Report:
 
     def __str__(self) -> str:
         lines = self.problems() or ["library is healthy"]
+        if self.index_note:
+            lines.append(f"note: search index: {self.index_note}")
         lines += [f"repaired: {r}" for r in self.repaired]
         lines += [f"skipped: {s}" for s in self.skipped]
         return "\n".join(lines)
@@ -151,6 +156,46 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in params_json")
 
 
+class _Source:
+    """The catalogue as ``DescriptorIndex.sync`` reads it (``store.index.CatalogueSource``), inside one
+    read session. Rows of another descriptor version come back with a None descriptor."""
+
+    CHUNK = 5000  # ids per IN (...) list
+
+    #: one plain statement, run on every search: SQLite answers count(*) from its smallest index and
+    #: max(id) from the primary key
+    SIGNATURE = f"SELECT (SELECT count(*) FROM {Motion.__tablename__}), (SELECT max(id) FROM {Motion.__tablename__})"
+
+    def __init__(self, session: Session, version: int):
+        self.conn = session.connection()  # Core statements in the session's transaction (no ORM overhead)
+        self.version = version
+
+    @property
+    def desc(self):
+        return case((Motion.descriptor_version == self.version, Motion.descriptor), else_=None)
+
+    def signature(self) -> tuple[int, int]:
+        count, max_id = self.conn.exec_driver_sql(self.SIGNATURE).one()
+        return int(count), int(max_id or 0)
+
+    def rows_after(self, motion_id: int) -> list[tuple[int, bytes | None]]:
+        stmt = select(Motion.id, self.desc).where(Motion.id > motion_id).order_by(Motion.id)
+        return [(int(i), d) for i, d in self.conn.execute(stmt).all()]
+
+    def rows(self, ids: Iterable[int] | None) -> list[tuple[int, bytes | None]]:
+        if ids is None:
+            return [(int(i), d) for i, d in self.conn.execute(select(Motion.id, self.desc)).all()]
+        ids = sorted(int(i) for i in ids)
+        out: list[tuple[int, bytes | None]] = []
+        for j in range(0, len(ids), self.CHUNK):
+            stmt = select(Motion.id, self.desc).where(Motion.id.in_(ids[j:j + self.CHUNK]))
+            out += [(int(i), d) for i, d in self.conn.execute(stmt).all()]
+        return out
+
+    def ids(self) -> set[int]:
+        return set(self.conn.execute(select(Motion.id)).scalars().all())
+
+
 class Library:
     """The motion catalogue. Thread-unsafe per instance; safe across processes sharing one home."""
 
@@ -164,6 +209,7 @@ class Library:
         self.blobs = BlobStore(self.home / "blobs")
         self.thumbs_dir = self.home / "thumbs"
         self.index = DescriptorIndex(self.home / "index", self.descriptor_version)
+        self._model_cache: dict[tuple, frozenset[int]] = {}
         self.engine = open_engine(self.db_url)
         self._write = write_engine(self.engine)
         try:
@@ -174,6 +220,7 @@ class Library:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
+        self.index.unload()
         self.engine.dispose()
 
     def __enter__(self) -> Library:
@@ -265,6 +312,11 @@ class Library:
         with self._read_session() as s:
             return list(s.exec(select(Motion.name).order_by(Motion.name)).all())
 
+    def model_names(self) -> list[str]:
+        """The distinct models the stored motions were learnt with."""
+        with self._read_session() as s:
+            return list(s.exec(select(Motion.model_name).distinct().order_by(Motion.model_name)).all())
+
     def exists(self, name: str) -> bool:
         with self._read_session() as s:
             return s.exec(select(Motion.id).where(Motion.name == name)).first() is not None
@@ -274,23 +326,40 @@ class Library:
         return MotionNotFound(name, close[0] if close else None)
 
     def get(self, name: str) -> Motion:
-        with self._read_session() as s:
-            m = s.exec(select(Motion).where(Motion.name == name)).first()
+        with self._read_session() as s:  # one query: the row joined with its tags
+            stmt = select(Motion).where(Motion.name == name).options(joinedload(Motion.tag_rows))
+            m = s.exec(stmt).unique().first()
         if m is None:
             raise self._not_found(name)
         return m
 
-    def list(self, tag: str | None = None, model: str | None = None) -> list[Motion]:
-        """Motions sorted by name; ``tag`` filters by tag, ``model`` by model_name or model_source."""
-        stmt = select(Motion).order_by(Motion.name)
-        if tag is not None:
-            stmt = stmt.where(Motion.id.in_(select(MotionTag.motion_id).where(MotionTag.tag == tag.strip().lower())))
-        if model is not None:
-            stmt = stmt.where(or_(Motion.model_name == model, Motion.model_source == model))
-        with self._read_session() as s:
-            return list(s.exec(stmt).all())
+    def list(self, tag: str | None = None, model: str | None = None) -> list[MotionSummary]:
+        """Motions sorted by name; ``tag`` filters by tag, ``model`` by model_name or model_source.
 
-    def thumb_path(self, motion: Motion | str, kind: str = "png") -> Path | None:
+        Rows are ``MotionSummary``: every column but params/loss JSON and the descriptor, plus tags
+        (two plain queries, no ORM objects); ``get(name)`` returns the full ``Motion``."""
+        conds = []
+        if tag is not None:
+            conds.append(Motion.id.in_(select(MotionTag.motion_id).where(MotionTag.tag == tag.strip().lower())))
+        if model is not None:
+            conds.append(or_(Motion.model_name == model, Motion.model_source == model))
+        cols = MotionSummary.columns()
+        with self._read_session() as s:
+            rows = s.exec(select(*(getattr(Motion, c) for c in cols)).where(*conds).order_by(Motion.name)).all()
+            tag_stmt = select(MotionTag.motion_id, MotionTag.tag).order_by(MotionTag.motion_id, MotionTag.tag)
+            if conds:
+                tag_stmt = tag_stmt.where(MotionTag.motion_id.in_(select(Motion.id).where(*conds)))
+            tags: dict[int, list[str]] = {}
+            for mid, t in s.exec(tag_stmt).all():
+                tags.setdefault(mid, []).append(t)
+        out = []
+        for r in rows:
+            m = MotionSummary(*r)
+            m.tags = tags.get(m.id, [])
+            out.append(m)
+        return out
+
+    def thumb_path(self, motion: Motion | MotionSummary | str, kind: str = "png") -> Path | None:
         m = self.get(motion) if isinstance(motion, str) else motion
         rel = {"png": m.thumb_png, "gif": m.thumb_gif}.get(kind)
         return self.home / rel if rel else None
@@ -522,60 +591,59 @@ class Library:
             return list(s.exec(stmt).all())
 
     # -- search --------------------------------------------------------------------------------
-    def _descriptor_ids(self) -> set[int]:
+    def _sync_index(self, force_rebuild: bool = False) -> str:
         with self._read_session() as s:
-            return set(s.exec(select(Motion.id).where(Motion.descriptor_version == self.descriptor_version,
-                                                      Motion.descriptor.is_not(None))).all())
-
-    def _fetch_descriptors(self, ids: set[int] | None) -> list[tuple[int, bytes]]:
-        stmt = select(Motion.id, Motion.descriptor).where(Motion.descriptor_version == self.descriptor_version,
-                                                          Motion.descriptor.is_not(None))
-        if ids is not None:
-            stmt = stmt.where(Motion.id.in_(sorted(ids)))
-        with self._read_session() as s:
-            return [(int(i), bytes(d)) for i, d in s.exec(stmt).all()]
-
-    def _ensure_index(self, force_rebuild: bool = False):
-        return self.index.ensure(self._descriptor_ids(), self._fetch_descriptors, force_rebuild=force_rebuild)
+            return self.index.sync(_Source(s, self.descriptor_version), force_rebuild=force_rebuild)
 
     def _refresh_index(self) -> None:
+        """After a catalogue write: update the in-memory index if this Library has one (cheap: the new rows
+        only), or build the index if it has no file yet (e.g. the first motion). Otherwise the saved index
+        just lags the catalogue and the next search catches up."""
+        if not (self.index.loaded or not self.index.sidecar_path.exists()):
+            return
         try:
-            self._ensure_index()
+            self._sync_index()
         except Exception as exc:  # the index is a cache: never fail a catalogue write for it
-            log.warning("descriptor index update failed (%s); it will be rebuilt on next use", exc)
-            self.index.mark_stale()
+            log.warning("descriptor index update failed (%s); it will be caught up or rebuilt on next use", exc)
+            self.index.unload()
 
     def rebuild_index(self) -> int:
-        index, _ = self._ensure_index(force_rebuild=True)
-        return 0 if index is None else int(index.ntotal)
+        """Rebuild the index from the catalogue and save it; returns the number of searchable descriptors."""
+        self._sync_index(force_rebuild=True)
+        return len(self.index)
+
+    def _model_ids(self, s: Session, model: str) -> frozenset[int]:
+        """Ids of searchable motions of ``model`` (model_name or model_source), cached per catalogue state."""
+        key = (self.index.signature, model)
+        ids = self._model_cache.get(key)
+        if ids is None:
+            ids = frozenset(s.exec(select(Motion.id).where(
+                Motion.descriptor_version == self.descriptor_version, Motion.descriptor.is_not(None),
+                or_(Motion.model_name == model, Motion.model_source == model))).all())
+            if len(self._model_cache) >= 16:
+                self._model_cache.clear()
+            self._model_cache[key] = ids
+        return ids
 
     def search(self, descriptor, k: int = 5, model: str | None = None,
                exclude: str | Iterable[str] | None = None) -> list[tuple[Motion, float]]:
-        """Nearest motions by cosine similarity of descriptors, best first."""
-        try:
-            index, _ = self._ensure_index()
-        except OSError as exc:  # e.g. a read-only home: search an in-memory index instead
-            log.warning("cannot write the descriptor index (%s); searching without saving it", exc)
-            index, _ = self.index._build(self._fetch_descriptors(None))
-        allowed = None
-        if model is not None or exclude:
-            excl = [exclude] if isinstance(exclude, str) else list(exclude or ())
-            stmt = select(Motion.id).where(Motion.descriptor_version == self.descriptor_version,
-                                           Motion.descriptor.is_not(None))
-            if model is not None:
-                stmt = stmt.where(or_(Motion.model_name == model, Motion.model_source == model))
-            if excl:
-                stmt = stmt.where(Motion.name.not_in(excl))
-            with self._read_session() as s:
-                allowed = set(s.exec(stmt).all())
-        try:
-            hits = self.index.search(index, descriptor, k, allowed)
-        except ValueError as exc:
-            raise LibraryError(f"cannot search: {exc}") from None
-        if not hits:
-            return []
-        with self._read_session() as s:
-            rows = {m.id: m for m in s.exec(select(Motion).where(Motion.id.in_([i for i, _ in hits]))).all()}
+        """Nearest motions by cosine similarity of descriptors, best first.
+
+        The index stays in memory between calls; each call checks the catalogue's (row count, largest id)
+        and catches up on changes (see ``store.index``)."""
+        excl = [exclude] if isinstance(exclude, str) else list(exclude or ())
+        with self._read_session() as s:  # one read transaction: the hits' rows exist
+            self.index.sync(_Source(s, self.descriptor_version))
+            allowed = self._model_ids(s, model) if model is not None else None
+            blocked = set(s.exec(select(Motion.id).where(Motion.name.in_(excl))).all()) if excl else None
+            try:
+                hits = self.index.search(descriptor, k, allowed, blocked)
+            except ValueError as exc:
+                raise LibraryError(f"cannot search: {exc}") from None
+            if not hits:
+                return []
+            stmt = select(Motion).where(Motion.id.in_([i for i, _ in hits])).options(joinedload(Motion.tag_rows))
+            rows = {m.id: m for m in s.exec(stmt).unique().all()}
         return [(rows[i], score) for i, score in hits if i in rows]
 
     # -- health --------------------------------------------------------------------------------
@@ -595,9 +663,11 @@ class Library:
         rep = Report()
         with self._read_session() as s:
             rows = s.exec(select(Motion.name, Motion.blob_sha256, Motion.thumb_png, Motion.thumb_gif,
-                                 Motion.descriptor_version)).all()
+                                 Motion.descriptor_version, Motion.descriptor.is_not(None))).all()
+            signature = _Source(s, self.descriptor_version).signature()
         used = {r[1] for r in rows}
-        for name, sha, png, gif, dv in rows:
+        searchable = any(dv == self.descriptor_version and has for *_, dv, has in rows)
+        for name, sha, png, gif, dv, _ in rows:
             try:
                 if verify:
                     self.blobs.verify(sha, motion=name)
@@ -616,11 +686,11 @@ class Library:
             if ext in THUMB_KINDS and stem not in used:
                 rep.orphan_thumbnails.append(p)
         rep.temp_files = self._temp_entries()
-        ids = self._descriptor_ids()
-        state = self.index.check(ids)
-        # an index not built yet for an empty library is not a problem (search builds it on demand)
-        stale = not state.fresh and bool(ids or self.index.sidecar_path.exists())
+        state = self.index.check(signature)
+        # an index not built yet for a library with nothing to search is not a problem
+        stale = not state.usable and (searchable or self.index.sidecar_path.exists())
         rep.index_stale, rep.index_reason = stale, (state.reason if stale else "")
+        rep.index_note = state.reason if state.behind else ""
 
         if repair:
             for p in rep.orphan_blobs:

@@ -5,6 +5,7 @@ these tables); change a model here only together with a new numbered migration.
 """
 
 import json
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, List, Optional
 
@@ -13,9 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
-__all__ = ["Motion", "MotionTag", "Render", "UTCDateTime", "utcnow", "TABLES"]
+__all__ = ["Motion", "MotionSummary", "MotionTag", "Render", "UTCDateTime", "utcnow", "TABLES", "HEAVY_COLUMNS"]
 
 TABLES = ("motions", "motion_tags", "renders")
+#: Motion columns that ``Library.list`` does not load (``MotionSummary`` leaves them out)
+HEAVY_COLUMNS = ("params_json", "loss_json", "descriptor")
 
 
 def utcnow() -> datetime:
@@ -139,3 +142,45 @@ class Render(SQLModel, table=True):
     output_path: str = Field(sa_type=sa.Text)
     seconds: Optional[float] = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+@dataclass(slots=True)
+class MotionSummary:
+    """A motion as ``Library.list`` returns it: every Motion column except the heavy ones
+    (``HEAVY_COLUMNS``: params/loss JSON and the descriptor), plus its sorted tags. Not bound to a
+    session; ``Library.get(name)`` gives the full row."""
+
+    id: int
+    name: str
+    created_at: datetime
+    model_name: str
+    model_source: Optional[str]
+    config_hash: Optional[str]
+    family: str
+    latent_frames: int
+    latent_rows: int
+    latent_cols: int
+    source_sha256: Optional[str]
+    source_name: Optional[str]
+    source_fps: Optional[float]
+    source_frames: Optional[int]
+    source_width: Optional[int]
+    source_height: Optional[int]
+    blob_sha256: str
+    blob_bytes: int
+    thumb_png: Optional[str]
+    thumb_gif: Optional[str]
+    descriptor_version: int
+    tags: List[str] = field(default_factory=list)
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        """The Motion columns a summary holds, in Motion's order."""
+        return [f.name for f in fields(cls) if f.name != "tags"]
+
+    def summary(self) -> dict[str, Any]:
+        """Plain dict of the fields, handy for JSON output (like ``Motion.summary`` without params and loss)."""
+        out = {c: getattr(self, c) for c in self.columns()}
+        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        out["tags"] = list(self.tags)
+        return out

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -147,6 +148,7 @@ def test_add_get_list_rename_tag_remove(lib, tmp_path):
     assert [x.name for x in lib.list(model="cogvideox-2b")] == ["orbit"]
     assert [x.name for x in lib.list(model="local")] == ["orbit", "waves"]
     assert lib.list(tag="camera", model="tiny-5b") == []
+    assert lib.model_names() == sorted({x.model_name for x in lib.list()})
 
     with pytest.raises(MotionNotFound, match="did you mean 'waves'"):
         lib.get("wavs")
@@ -318,41 +320,183 @@ def _index_files(lib):
     return lib.index.faiss_path, lib.index.sidecar_path
 
 
+def _side(lib):
+    return json.loads(lib.index.sidecar_path.read_text())
+
+
+def exact_top(lib, q, k, *, model=None, exclude=()):
+    """Reference: brute-force cosine top-k over the catalogue rows, in float64."""
+    q = np.asarray(q, np.float64)
+    q = q / np.linalg.norm(q)
+    scored = []
+    for name in lib.names():
+        m = lib.get(name)
+        if name in exclude or (model is not None and model not in (m.model_name, m.model_source)):
+            continue
+        v = m.descriptor_array().astype(np.float64)
+        scored.append((float(v @ q / np.linalg.norm(v)), name))
+    scored.sort(reverse=True)
+    return [(n, s) for s, n in scored[:k]]
+
+
+def assert_same(got, want):
+    assert [m.name for m, _ in got] == [n for n, _ in want]
+    assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
+
+
+def fill(lib, tmp_path, n, start=0):
+    for i in range(start, start + n):
+        add(lib, tmp_path, f"m{i:02d}", seed=i, model_name="tiny-5b" if i % 3 else "tiny-2b")
+
+
+@pytest.mark.parametrize("flat_max", [10_000, 8])
+def test_search_equals_exact_search(lib, tmp_path, flat_max):
+    lib.index.flat_max = flat_max
+    fill(lib, tmp_path, 30)
+    lib.search(vec(0), k=1)
+    assert lib.index.kind == ("flat" if flat_max > 30 else "pq") and len(lib.index) == 30
+    for j in range(5):
+        q = vec(1000 + j)
+        assert_same(lib.search(q, k=7), exact_top(lib, q, 7))
+        assert_same(lib.search(q, k=4, model="tiny-2b"), exact_top(lib, q, 4, model="tiny-2b"))
+        assert_same(lib.search(q, k=5, exclude=["m01", "m02"]), exact_top(lib, q, 5, exclude={"m01", "m02"}))
+        assert_same(lib.search(q, k=50, model="tiny-5b", exclude="m04"),
+                    exact_top(lib, q, 50, model="tiny-5b", exclude={"m04"}))
+    # the exact restricted search (many ids filtered out) gives the same answers
+    lib.index.postfilter_max = 2
+    q = vec(2000)
+    assert_same(lib.search(q, k=3, model="tiny-2b"), exact_top(lib, q, 3, model="tiny-2b"))
+    assert_same(lib.search(q, k=3, exclude=["m00", "m01", "m02"]), exact_top(lib, q, 3, exclude={"m00", "m01", "m02"}))
+
+
+def test_approximate_index_reflects_remove_and_rename(lib, tmp_path):
+    lib.index.flat_max = 8
+    lib.index.k_factor = 1  # few candidates: the fast scan really chooses them
+    lib.index.compact_min = 10
+    fill(lib, tmp_path, 30)
+    lib.search(vec(0), k=1)
+    assert lib.index.kind == "pq"
+    for name in ("m05", "m06", "m07"):
+        lib.remove(name)
+    assert len(lib.index._dead) == 3
+    assert len(lib.index) == 27 and lib.index.ntotal == 30  # dead ids are filtered, not removed
+    for seed in (5, 6, 7, 8):
+        got = [m.name for m, _ in lib.search(vec(seed), k=30)]
+        assert len(got) == 27 and not {"m05", "m06", "m07"} & set(got)
+    assert lib.search(vec(8), k=1)[0][0].name == "m08"
+    lib.rename("m08", "eight")
+    assert lib.search(vec(8), k=1)[0][0].name == "eight"
+    # dead ids survive a save + load (another Library instance reads the file)
+    lib.index.save()
+    with Library(lib.home) as other:
+        other.index.flat_max = 8
+        assert other._sync_index() == "loaded" and other.index._dead == lib.index._dead
+        got = [m.name for m, _ in other.search(vec(6), k=30)]
+        assert len(got) == 27 and "m06" not in got
+    # enough dead ids -> rebuilt from the index's own vectors without them
+    for i in range(9, 20):
+        lib.remove(f"m{i:02d}")
+    assert len(lib.index) == 16 and lib.index.ntotal < 30 and len(lib.index._dead) <= 10
+    assert_same(lib.search(vec(3), k=16), exact_top(lib, vec(3), 16))
+    # shrinking to half the exact range -> exact index again
+    for i in range(20, 28):
+        lib.remove(f"m{i:02d}")
+    assert lib.index.kind == "flat" and len(lib.index) == 8
+
+
+def test_index_grows_from_exact_to_approximate_and_refits(lib, tmp_path):
+    lib.index.flat_max = 16
+    fill(lib, tmp_path, 16)
+    assert lib.index.kind == "flat"
+    fill(lib, tmp_path, 1, start=16)
+    assert lib.index.kind == "pq" and lib.index._trained_on == 17
+    assert _side(lib)["kind"] == "pq"  # a restructure is saved at once
+    fill(lib, tmp_path, 18, start=17)  # 35 > 2 x 17: the PQ is retrained on all of them
+    assert lib.index._trained_on == 35 and len(lib.index) == 35
+    assert_same(lib.search(vec(20), k=5), exact_top(lib, vec(20), 5))
+
+
+def test_search_keeps_the_index_in_memory(lib, tmp_path, monkeypatch):
+    fill(lib, tmp_path, 3)
+    lib.search(vec(1), k=1)
+    monkeypatch.setattr(faiss, "read_index", lambda *a: pytest.fail("search re-read the index file"))
+    assert lib._sync_index() == "fresh"
+    assert lib.search(vec(2), k=1)[0][0].name == "m02"
+
+
+def test_add_does_not_rewrite_the_index_file(lib, tmp_path):
+    add(lib, tmp_path, "first", seed=100)  # no index file yet: built and saved
+    assert _side(lib)["count"] == 1
+    before = lib.index.faiss_path.stat().st_mtime_ns, lib.index.sidecar_path.read_text()
+    fill(lib, tmp_path, 5)
+    assert (lib.index.faiss_path.stat().st_mtime_ns, lib.index.sidecar_path.read_text()) == before
+    assert len(lib.index) == 6 and lib.search(vec(4), k=1)[0][0].name == "m04"  # but the index has them
+    lib.index.save_min = 2
+    fill(lib, tmp_path, 3, start=5)  # more than save_min changes pending: saved (once, at 7)
+    assert _side(lib)["count"] == 7
+    # a Library whose index is not loaded leaves the file alone; the next search catches up
+    with Library(lib.home) as other:
+        add(other, tmp_path, "late", seed=200)
+        assert not other.index.loaded and _side(lib)["count"] == 7
+        assert other.search(vec(200), k=1)[0][0].name == "late"
+
+
 def test_index_rebuilt_when_deleted(lib, tmp_path):
-    for i in range(3):
-        add(lib, tmp_path, f"m{i}", seed=i)
+    fill(lib, tmp_path, 3)
     faiss_path, side = _index_files(lib)
-    assert faiss_path.exists() and json.loads(side.read_text())["count"] == 3
+    assert faiss_path.exists() and side.exists()
     faiss_path.unlink()
     side.unlink()
     assert lib.doctor().index_stale
-    assert lib.search(vec(1), k=1)[0][0].name == "m1"
-    assert faiss_path.exists() and json.loads(side.read_text())["count"] == 3
+    assert lib.search(vec(1), k=1)[0][0].name == "m01"  # the in-memory index does not need the files
+    with Library(lib.home) as other:  # the next process rebuilds them from the DB
+        assert other.search(vec(1), k=1)[0][0].name == "m01"
+    assert faiss_path.exists() and _side(lib)["count"] == 3
     faiss_path.write_bytes(b"garbage")  # unreadable -> rebuilt
-    assert lib.search(vec(2), k=1)[0][0].name == "m2"
+    assert lib.doctor().index_stale
+    with Library(lib.home) as other:
+        assert other._sync_index() == "rebuilt"
+        assert other.search(vec(2), k=1)[0][0].name == "m02"
     assert lib.doctor().index_stale is False
 
 
-def test_index_rebuilt_when_stale(lib, tmp_path):
+def test_index_catches_up_with_other_writers(lib, tmp_path):
     add(lib, tmp_path, "m0", seed=0)
-    fp_before = json.loads(lib.index.sidecar_path.read_text())["fingerprint"]
-    # A second Library with a broken index dir adds a row "behind the back" of this index.
-    other = Library(lib.home)
-    other.index.folder = tmp_path / "elsewhere"
-    other.index.folder.mkdir()
-    add(other, tmp_path, "m1", seed=1)
-    other.close()
-    assert json.loads(lib.index.sidecar_path.read_text())["fingerprint"] == fp_before
+    assert lib.index.loaded
+    saved = _side(lib)
+    with Library(lib.home) as other:  # e.g. another process: adds a row "behind the back" of lib's index
+        add(other, tmp_path, "m1", seed=1)
+    assert _side(lib) == saved  # the file lags the catalogue: not a problem, search catches up
     rep = lib.doctor()
-    assert rep.index_stale and "stale" in rep.index_reason
+    assert not rep.index_stale and rep.ok and "predates" in rep.index_note and "note:" in str(rep)
     assert lib.search(vec(1), k=1)[0][0].name == "m1"
-    side = json.loads(lib.index.sidecar_path.read_text())
-    assert side["count"] == 2 and side["fingerprint"] != fp_before and side["max_id"] == lib.get("m1").id
+    assert lib.index.signature == (2, lib.get("m1").id)
+    with Library(lib.home) as third:  # loads the lagging file and catches up from the DB
+        assert third._sync_index() == "loaded" and len(third.index) == 2
     # rows removed behind its back are dropped too
     with lib._write_session() as s:
         s.exec(sa.delete(sa.table("motions", sa.column("name"))).where(sa.column("name") == "m1"))
         s.commit()
     assert [m.name for m, _ in lib.search(vec(1), k=5)] == ["m0"]
+    rep = lib.doctor(repair=True)
+    assert _side(lib)["db_count"] == 1 and lib.doctor().index_note == ""
+
+
+def test_index_rebuilt_when_catalogue_replaced(tmp_path):
+    """A new DB under a kept index folder reuses ids for other descriptors: the load spot check rebuilds."""
+    home = tmp_path / "home"
+    with Library(home) as lib:
+        fill(lib, tmp_path, 3)
+        lib.index.save()
+    for p in home.glob("motionlib.db*"):
+        p.unlink()
+    with Library(home) as lib:
+        for i in range(2):  # fewer rows: the file's newest id is gone, its older ones denote other motions
+            add(lib, tmp_path, f"new{i}", seed=50 + i, content=f"new {i}".encode())
+    with Library(home) as lib:
+        assert lib._sync_index() == "rebuilt"
+        assert lib.search(vec(51), k=1)[0][0].name == "new1"
+        assert [m.name for m, _ in lib.search(vec(0), k=5)] == [n for n, _ in exact_top(lib, vec(0), 5)]
 
 
 def test_index_rebuilt_when_version_differs(lib, tmp_path):
@@ -363,7 +507,8 @@ def test_index_rebuilt_when_version_differs(lib, tmp_path):
     side.write_text(json.dumps(data))
     rep = lib.doctor()
     assert rep.index_stale and "version" in rep.index_reason
-    assert lib.search(vec(0), k=1)[0][0].name == "m0"
+    with Library(lib.home) as other:
+        assert other.search(vec(0), k=1)[0][0].name == "m0"
     assert json.loads(side.read_text())["version"] == 1
     # a library using descriptor version 2 has its own index file and ignores v1 descriptors
     with Library(lib.home, descriptor_version=2) as v2:
@@ -372,17 +517,42 @@ def test_index_rebuilt_when_version_differs(lib, tmp_path):
         assert v2.doctor().other_descriptor_versions == ["m0"]
 
 
-def test_index_failure_only_marks_stale(lib, tmp_path, monkeypatch):
+def test_index_failure_never_fails_a_write(lib, tmp_path, monkeypatch):
     add(lib, tmp_path, "m0", seed=0)
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(lib.index, "save", boom)
+    monkeypatch.setattr(lib.index, "sync", boom)
     add(lib, tmp_path, "m1", seed=1)  # the catalogue write succeeds anyway
-    assert not lib.index.sidecar_path.exists()
+    assert not lib.index.loaded  # the in-memory index was dropped
     monkeypatch.undo()
     assert lib.search(vec(1), k=1)[0][0].name == "m1"
+    # a home where the index cannot be saved still searches (in memory)
+    monkeypatch.setattr(lib.index, "save", lambda: (_ for _ in ()).throw(PermissionError("read-only")))
+    lib.index.unload()
+    lib.index.mark_stale()
+    assert lib.search(vec(0), k=1)[0][0].name == "m0"
+    with pytest.raises(PermissionError):
+        lib.rebuild_index()  # an explicit rebuild says so
+
+
+def test_list_returns_light_rows(lib, tmp_path):
+    from motionlib.store.models import HEAVY_COLUMNS, Motion, MotionSummary
+
+    assert MotionSummary.columns() == [c for c in Motion.__table__.columns.keys() if c not in HEAVY_COLUMNS]
+    add(lib, tmp_path, "waves", seed=1, tags=["sea", "slow"], thumbs=True)
+    add(lib, tmp_path, "orbit", seed=2, model_name="cogvideox-2b")
+    rows = lib.list()
+    assert [type(r) for r in rows] == [MotionSummary] * 2
+    waves = rows[1]
+    full = lib.get("waves")
+    for c in MotionSummary.columns():
+        assert getattr(waves, c) == getattr(full, c), c
+    assert waves.tags == ["sea", "slow"] and rows[0].tags == []
+    assert waves.created_at.tzinfo is not None and lib.thumb_path(waves) == lib.thumb_path(full)
+    assert json.loads(json.dumps(waves.summary()))["tags"] == ["sea", "slow"]
+    assert [r.tags for r in lib.list(tag="sea")] == [["sea", "slow"]]
 
 
 # -- doctor --------------------------------------------------------------------------------------
