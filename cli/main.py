@@ -162,6 +162,10 @@ def learn(
     lr_end: Optional[float] = typer.Option(None, "--lr-end"),
     guided_fraction: Optional[float] = typer.Option(None, "--guided-fraction", help="Share of denoising steps that are guided."),
     block: List[int] = typer.Option([], "--block", help="Guidance block(s) (repeatable)."),
+    parametrisation: Optional[str] = typer.Option(
+        None, "--parametrisation",
+        help="What is optimised: 'table' (every ρ entry, as in the paper) or 'shift' (a learnt 3D position "
+             "offset per token: motions 15-100x smaller). Default: the model's."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a motion of the same name."),
 ):
     """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
@@ -169,6 +173,8 @@ def learn(
 
     if sampling not in ("spread", "start"):
         raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
+    if parametrisation not in (None, "table", "shift"):
+        raise UserError(f"--parametrisation must be 'table' or 'shift', got {parametrisation!r}")
     lib = state.library()
     lib.validate_name(name)
     if not force and lib.exists(name):
@@ -181,7 +187,8 @@ def learn(
     with progress_bar() as bar:
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
-                           guided_fraction=guided_fraction, blocks=block or None)
+                           guided_fraction=guided_fraction, blocks=block or None,
+                           parametrisation=parametrisation)
     thumb = lib.thumb_path(row, "png")
     data = {"name": row.name, "model": row.model_name, "bytes": row.blob_bytes, "thumbnail": str(thumb),
             "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss)}
@@ -301,9 +308,8 @@ def search(
         from motionlib.video import probe
 
         probe(video)
-        rows = lib.list()
-        name = model or (rows[0].model_name if rows and all(r.model_name == rows[0].model_name for r in rows)
-                         else default_model())
+        stored = lib.model_names()
+        name = model or (stored[0] if len(stored) == 1 else default_model())
         m = load(name)
         hits = lib.search(clip_descriptor(m, video), k=k, model=m.spec.name)
     data = [{"name": r.name, "score": round(float(s), 4), "model": r.model_name, "tags": r.tags} for r, s in hits]

@@ -11,7 +11,7 @@ import torch
 
 from .guidance import guided_step_count
 from .injection import reference_kv
-from .rho import Rho
+from .rho import from_stored
 from .sampling import ProgressFn, prepare, sample
 
 
@@ -33,7 +33,7 @@ class AssetHook:
             return True
         t_val = int(state.t)
         stored = nearest_timestep(a.timesteps, t_val)
-        state.controls.rho = Rho.from_delta(run.base, a.rho_delta[stored], self.strength)
+        state.controls.rho = from_stored(run.base, a.rho_delta[stored], a.parametrisation, self.strength)
         blocks = tuple(a.params.get("inject_blocks", ()))
         if self.inject and a.params.get("inject", True) and blocks:
             state.controls.inject = reference_kv(run, a.ref_latent, state.t, blocks)

@@ -1,8 +1,10 @@
 """`MotionAsset`: a learnt motion in one safetensors file (never a pickle).
 
 Tensors:
-- ``rho.<t>.<name>``: ρ_t − ρ_base for each guided timestep value t, float16. Storing the
-  difference keeps fp16 precise (the change is small) and lets apply scale it by `strength`.
+- ``rho.<t>.<name>``: for each guided timestep value t, float16, either ρ_t − ρ_base
+  (``table`` parametrisation: ``q_cos``... or ``pos``) or the per-token position shifts
+  (``shift``: ``q_shift``, ``k_shift`` of [tokens, 3]); see motionlib.rho. Storing a change
+  keeps fp16 precise (it is small) and lets apply scale it by `strength`.
 - ``ref.latent``: the reference latent for KV injection, float16.
 - ``ref.amf.<block>``: the reference's hard AMF [F, F, S, 2] (integer patch offsets), int16.
 - ``ref.conf.<block>``: its peak attention probabilities [F, F, S], float16.
@@ -27,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .models.spec import ModelSpec
-from .rho import names_for
+from .rho import check_parametrisation, names_for
 
 FORMAT = "motionlib.motion"
 VERSION = 1
@@ -57,6 +59,10 @@ class MotionAsset:
     @property
     def family(self) -> str:
         return self.spec.family
+
+    @property
+    def parametrisation(self) -> str:
+        return self.params.get("parametrisation", "table")
 
     @property
     def blocks(self) -> list[int]:
@@ -89,7 +95,7 @@ class MotionAsset:
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"ref.latent": self.ref_latent.detach().to(torch.float16).cpu().contiguous()}
         for t in self.timesteps:
-            for n in names_for(self.family):
+            for n in names_for(self.family, self.parametrisation):
                 out[f"rho.{t}.{n}"] = self.rho_delta[t][n].detach().to(torch.float16).cpu().contiguous()
         for b in self.blocks:
             out[f"ref.amf.{b}"] = self.ref_amf[b].detach().round().to(torch.int16).cpu().contiguous()
@@ -135,7 +141,8 @@ class MotionAsset:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             latent = f.get_tensor("ref.latent").float()
             for t in meta["timesteps"]:
-                rho[t] = {n: f.get_tensor(f"rho.{t}.{n}").float() for n in names_for(spec.family)}
+                names = names_for(spec.family, meta["params"].get("parametrisation", "table"))
+                rho[t] = {n: f.get_tensor(f"rho.{t}.{n}").float() for n in names}
             for b in meta["blocks"]:
                 amf[b] = f.get_tensor(f"ref.amf.{b}").float()
                 conf[b] = f.get_tensor(f"ref.conf.{b}").float()
@@ -188,6 +195,8 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     if not isinstance(params, dict):
         raise ValueError("params must be a table")
     _int_list(list(params.get("inject_blocks", [])), 0, spec.num_layers, "params.inject_blocks")
+    param = params.get("parametrisation", "table")
+    check_parametrisation(param)
     frames, rows, cols = spec.grid
     s = rows * cols
     n_tok = frames * s
@@ -198,8 +207,8 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
         raise ValueError(f"latent shape {list(lat)} does not fit the model grid")
     out = {"ref.latent": (lat, "F16")}
     for t in meta["timesteps"]:
-        for n in names_for(spec.family):
-            out[f"rho.{t}.{n}"] = ((n_tok, width), "F16")
+        for n in names_for(spec.family, param):
+            out[f"rho.{t}.{n}"] = ((n_tok, 3 if param == "shift" else width), "F16")
     for b in meta["blocks"]:
         out[f"ref.amf.{b}"] = ((frames, frames, s, 2), "I16")
         out[f"ref.conf.{b}"] = ((frames, frames, s), "F16")

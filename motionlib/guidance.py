@@ -13,7 +13,7 @@ import torch
 
 from .amf import amf_loss, motion_flow
 from .injection import reference_kv
-from .rho import Rho
+from .rho import Parametrised, check_parametrisation
 from .transformer import Controls, forward
 
 
@@ -30,6 +30,7 @@ class GuidanceParams:
     inject: bool = True
     inject_blocks: tuple[int, ...] = (0,)
     confidence: float = 0.0
+    parametrisation: str = "table"  # ρ mode: free "table" entries (paper) or per-token "shift"s
 
     @classmethod
     def from_spec(cls, spec, **overrides) -> "GuidanceParams":
@@ -40,6 +41,8 @@ class GuidanceParams:
             if k in overrides:
                 overrides[k] = tuple(int(b) for b in overrides[k])
         params = replace(base, **overrides)
+        if params.parametrisation == "shift" and "lr_start" not in overrides and "lr_end" not in overrides:
+            params = replace(params, lr_start=g.shift_lr[0], lr_end=g.shift_lr[1])
         params.validate(spec)
         return params
 
@@ -55,6 +58,7 @@ class GuidanceParams:
             raise ValueError(f"opt_steps must be >= 1, got {self.opt_steps}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_parametrisation(self.parametrisation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,8 +114,8 @@ class Guidance:
         self.reference, self.params, self.mode = reference, params, mode
         self.stop_after_guided = stop_after_guided
         self.progress = progress
-        self.rho = None  # the ρ being optimised, warm-started across guided steps
-        self.rho_per_t: dict[int, object] = {}
+        self.rho = None  # the ρ being optimised (a rho.Parametrised), warm-started across guided steps
+        self.rho_per_t: dict[int, dict] = {}  # t -> what the asset stores (rho.Parametrised.stored)
         self.timesteps: list[int] = []
         self.losses: list[list[float]] = []
 
@@ -127,10 +131,10 @@ class Guidance:
         with model.on_device(model.transformer):
             if self.mode == "rho":
                 if self.rho is None:
-                    self.rho = run.base.clone(requires_grad=True, dtype=torch.float32)
+                    self.rho = Parametrised(run.base, p.parametrisation)
                 variables = self.rho.params()
                 latents = state.latents
-                kw = lambda: {"rho": self.rho, "inject": kv}  # noqa: E731
+                kw = lambda: {"rho": self.rho.rho(), "inject": kv}  # noqa: E731
             else:
                 latents = state.latents.detach().float().requires_grad_(True)
                 variables = [latents]
@@ -159,9 +163,8 @@ class Guidance:
         self.timesteps.append(int(t))
         state.controls.inject = kv
         if self.mode == "rho":
-            self.rho_per_t[int(t)] = self.rho.clone()
-            state.controls.rho = Rho(self.rho.family, {n: v.detach().to(run.base.tensors[n].dtype)
-                                                        for n, v in self.rho.tensors.items()})
+            self.rho_per_t[int(t)] = self.rho.stored()
+            state.controls.rho = self.rho.detached()
         else:
             state.latents = latents.detach().to(model.dtype)
         return not (self.stop_after_guided and state.index == n - 1)

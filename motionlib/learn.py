@@ -79,10 +79,9 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress)
     latents = sample(run, [guide], progress=progress)
-    base = run.base
     asset = MotionAsset(
         spec=model.spec, timesteps=guide.timesteps,
-        rho_delta={t: guide.rho_per_t[t].delta(base) for t in guide.timesteps},
+        rho_delta={t: guide.rho_per_t[t] for t in guide.timesteps},
         ref_latent=ref.latent.detach().float().cpu(),
         ref_amf={b: a.cpu() for b, a in ref.amf.items()},
         ref_confidence={b: c.cpu() for b, c in ref.confidence.items()},
@@ -101,8 +100,9 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
              params: GuidanceParams | None = None, negative_prompt: str = "",
              progress: ProgressFn | None = None, output: str = "video", **overrides):
     """One-shot motion transfer optimising z_t (paper default); returns (video, losses)."""
-    latent_lr = model.spec.guidance.latent_lr
-    if params is None and latent_lr and overrides.get("lr_start") is None and overrides.get("lr_end") is None:
+    g = model.spec.guidance
+    latent_lr = g.latent_lr or (g.lr_start, g.lr_end)
+    if params is None and overrides.get("lr_start") is None and overrides.get("lr_end") is None:
         overrides = {**overrides, "lr_start": latent_lr[0], "lr_end": latent_lr[1]}
     params = _params(model, params, overrides)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)

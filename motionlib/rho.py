@@ -6,6 +6,18 @@
   of ``[F·S, hidden]``.
 
 The base ρ is exactly what diffusers would use, so an unchanged ρ reproduces plain generation.
+
+Two parametrisations of what is optimised (``GuidanceParams.parametrisation``):
+
+- ``"table"``: every entry of ρ is free, as in the paper and its official code. An asset stores
+  ρ_t − ρ_base per guided step (for CogVideoX-5B at 49 frames, 4 × 17550 × 64 numbers per step).
+- ``"shift"``: each video token gets a learnt 3D position offset δ (t, y, x in latent frames /
+  patches) and ρ is the embedding of the shifted position p + δ, computed from the base tables by
+  angle addition (a zero shift gives the base bit for bit). RoPE: one offset for the token's query
+  and one for its key, so the logit q_i·k_j depends on (p_i + δq_i) − (p_j + δk_j): moving a
+  token's key position moves where other frames look for it, which is what an AMF describes.
+  Sin-cos: one offset per token. 2 × 17550 × 3 numbers per step for CogVideoX-5B instead of
+  4 × 17550 × 64, and a geometric prior that does not depend on the prompt or the noise.
 """
 
 from __future__ import annotations
@@ -16,16 +28,34 @@ import torch
 
 ROPE_NAMES = ("q_cos", "q_sin", "k_cos", "k_sin")
 POSEMB_NAMES = ("pos",)
+SHIFT_NAMES = ("q_shift", "k_shift")
+PARAMETRISATIONS = ("table", "shift")
 
 
-def names_for(family: str) -> tuple[str, ...]:
+POSEMB_SHIFT_NAMES = ("pos_shift",)
+
+
+def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
+    """The tensors an asset stores per guided step."""
+    if parametrisation == "shift":
+        return SHIFT_NAMES if family == "rope" else POSEMB_SHIFT_NAMES
     return ROPE_NAMES if family == "rope" else POSEMB_NAMES
+
+
+def check_parametrisation(parametrisation: str) -> None:
+    if parametrisation not in PARAMETRISATIONS:
+        raise ValueError(f"parametrisation must be one of {', '.join(PARAMETRISATIONS)}, got {parametrisation!r}")
 
 
 @dataclass
 class Rho:
     family: str
     tensors: dict[str, torch.Tensor]
+    # angle per unit of (t, y, x) for each embedding dimension: [3, head_dim] (rope) or [3, hidden]
+    rates: torch.Tensor | None = None
+    # posemb: the dimension holding the other half of each (sin, cos) pair, and +1 on sin / -1 on cos
+    partner: torch.Tensor | None = None
+    sign: torch.Tensor | None = None
 
     def params(self) -> list[torch.Tensor]:
         return [self.tensors[n] for n in names_for(self.family)]
@@ -35,7 +65,7 @@ class Rho:
         for n, t in self.tensors.items():
             c = t.detach().clone().to(dtype or t.dtype)
             out[n] = c.requires_grad_(requires_grad)
-        return Rho(self.family, out)
+        return Rho(self.family, out, self.rates, self.partner, self.sign)
 
     def delta(self, base: "Rho") -> dict[str, torch.Tensor]:
         return {n: (self.tensors[n].detach().float() - base.tensors[n].float()) for n in names_for(self.family)}
@@ -48,11 +78,140 @@ class Rho:
             b = base.tensors[n]
             d = delta[n].to(device=b.device, dtype=torch.float32)
             out[n] = b if strength == 0 else (b.float() + strength * d).to(b.dtype)
-        return cls(base.family, out)
+        return cls(base.family, out, base.rates, base.partner, base.sign)
 
     def rope(self) -> tuple[torch.Tensor, ...]:
         """(q_cos, q_sin, k_cos, k_sin) for the attention processor."""
         return tuple(self.tensors[n] for n in ROPE_NAMES)
+
+
+def _rotate(first: torch.Tensor, second: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Angle addition: (cos a, sin a) -> (cos(a + φ), sin(a + φ)), in float32."""
+    c, s = torch.cos(phi), torch.sin(phi)
+    first, second = first.float(), second.float()
+    return first * c - second * s, second * c + first * s
+
+
+def shifted(base: Rho, *shifts: torch.Tensor) -> Rho:
+    """ρ of the positions p + δ, differentiable in the [N, 3] shifts δ (t, y, x units).
+
+    RoPE takes (q_shift, k_shift), sin-cos one shift. φ = δ · rates per dimension, then angle
+    addition on each (cos, sin) pair, so a zero shift returns the base values exactly.
+    """
+    if base.rates is None:
+        raise ValueError("shifted positions need a base ρ made by base_rho (with its rates)")
+    rates = base.rates.float()
+    if base.family == "rope":
+        q_shift, k_shift = shifts
+        out = {}
+        for side, delta in (("q", q_shift), ("k", k_shift)):
+            phi = delta.float() @ rates.to(delta.device)
+            out[f"{side}_cos"], out[f"{side}_sin"] = _rotate(base.tensors[f"{side}_cos"],
+                                                             base.tensors[f"{side}_sin"], phi)
+        return Rho("rope", out, base.rates)
+    (delta,) = shifts
+    pos = base.tensors["pos"].float()
+    phi = delta.float() @ rates.to(delta.device)
+    # sin dims: sin(a+φ) = sin a·cos φ + cos a·sin φ; cos dims: cos(a+φ) = cos a·cos φ − sin a·sin φ
+    moved = pos * torch.cos(phi) + base.sign.to(pos.device) * pos[:, base.partner.to(pos.device)] * torch.sin(phi)
+    return Rho("posemb", {"pos": moved}, base.rates, base.partner, base.sign)
+
+
+def from_stored(base: Rho, stored: dict[str, torch.Tensor], parametrisation: str = "table",
+                strength: float = 1.0) -> Rho:
+    """ρ_t from what an asset stores for one step; `strength` scales the change (0: the base)."""
+    if parametrisation == "table":
+        return Rho.from_delta(base, stored, strength)
+    if strength == 0:
+        return base
+    dev = next(iter(base.tensors.values())).device
+    rho = shifted(base, *(strength * stored[n].to(dev, torch.float32) for n in names_for(base.family, "shift")))
+    return Rho(base.family, {n: v.to(base.tensors[n].dtype) for n, v in rho.tensors.items()},
+               base.rates, base.partner, base.sign)
+
+
+class Parametrised:
+    """What guidance optimises: the free ρ tables or the per-token shifts (see the module doc)."""
+
+    def __init__(self, base: Rho, parametrisation: str = "table"):
+        check_parametrisation(parametrisation)
+        self.base, self.parametrisation = base, parametrisation
+        if parametrisation == "table":
+            self.table = base.clone(requires_grad=True, dtype=torch.float32)
+        else:
+            first = next(iter(base.tensors.values()))
+            self.shift = {k: torch.zeros(first.shape[0], 3, device=first.device, requires_grad=True)
+                          for k in names_for(base.family, "shift")}
+
+    def params(self) -> list[torch.Tensor]:
+        return self.table.params() if self.parametrisation == "table" else list(self.shift.values())
+
+    def rho(self) -> Rho:
+        """ρ as the forward pass needs it (differentiable in the parameters)."""
+        if self.parametrisation == "table":
+            return self.table
+        return shifted(self.base, *self.shift.values())
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        """What an asset keeps for this step: ρ_t − ρ_base, or the shifts."""
+        if self.parametrisation == "table":
+            return self.table.delta(self.base)
+        return {k: v.detach().float().clone() for k, v in self.shift.items()}
+
+    def detached(self) -> Rho:
+        """ρ_t for the denoising step itself, in the base's dtypes."""
+        with torch.no_grad():
+            rho = self.rho()
+        return Rho(rho.family, {n: v.detach().to(self.base.tensors[n].dtype) for n, v in rho.tensors.items()},
+                   rho.rates, rho.partner, rho.sign)
+
+
+def rope_rates(head_dim: int, crops, grid_size: tuple[int, int], temporal_size: int,
+               theta: float = 10000.0) -> torch.Tensor:
+    """[3, head_dim]: RoPE angle per unit step along t, y, x for each head dimension.
+
+    Mirrors diffusers' get_3d_rotary_pos_embed (linspace grid): head dimensions are split
+    t | h | w as head_dim/4, 3·head_dim/8, 3·head_dim/8, each with frequencies
+    theta^(-2j/dim) repeated for the (cos, sin) pair, and positions spaced by the crop's step.
+    """
+    (top, left), (bottom, right) = crops
+
+    def spacing(start: float, stop: float, n: int) -> float:  # of linspace(start, stop·(n−1)/n, n)
+        return (stop * (n - 1) / n - start) / (n - 1) if n > 1 else stop / n
+
+    steps = (1.0, spacing(top, bottom, grid_size[0]), spacing(left, right, grid_size[1]))  # t: arange
+    dims = (head_dim // 4, head_dim // 8 * 3, head_dim // 8 * 3)
+    rates = torch.zeros(3, head_dim, dtype=torch.float64)
+    start = 0
+    for axis, (dim, step) in enumerate(zip(dims, steps)):
+        freqs = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64)[: dim // 2] / dim)
+        rates[axis, start:start + dim] = freqs.repeat_interleave(2) * step
+        start += dim
+    return rates.float()
+
+
+def sincos_layout(hidden: int, spatial_scale: float = 1.0, temporal_scale: float = 1.0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rates [3, hidden], partner [hidden], sign [hidden]) of CogVideoX's 3D sin-cos embedding.
+
+    Mirrors diffusers' get_3d_sincos_pos_embed: hidden/4 temporal dimensions, then 3·hidden/8
+    for x and 3·hidden/8 for y (the spatial grid is meshgrid'ed width first); each part is
+    [sin(p·ω_k), cos(p·ω_k)] with ω_k = 10000^(−k/(dim/2)) and p = index / interpolation scale.
+    """
+    dt, ds = hidden // 4, 3 * hidden // 8
+    rates = torch.zeros(3, hidden, dtype=torch.float64)
+    partner = torch.arange(hidden)
+    sign = torch.ones(hidden)
+    for axis, start, dim, scale in ((0, 0, dt, temporal_scale), (2, dt, ds, spatial_scale),
+                                    (1, dt + ds, ds, spatial_scale)):
+        half = dim // 2
+        omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half) / scale
+        rates[axis, start:start + half] = omega
+        rates[axis, start + half:start + dim] = omega
+        sin_idx, cos_idx = torch.arange(start, start + half), torch.arange(start + half, start + dim)
+        partner[sin_idx], partner[cos_idx] = cos_idx, sin_idx
+        sign[cos_idx] = -1.0
+    return rates.float(), partner, sign
 
 
 def base_rho(model) -> Rho:
@@ -71,7 +230,8 @@ def base_rho(model) -> Rho:
         cos, sin = get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops,
                                            grid_size=(rows, cols), temporal_size=frames,
                                            device=model.device)
-        return Rho("rope", {"q_cos": cos, "q_sin": sin, "k_cos": cos, "k_sin": sin})
+        rates = rope_rates(cfg.attention_head_dim, crops, (rows, cols), frames).to(cos.device)
+        return Rho("rope", {"q_cos": cos, "q_sin": sin, "k_cos": cos, "k_sin": sin}, rates)
     pe = transformer.patch_embed
     h, w = rows * pe.patch_size, cols * pe.patch_size
     pixel_frames = (frames - 1) * pe.temporal_compression_ratio + 1
@@ -81,4 +241,6 @@ def base_rho(model) -> Rho:
     else:
         joint = pe._get_positional_embeddings(h, w, pixel_frames, device=model.device)
     pos = joint[0, pe.max_text_seq_length:].to(device=model.device, dtype=model.dtype)
-    return Rho("posemb", {"pos": pos})
+    rates, partner, sign = sincos_layout(pos.shape[-1], pe.spatial_interpolation_scale,
+                                         pe.temporal_interpolation_scale)
+    return Rho("posemb", {"pos": pos}, rates.to(pos.device), partner.to(pos.device), sign.to(pos.device))

@@ -92,6 +92,7 @@ def test_whole_flow(home, capsys, tmp_path):
     (["learn", str(LEFT), "--name", "x", "--frames", "8"], "4k+1"),
     (["learn", str(LEFT), "--name", "x", "--sampling", "middle"], "--sampling"),
     (["learn", str(LEFT), "--name", "x", "--block", "99"], "outside"),
+    (["learn", str(LEFT), "--name", "x", "--parametrisation", "grid"], "--parametrisation"),
     (["learn", str(LEFT), "--name", "x", "--model", "nope"], "unknown model"),
     (["apply", "ghost", "a cat"], "no motion named 'ghost'"),
     (["show", "ghost"], "ghost"),
@@ -207,3 +208,13 @@ def test_console_script_help():
         pytest.skip("console script not installed (run pip install -e .)")
     out = subprocess.run([exe, "learn", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--name" in out.stdout and "Learn the motion" in out.stdout
+
+
+def test_learn_with_shift_parametrisation_makes_a_smaller_motion(home, capsys):
+    table = cli_json(capsys, "learn", str(LEFT), "--name", "t")
+    shift = cli_json(capsys, "learn", str(LEFT), "--name", "s", "--parametrisation", "shift")
+    assert shift["bytes"] < table["bytes"]
+    assert cli_json(capsys, "show", "s")["params"]["parametrisation"] == "shift"
+    assert cli_json(capsys, "show", "t")["params"]["parametrisation"] == "table"
+    code, out, err = cli(capsys, "apply", "s", "a red disc", "-o", str(home / "s.mp4"))
+    assert code == 0, err

@@ -195,3 +195,16 @@ def test_train_smoke_checkpoint_and_resume(tmp_path):
     assert card["steps"] == 5 and card["samples_seen"] == 10
     _, enc, _, tr, _ = build_shapes(pretrained=False)
     load_weights(enc, tr, weights)
+
+
+def test_sweep_tool_runs_and_parses_overrides(capsys):
+    from motionlib.demo import sweep
+
+    assert sweep.parse_overrides(["parametrisation=shift", "lr_start=0.3", "blocks=[2]"]) == {
+        "parametrisation": "shift", "lr_start": 0.3, "blocks": [2]}
+    with pytest.raises(SystemExit):
+        sweep.parse_overrides(["lr_start"])
+    assert sweep.main(["opt_steps=1", "--families", "linear", "--clips", "1", "--colours", "green",
+                       "--seeds", "0", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "linear #0" in out and "overall" in out and "largest-blob direction" in out

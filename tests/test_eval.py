@@ -268,6 +268,7 @@ def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     assert set(res["transfer"]["families"]) == {"linear"}
     renders = res["transfer"]["families"]["linear"]["renders"]
     assert {r["method"] for r in renders} == set(ev.METHODS) and len(renders) == 4
+    assert all("direction_blob" in r for r in renders)
     assert 0.0 <= res["amf"]["score"] <= 1.0 and res["search"]["queries"] == 4
     for p in res["pictures"].values():
         assert (out / p.split("/")[-1]).stat().st_size > 1000

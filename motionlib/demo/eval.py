@@ -29,7 +29,8 @@ Everything here *measures*; nothing asserts. The sections (keys of the result di
     the reference (steps where either moves less than ``STILL_PX`` or the render has no disc-like
     blob are skipped; a render with fewer than ``MIN_STEPS`` usable steps is undefined and left out
     of the mean, ``defined`` counts the others); thresholds: zero-shot >= 0.9, plain and
-    injection <= 0.2. ``mf_lk`` (d): Motion Fidelity with OpenCV Lucas-Kanade tracklets
+    injection <= 0.2. ``direction_blob``: the same with the largest blob of any shape, so it is
+    defined for nearly every render (ragged renders included; no threshold, a diagnostic). ``mf_lk`` (d): Motion Fidelity with OpenCV Lucas-Kanade tracklets
     (see :func:`mf_lk`); skipped with a note when OpenCV is missing.
 ``search`` (e)
     Reference clips moving right/left/up/down (one colour) and query clips of other colours moving
@@ -500,8 +501,22 @@ def eval_generation(model, cfg: EvalConfig, log) -> tuple[dict, list]:
            "smooth_rms_px": max(sx, sy) if np.isfinite(sx) and np.isfinite(sy) else float("nan"),
            "smooth_frac": _mean(float(max(p["smooth_rms_px"]) <= 0.5) for p in per
                                 if np.isfinite(p["smooth_rms_px"]).all()),
-           "per_video": per}
+           **data_smoothness(), "per_video": per}
     return res, rows
+
+
+def data_smoothness(n: int = 64) -> dict:
+    """The smoothness metric on `n` clips of the training distribution itself (black background):
+    what a model that reproduced its data exactly would score, per trajectory family and overall."""
+    per_family: dict[str, list[float]] = {}
+    for i in range(n):
+        frames, prompt, meta = data.make_clip(EVAL_SEED_BASE + 500_000 + i, background="black")
+        rms = generation_quality(frames, meta["color"])["smooth_rms_px"]
+        if np.isfinite(rms).all():
+            per_family.setdefault(meta["trajectory"], []).append(max(rms))
+    allv = [v for vs in per_family.values() for v in vs]
+    return {"smooth_rms_px_data": float(np.mean(allv)) if allv else float("nan"),
+            "smooth_rms_px_data_by_family": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_family.items())}}
 
 
 def eval_amf(model, cfg: EvalConfig, log) -> dict:
@@ -591,9 +606,10 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
                     vids["zt"] = to_uint8(v)
                 for method, v in vids.items():
                     d, used = render_direction(v, ref_track)
+                    d_blob, _ = direction_agreement(blob_track(v, disc_only=False), ref_track)
                     mf = mf_lk(v, frames) if mf_on else None
                     rec["renders"].append({"method": method, "colour": colour, "seed": seed, "direction": d,
-                                           "steps_used": used, "mf_lk": mf})
+                                           "steps_used": used, "direction_blob": d_blob, "mf_lk": mf})
                     rows[method].append((f"{method} {colour} s{seed} dir=" + (f"{d:.2f}" if np.isfinite(d) else "n/a")
                                          + (f" MF={mf:.2f}" if mf is not None else ""), v))
                 log(f"transfer {fam} {colour} seed {seed}: direction " + ", ".join(
@@ -603,6 +619,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
             if rs:
                 rec[method] = {"direction": _mean(r["direction"] for r in rs),
                                "defined": f"{sum(np.isfinite(r['direction']) for r in rs)}/{len(rs)}",
+                               "direction_blob": _mean(r["direction_blob"] for r in rs),
                                "mf_lk": _mean(r["mf_lk"] for r in rs) if mf_on else None}
         fams[fam] = rec
         pictures[fam] = rows
@@ -615,6 +632,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
             rs = [r for f in fams.values() for r in f["renders"] if r["method"] == method]
             res[method] = {"direction": _mean(g["direction"] for g in got),
                            "defined": f"{sum(bool(np.isfinite(r['direction'])) for r in rs)}/{len(rs)}",
+                           "direction_blob": _mean(g["direction_blob"] for g in got),
                            "mf_lk": _mean(g["mf_lk"] for g in got) if mf_on else None}
     return res, pictures
 
@@ -767,6 +785,9 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                  ("(a)   disc-like / right colour", f"{f(g['disc_frac'])} / {f(g['colour_frac'])}", ""),
                  ("(a) track smoothness rms px (x, y)", f"{f(g['smooth_rms_px_x'], 2)}, {f(g['smooth_rms_px_y'], 2)}",
                   verdict.get("generation.smooth_rms_px", ""))]
+        if g.get("smooth_rms_px_data") is not None:
+            fams = ", ".join(f"{k} {v:.2f}" for k, v in g.get("smooth_rms_px_data_by_family", {}).items())
+            rows.append(("(a)   the same metric on training clips", f(g["smooth_rms_px_data"], 2), fams))
     a = results.get("amf")
     if a:
         rows.append((f"(b) AMF direction (cos+1)/2, block {a['block']}", f(a["score"]), verdict.get("amf.score", "")))
@@ -782,6 +803,9 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             if m in t:
                 rows.append((f"(c) direction agreement: {m}", f"{f(t[m]['direction'])} ({t[m]['defined']} defined)",
                              verdict.get(f"transfer.{m}.direction", "")))
+        for m in METHODS:
+            if m in t and t[m].get("direction_blob") is not None:
+                rows.append((f"(c)   largest-blob direction: {m}", f(t[m]["direction_blob"]), "diagnostic"))
         for m in METHODS:
             if m in t:
                 rows.append((f"(d) MF-LK: {m}", f(t[m]["mf_lk"]) if t["mf_lk_available"] else "skipped",

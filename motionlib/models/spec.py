@@ -16,7 +16,7 @@ class GuidanceDefaults:
     """DiTFlow hyper-parameters (paper §5.1): used by learn/transfer unless overridden."""
 
     blocks: tuple[int, ...] = (20,)  # transformer block(s) whose AMF is matched
-    lr_start: float = 0.002  # Adam lr at the first guided step ...
+    lr_start: float = 0.002  # Adam lr at the first guided step (table parametrisation) ...
     lr_end: float = 0.001  # ... decreasing linearly to this at the last one
     opt_steps: int = 5  # K_opt Adam steps per guided denoising step
     guided_fraction: float = 0.2  # T_opt: the first 20% of the denoising steps
@@ -24,6 +24,10 @@ class GuidanceDefaults:
     inject_blocks: tuple[int, ...] = (0,)  # KV injection of the noised reference
     confidence: float = 0.0  # supervise only reference patches whose peak attention prob exceeds this
     latent_lr: tuple[float, float] | None = None  # (start, end) for z_t mode; None: lr_start/lr_end
+    parametrisation: str = "table"  # what ρ mode optimises: "table" (paper) or "shift" (motionlib.rho)
+    # (start, end) lr for the shift parametrisation, in latent patches per Adam step (table values
+    # are in [-1, 1], so their lr does not carry over); tuned on the shapes demo model only
+    shift_lr: tuple[float, float] = (0.3, 0.1)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> "ModelSpec":
         d = dict(d)
         g = dict(d.pop("guidance", {}) or {})
-        for k in ("blocks", "inject_blocks", "latent_lr"):
+        for k in ("blocks", "inject_blocks", "latent_lr", "shift_lr"):
             if g.get(k) is not None:
                 g[k] = tuple(g[k])
         names = {f.name for f in dataclasses.fields(cls)}
