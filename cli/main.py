@@ -501,6 +501,7 @@ def eval_(
     guided_fraction: Optional[float] = typer.Option(None, "--guided-fraction", help="Guidance override."),
     block: List[int] = typer.Option([], "--block", help="Guidance override: block(s) (repeatable)."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Guidance override: confidence mask threshold."),
+    parametrisation: Optional[str] = typer.Option(None, "--parametrisation", help="Guidance override: 'table' or 'shift'."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
 ):
     """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
@@ -518,7 +519,8 @@ def eval_(
     if bad:
         raise UserError(f"unknown --family {', '.join(bad)}: use {', '.join(ev.FAMILIES)}")
     overrides = {k: v for k, v in dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
-                                       blocks=tuple(block) or None, confidence=confidence).items() if v is not None}
+                                       blocks=tuple(block) or None, confidence=confidence,
+                                       parametrisation=parametrisation).items() if v is not None}
     cfg = ev.EvalConfig.make(quick=quick, seeds=tuple(seed) or None, families=tuple(family) or None, zt=zt, mf=mf,
                              steps=steps, overrides=overrides, out_dir=out_dir)
     device = state.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -273,3 +273,12 @@ def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     for p in res["pictures"].values():
         assert (out / p.split("/")[-1]).stat().st_size > 1000
     assert json.loads((out / "eval.json").read_text())["config"]["quick"] is True
+
+
+def test_smoothness_of_the_training_clips_themselves():
+    """The (a) smoothness metric on the data: straight tracks fit a quadratic, zigzags do not."""
+    res = ev.data_smoothness(n=40)
+    fams = res["smooth_rms_px_data_by_family"]
+    assert fams["linear"] < 0.2 and fams["static"] < 0.2
+    assert fams["zigzag"] > 3 * fams["linear"]
+    assert 0 < res["smooth_rms_px_data"] < max(fams.values())
