@@ -205,6 +205,7 @@ def test_sweep_tool_runs_and_parses_overrides(capsys):
     with pytest.raises(SystemExit):
         sweep.parse_overrides(["lr_start"])
     assert sweep.main(["opt_steps=1", "--families", "linear", "--clips", "1", "--colours", "green",
-                       "--seeds", "0", "--steps", "3"]) == 0
+                       "--seeds", "0", "--steps", "3", "--learn-seed"]) == 0
     out = capsys.readouterr().out
     assert "linear #0" in out and "overall" in out and "largest-blob direction" in out
+    assert "optimised render" in out and "zero-shot, learn seed" in out
