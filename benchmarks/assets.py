@@ -183,8 +183,7 @@ def _quality(sec: Section) -> dict | None:
                     if j == 0:
                         res[param]["psnr"].append(_psnr(apply(m, asset, prompt, seed=seed), compact))
                     v = ev.to_uint8(compact)
-                    res[param]["dir"].append(ev.direction_agreement(ev.blob_track(v, disc_only=False),
-                                                                    meta["track"])[0])
+                    res[param]["dir"].append(ev.blob_direction(v, meta["track"]))
                     if ev.have_cv2():
                         res[param]["mf"].append(ev.mf_lk(v, frames))
     n = len(clips) * len(targets)

@@ -40,7 +40,7 @@ def main() -> int:
         for label, video in (("zero-shot", apply(model, asset, prompt, seed=0)),
                              ("plain", generate(model, prompt, seed=0))):
             v = ev.to_uint8(video)
-            d, _ = ev.direction_agreement(ev.blob_track(v, disc_only=False), ref_track)
+            d = ev.blob_direction(v, ref_track)
             rows.append((f"{label} {colour}: dir {d:.2f}" if np.isfinite(d) else f"{label} {colour}: dir n/a", v))
     out = HERE.parent / "docs" / "quickstart.png"
     ev.picture(rows).save(out)

@@ -208,6 +208,12 @@ def render_direction(video, reference_track) -> tuple[float, int]:
     return (d if used >= MIN_STEPS else float("nan")), used
 
 
+def blob_direction(video, reference_track) -> float:
+    """Direction agreement of the largest blob of any shape with a reference track (NaN if none):
+    the diagnostic that stays defined for ragged renders."""
+    return direction_agreement(blob_track(to_uint8(video), disc_only=False), reference_track)[0]
+
+
 def generation_quality(video, colour: str) -> dict:
     """Per-video generation metrics: share of good frames, disc share, colour share, smoothness."""
     v = to_uint8(video)
@@ -610,7 +616,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
                     vids["zt"] = to_uint8(v)
                 for method, v in vids.items():
                     d, used = render_direction(v, ref_track)
-                    d_blob, _ = direction_agreement(blob_track(v, disc_only=False), ref_track)
+                    d_blob = blob_direction(v, ref_track)
                     mf = mf_lk(v, frames) if mf_on else None
                     rec["renders"].append({"method": method, "colour": colour, "seed": seed, "direction": d,
                                            "steps_used": used, "direction_blob": d_blob, "mf_lk": mf})

@@ -66,9 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, list[float]] = {"direction": [], "direction_blob": [], "mf_lk": []}
     extra: dict[str, list[float]] = {"optimised render": [], "zero-shot, learn seed": []}
 
-    def blob_direction(video, track) -> float:
-        return ev.direction_agreement(ev.blob_track(ev.to_uint8(video), disc_only=False), track)[0]
-
     for fam in a.families.split(","):
         for idx in range(a.clips):
             frames, _, meta = ev.reference_clip(fam, index=idx)
@@ -77,20 +74,19 @@ def main(argv: list[str] | None = None) -> int:
                           preview=a.learn_seed, **overrides)
             if a.learn_seed:
                 asset, optimised = asset
-                extra["optimised render"].append(blob_direction(optimised, meta["track"]))
+                extra["optimised render"].append(ev.blob_direction(optimised, meta["track"]))
             learn_s = time.monotonic() - t0
             per = {k: [] for k in totals}
             for colour in a.colours.split(","):
                 for seed in seeds:
                     v = ev.to_uint8(apply(model, asset, data.prompt_for(colour, "black"), seed=seed, steps=a.steps))
                     per["direction"].append(ev.render_direction(v, meta["track"])[0])
-                    per["direction_blob"].append(ev.direction_agreement(ev.blob_track(v, disc_only=False),
-                                                                        meta["track"])[0])
+                    per["direction_blob"].append(ev.blob_direction(v, meta["track"]))
                     if ev.have_cv2():
                         per["mf_lk"].append(ev.mf_lk(v, frames))
                 if a.learn_seed:
                     v = apply(model, asset, data.prompt_for(colour, "black"), seed=ev.LEARN_SEED, steps=a.steps)
-                    extra["zero-shot, learn seed"].append(blob_direction(v, meta["track"]))
+                    extra["zero-shot, learn seed"].append(ev.blob_direction(v, meta["track"]))
             for k in totals:
                 totals[k] += per[k]
             print(f"{fam} #{idx}: learn {learn_s:.0f} s, loss {asset.losses[0][0]:.3f} -> {asset.losses[-1][-1]:.4f}; "
