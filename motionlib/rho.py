@@ -22,7 +22,7 @@ Two parametrisations of what is optimised (``GuidanceParams.parametrisation``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -65,7 +65,7 @@ class Rho:
         for n, t in self.tensors.items():
             c = t.detach().clone().to(dtype or t.dtype)
             out[n] = c.requires_grad_(requires_grad)
-        return Rho(self.family, out, self.rates, self.partner, self.sign)
+        return replace(self, tensors=out)
 
     def delta(self, base: "Rho") -> dict[str, torch.Tensor]:
         return {n: (self.tensors[n].detach().float() - base.tensors[n].float()) for n in names_for(self.family)}
@@ -78,7 +78,11 @@ class Rho:
             b = base.tensors[n]
             d = delta[n].to(device=b.device, dtype=torch.float32)
             out[n] = b if strength == 0 else (b.float() + strength * d).to(b.dtype)
-        return cls(base.family, out, base.rates, base.partner, base.sign)
+        return replace(base, tensors=out)
+
+    def cast_like(self, base: "Rho") -> "Rho":
+        """These values, detached, in `base`'s dtypes (what a denoising step takes)."""
+        return replace(base, tensors={n: v.detach().to(base.tensors[n].dtype) for n, v in self.tensors.items()})
 
     def rope(self) -> tuple[torch.Tensor, ...]:
         """(q_cos, q_sin, k_cos, k_sin) for the attention processor."""
@@ -108,13 +112,13 @@ def shifted(base: Rho, *shifts: torch.Tensor) -> Rho:
             phi = delta.float() @ rates.to(delta.device)
             out[f"{side}_cos"], out[f"{side}_sin"] = _rotate(base.tensors[f"{side}_cos"],
                                                              base.tensors[f"{side}_sin"], phi)
-        return Rho("rope", out, base.rates)
+        return replace(base, tensors=out)
     (delta,) = shifts
     pos = base.tensors["pos"].float()
     phi = delta.float() @ rates.to(delta.device)
     # sin dims: sin(a+φ) = sin a·cos φ + cos a·sin φ; cos dims: cos(a+φ) = cos a·cos φ − sin a·sin φ
     moved = pos * torch.cos(phi) + base.sign.to(pos.device) * pos[:, base.partner.to(pos.device)] * torch.sin(phi)
-    return Rho("posemb", {"pos": moved}, base.rates, base.partner, base.sign)
+    return replace(base, tensors={"pos": moved})
 
 
 def from_stored(base: Rho, stored: dict[str, torch.Tensor], parametrisation: str = "table",
@@ -126,8 +130,7 @@ def from_stored(base: Rho, stored: dict[str, torch.Tensor], parametrisation: str
         return base
     dev = next(iter(base.tensors.values())).device
     rho = shifted(base, *(strength * stored[n].to(dev, torch.float32) for n in names_for(base.family, "shift")))
-    return Rho(base.family, {n: v.to(base.tensors[n].dtype) for n, v in rho.tensors.items()},
-               base.rates, base.partner, base.sign)
+    return rho.cast_like(base)
 
 
 class Parametrised:
@@ -162,8 +165,7 @@ class Parametrised:
         """ρ_t for the denoising step itself, in the base's dtypes."""
         with torch.no_grad():
             rho = self.rho()
-        return Rho(rho.family, {n: v.detach().to(self.base.tensors[n].dtype) for n, v in rho.tensors.items()},
-                   rho.rates, rho.partner, rho.sign)
+        return rho.cast_like(self.base)
 
 
 def rope_rates(head_dim: int, crops, grid_size: tuple[int, int], temporal_size: int,
