@@ -68,6 +68,13 @@ class Pair:
     def text(self, digits: int = 3) -> str:
         return f"{self.ratio:.{digits}f} (pairs {self.lo:.{digits}f}-{self.hi:.{digits}f}, n={self.n})"
 
+    @classmethod
+    def from_times(cls, ta: list[float], tb: list[float]) -> "Pair":
+        """From per-pair seconds of A and B (same length, pair i = ta[i], tb[i])."""
+        ratios = [x / y for x, y in zip(ta, tb)]
+        return cls(statistics.median(ratios), min(ratios), max(ratios),
+                   statistics.median(ta), statistics.median(tb), len(ratios))
+
 
 def _timed(f: Callable[[], object]) -> float:
     gc.collect()
@@ -93,9 +100,7 @@ def paired(a: Callable[[], object], b: Callable[[], object], n: int = 5, warmup:
         else:
             tb.append(_timed(b))
             ta.append(_timed(a))
-    ratios = [x / y for x, y in zip(ta, tb)]
-    return Pair(statistics.median(ratios), min(ratios), max(ratios),
-                statistics.median(ta), statistics.median(tb), n)
+    return Pair.from_times(ta, tb)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -10,21 +10,36 @@ decodes with tiling and slicing on every side, as it would on a 24-40 GB card.
 
 Denoising steps are reduced (``GPU_STEPS``, guided steps scaled with the paper's 20%) so the
 section fits a short device lease; every cost here is linear in the step count, and peak memory
-does not depend on it. Timings are side-by-side ratios (alternating pairs); absolute seconds are
-context.
+does not depend on it. Timings are side-by-side ratios (alternating pairs, as many as the time
+budget allows); absolute seconds are context.
+
+CI and most sessions have no GPU, so a GPU run is recorded in ``benchmarks/gpu_last.json`` (by
+``python -m benchmarks.gpu`` or by ``python -m benchmarks`` on a GPU machine) and ``python -m
+benchmarks`` without a GPU reports that record with its date and device.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import gc
+import json
+import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
 from .amf import DIM, GRID_5B, HEADS, maps_bytes
-from .common import Config, Section, fmt_bytes, fmt_s, log, paired
+from .common import Config, Pair, Section, fmt_bytes, fmt_s, log
 
 GPU_STEPS = 10  # denoising steps per run here (the paper's 50 cost 5x as much, same peak memory)
 TEXT_LAYERS = 2
+MODELS = ("cogvideox-5b", "cogvideox-2b")
+RECORD = Path(__file__).with_name("gpu_last.json")  # the last GPU measurement (committed)
+PHASES = Path(__file__).with_name("gpu_phases.json")  # the last `python -m benchmarks.phases` on a GPU
+GOALS = {"apply / generate": 1.02, "learn / official-style learn": 0.35}
 
 
 def architecture_model(name: str, device="cuda", dtype: torch.dtype | None = None, *, seed: int = 0):
@@ -77,6 +92,7 @@ def _sync(device: torch.device) -> None:
 def peak_run(fn, device: torch.device) -> tuple[float, int | None]:
     """(seconds, peak bytes above what was allocated before) of one call; memory on CUDA only."""
     cuda = device.type == "cuda"
+    gc.collect()  # before the baseline: a collection during the run would lower it
     if cuda:
         _sync(device)
         torch.cuda.empty_cache()
@@ -89,90 +105,323 @@ def peak_run(fn, device: torch.device) -> tuple[float, int | None]:
     return seconds, (torch.cuda.max_memory_allocated(device) - base) if cuda else None
 
 
+def _oom_text(exc: BaseException) -> str:
+    return "out of memory: " + str(exc).splitlines()[0][:160]
+
+
+class ModelBench:
+    """generate / apply / learn / official-style learn on one model, in alternating pairs.
+
+    Each pair runs apply and generate, then learn and the official-style learn, the order inside
+    each flipped every pair; every run records its wall time and peak memory. A run that runs out
+    of memory is reported as such and not retried.
+    """
+
+    COMPARISONS = (("apply", "generate"), ("learn", "official-style learn"))
+
+    def __init__(self, model, steps: int, prompt: str = "a red disc"):
+        from motionlib.apply import apply
+        from motionlib.learn import learn
+        from motionlib.sampling import generate
+
+        from .common import disc_video
+        from .official import official_learn
+
+        self.model, self.steps, self.prompt = model, steps, prompt
+        self.video = video = disc_video(model.spec).to(model.device)
+        kw = dict(prompt=prompt, seed=0, steps=steps)
+        self._warm = lambda: (learn(model, video, **kw), generate(model, prompt, seed=1, steps=1))[0]
+        self.asset = None
+        self.runs = {
+            "generate": lambda: generate(model, prompt, seed=1, steps=steps),
+            "apply": lambda: apply(model, self.asset, prompt, seed=1, steps=steps),
+            "learn": lambda: learn(model, video, **kw),
+            "official-style learn": lambda: official_learn(model, video, **kw),
+        }
+        self.times: dict[str, list[float]] = {k: [] for k in self.runs}
+        self.peaks: dict[str, int | None] = {}
+        self.failed: dict[str, str] = {}
+        self.pair_times: dict[tuple[str, str], list[tuple[float, float]]] = {c: [] for c in self.COMPARISONS}
+        self.pair_seconds: list[float] = []
+
+    def warm_up(self) -> None:
+        """One learn (its asset is what apply renders) and a 1-step generate (decoder kernels)."""
+        self.asset = self._warm()
+
+    def _measure(self, name: str) -> float | None:
+        if name in self.failed:
+            return None
+        try:
+            seconds, peak = peak_run(self.runs[name], self.model.device)
+        except torch.cuda.OutOfMemoryError as exc:
+            self.failed[name] = _oom_text(exc)
+            gc.collect()
+            torch.cuda.empty_cache()
+            return None
+        self.times[name].append(seconds)
+        if peak is not None:
+            self.peaks[name] = max(peak, self.peaks.get(name) or 0)
+        return seconds
+
+    def pair(self) -> None:
+        if self.asset is None:
+            self.warm_up()
+        t0 = time.perf_counter()
+        flip = len(self.pair_seconds) % 2 == 1
+        for a, b in self.COMPARISONS:
+            got = {n: self._measure(n) for n in ((b, a) if flip else (a, b))}
+            if got[a] is not None and got[b] is not None:
+                self.pair_times[(a, b)].append((got[a], got[b]))
+        self.pair_seconds.append(time.perf_counter() - t0)
+
+    def ratio(self, a: str, b: str) -> Pair | None:
+        pt = self.pair_times[(a, b)]
+        return Pair.from_times([x for x, _ in pt], [y for _, y in pt]) if pt else None
+
+
 def model_runs(model, steps: int, pairs: int) -> dict:
-    """generate / apply / learn / official-style learn on `model` (any device): single-run time and
-    peak memory of each, and the side-by-side ratios apply/generate and learn/official-style."""
-    from motionlib.apply import apply
-    from motionlib.learn import learn
-    from motionlib.sampling import generate
+    """`pairs` alternating pairs on `model` (any device): per run (first wall time, peak memory), and
+    the side-by-side ratios apply/generate and learn/official-style learn."""
+    bench = ModelBench(model, steps)
+    for _ in range(pairs):
+        bench.pair()
+    return {"single": {k: (v[0], bench.peaks.get(k)) for k, v in bench.times.items() if v},
+            "apply/generate": bench.ratio("apply", "generate"),
+            "learn/official": bench.ratio("learn", "official-style learn"),
+            "failed": dict(bench.failed)}
 
-    from .common import disc_video
-    from .official import official_learn
 
-    dev = model.device
-    video = disc_video(model.spec).to(dev)
-    kw = dict(prompt="a red disc", seed=0, steps=steps)
-    asset = learn(model, video, **kw)  # also the warm-up
-    runs = {
-        "generate": lambda: generate(model, "a red disc", seed=1, steps=steps),
-        "apply": lambda: apply(model, asset, "a red disc", seed=1, steps=steps),
-        "learn": lambda: learn(model, video, **kw),
-        "official-style learn": lambda: official_learn(model, video, **kw),
-    }
-    out = {"single": {k: peak_run(f, dev) for k, f in runs.items()}}
-    out["apply/generate"] = paired(runs["apply"], runs["generate"], n=pairs)
-    out["learn/official"] = paired(runs["learn"], runs["official-style learn"], n=pairs)
+def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = HEADS) -> dict:
+    """Peak memory of the AMF soft + backward (5B size by default): motion_flow vs the per-head maps."""
+    from motionlib.amf import amf_loss, motion_flow
+
+    from .official import per_head_flow
+
+    f, r, c = grid
+    n = f * r * c
+    out = {"maps_formula": maps_bytes(heads, n)}
+    for key, fn in (("motion_flow", motion_flow), ("per_head", per_head_flow)):
+        g = torch.Generator(device=device).manual_seed(0)
+        q = torch.randn(heads, n, DIM, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
+        k = torch.randn(heads, n, DIM, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
+        ref = torch.randint(-3, 4, (f, f, r * c, 2), generator=g, device=device).float()
+
+        def go():
+            q.grad = k.grad = None
+            amf_loss(fn(q, k, num_frames=f, height=r, width=c), ref).backward()
+
+        try:
+            go()  # warm-up
+            seconds, peak = peak_run(go, torch.device(device))
+            out[key] = {"seconds": seconds, "peak": peak}
+        except torch.cuda.OutOfMemoryError as exc:
+            out[key] = {"failed": _oom_text(exc)}
+        del q, k, ref
+        gc.collect()
+        torch.cuda.empty_cache()
     return out
 
 
-def _amf_peak(fn, size, device) -> int:
-    from motionlib.amf import amf_loss
+def section(benches: dict[str, ModelBench], amf: dict | None, device: str, steps: int) -> Section:
+    """The GPU section from what has been measured so far."""
+    sec = Section("gpu", "GPU: CogVideoX-5B/2B architectures at 49 frames 480x720",
+                  "apply/generate <= 1.02, learn <= 0.35 x official-style, AMF <= 1/20 of the per-head maps")
+    sec.headers = ["model", "run", "wall time (median of the pairs, context)", "peak GPU memory above the weights"]
+    ratios, met = [], []
+    for model_name, b in benches.items():
+        for run_name, times in b.times.items():
+            if run_name in b.failed:
+                sec.rows.append([model_name, run_name, "-", b.failed[run_name]])
+            elif times:
+                peak = b.peaks.get(run_name)
+                sec.rows.append([model_name, run_name, fmt_s(sorted(times)[len(times) // 2]),
+                                 fmt_bytes(peak) if peak is not None else "n/a"])
+        for (a, bb), what in zip(ModelBench.COMPARISONS, GOALS):
+            p = b.ratio(a, bb)
+            why = b.failed.get(a) or b.failed.get(bb) or "not measured"
+            ratios.append([model_name, what, p.text(3) if p else f"n/a ({why})"])
+            met.append(p is not None and p.ratio <= GOALS[what])
+    sec.tables.append((["model", "ratio (side by side)", "value"], ratios))
+    amf_text = "AMF not measured"
+    if amf:
+        rows = []
+        mf, ph, maps = amf.get("motion_flow", {}), amf.get("per_head", {}), amf["maps_formula"]
+        for label, m in (("motion_flow", mf), ("per-head maps (official-style)", ph)):
+            rows.append([f"{label} soft+backward, 13x30x45, 48 heads, bf16",
+                         m.get("failed", "not measured") if "seconds" not in m
+                         else "n/a (CUDA only)" if m["peak"] is None else fmt_bytes(m["peak"]),
+                         fmt_s(m["seconds"]) if "seconds" in m else "-"])
+        rows.append(["the per-head maps alone (formula: 48 x 17550^2 x 2 bytes)", fmt_bytes(maps), ""])
+        sec.tables.append((["measure", "peak memory", "time (one run)"], rows))
+        if mf.get("peak"):
+            base = ph.get("peak") or maps
+            amf_text = f"AMF at the 5B size 1/{base / mf['peak']:.1f} of the per-head " + \
+                       ("peak" if ph.get("peak") else "maps (formula)")
+            met.append(mf["peak"] <= maps / 20)
+    done = len(benches) == len(MODELS) and amf is not None
+    sec.status = "met" if done and all(met) else "missed" if benches else "not measured"
+    sec.headline = (f"{device}, {steps} denoising steps: "
+                    + "; ".join(f"{m} {what} {v.split(' ')[0]}" for m, what, v in ratios)
+                    + f"; {amf_text}" + ("" if done else " (incomplete run)"))
+    sec.notes.append(ARCH_NOTE)
+    sec.extra = {"device": device}
+    return sec
 
-    f, r, c = size
-    n = f * r * c
-    g = torch.Generator(device=device).manual_seed(0)
-    q = torch.randn(HEADS, n, DIM, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
-    k = torch.randn(HEADS, n, DIM, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
-    ref = torch.randint(-3, 4, (f, f, r * c, 2), generator=g, device=device).float()
 
-    def go():
-        q.grad = k.grad = None
-        amf_loss(fn(q, k, num_frames=f, height=r, width=c), ref).backward()
+ARCH_NOTE = (f"Random-weight architectures built in code (benchmarks/gpu.py): {TEXT_LAYERS}-layer T5 stand-in, "
+             "VAE tiling and slicing on. Steps reduced to fit a device lease: each run's time is linear in its "
+             "guided and unguided step counts and peak memory does not depend on them, but learn/official-style "
+             "does (learn stops after the guided steps): see the composed 50-step rows.")
+PHASE_COLUMNS = ("VAE encode", "reference pass", "guided steps (ρ optimisation)", "denoising forwards (CFG)",
+                 "VAE decode")
 
-    go()
-    _, peak = peak_run(go, torch.device(device))
-    return peak
+
+def composed(res: dict, steps: int, measured_steps: int, fraction: float = 0.2) -> tuple[float, float]:
+    """(learn, official-style) seconds at `steps` denoising steps, composed from one model's phase
+    times measured at `measured_steps`: guided-step and CFG-step costs scale with their counts."""
+    from motionlib.guidance import guided_step_count
+
+    n0, n = guided_step_count(measured_steps, fraction), guided_step_count(steps, fraction)
+    cfg = res["generate"]["phases"]["denoising forwards (CFG)"] / measured_steps
+    out = []
+    for case, cfg_steps in (("learn", n - 1), ("official-style learn", steps)):
+        ph = res[case]["phases"]
+        guided = ph["guided steps (ρ optimisation)"] / n0
+        fixed = sum(v for k, v in ph.items() if k not in ("guided steps (ρ optimisation)", "denoising forwards (CFG)"))
+        out.append(fixed + n * guided + cfg_steps * cfg)
+    return out[0], out[1]
+
+
+def phase_tables(sec: Section, path: Path = PHASES) -> None:
+    """Append the recorded phase breakdown and the 50-step composition to `sec`, if recorded."""
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    rows, comp = [], []
+    for model_name, res in data["results"].items():
+        for case, r in res.items():
+            if "failed" in r:
+                rows.append([model_name, case, "-", r["failed"], *[""] * len(PHASE_COLUMNS)])
+                continue
+            rows.append([model_name, case, fmt_s(r["seconds"]), fmt_bytes(r["peak"]) if r["peak"] is not None else "-",
+                         *[fmt_s(r["phases"][c]) if r["phases"].get(c) else "-" for c in PHASE_COLUMNS]])
+        if {"generate", "learn", "official-style learn"} <= set(res) and not any("failed" in r for r in res.values()):
+            for steps in (data["steps"], 50):
+                learn_s, off_s = composed(res, steps, data["steps"])
+                comp.append([model_name, str(steps), fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"])
+    sec.tables.append((["model", "case (one run each)", "wall", "peak above weights", *PHASE_COLUMNS], rows))
+    sec.tables.append((["model", "denoising steps", "learn (composed)", "official-style (composed)", "ratio"], comp))
+    sec.notes.append(f"Phase breakdown: `{data['command']}` on {data['device']}, {data['measured']}, {data['steps']} "
+                     "steps, one run per case. The composed rows scale its guided-step and CFG-step times to the "
+                     "paper's 50 steps (10 guided): a cost model from measured phases, not a side-by-side run.")
+    sec.notes += data.get("notes", [])
+
+
+def save_record(sec: Section, path: Path, **meta) -> None:
+    data = dataclasses.asdict(sec)
+    data["extra"].update(meta)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def load_record(path: Path = RECORD, phases: Path = PHASES) -> Section | None:
+    """The recorded GPU section, or None. Its headline says when and on what it was measured."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    data["tables"] = [tuple(t) for t in data.get("tables", [])]
+    sec = Section(**data)
+    sec.notes = [ARCH_NOTE]  # the current wording; the numbers are the record's
+    phase_tables(sec, phases)
+    when, where = sec.extra.get("measured", "?"), sec.extra.get("device", "?")
+    sec.headline = f"recorded {when} on {where} (no GPU in this run): " + sec.headline
+    sec.notes.append(f"Measured {when} by `{sec.extra.get('command', 'python -m benchmarks.gpu')}` "
+                     f"(torch {sec.extra.get('torch', '?')}, diffusers {sec.extra.get('diffusers', '?')}).")
+    return sec
+
+
+def measure(steps: int, max_pairs: int, budget_s: float | None = None, progress=None, *,
+            models=MODELS, build=None, amf_grid=GRID_5B, device: str = "cuda") -> Section:
+    """Build each architecture, warm it up, run one pair; then more pairs, round-robin, while the
+    time budget (seconds from the start) allows another. `progress(section)` after each step.
+
+    `build(name)` makes the model (default: ``architecture_model`` on the GPU); tests pass tiny
+    models, a small `amf_grid` and device "cpu"."""
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    build = build or (lambda m: architecture_model(m, dev))
+    t_start = time.perf_counter()
+    benches: dict[str, ModelBench] = {}
+
+    def report():
+        sec = section(benches, amf, name, steps)
+        if progress:
+            progress(sec)
+        return sec
+
+    log(f"gpu: AMF at {amf_grid} on {name}")
+    amf = amf_probe(device, amf_grid)
+    report()
+    for model_name in models:
+        log(f"gpu: building {model_name}")
+        benches[model_name] = ModelBench(build(model_name), steps)
+        benches[model_name].pair()
+        report()
+    while True:
+        ran = False
+        for model_name, b in benches.items():
+            left = None if budget_s is None else budget_s - (time.perf_counter() - t_start)
+            if len(b.pair_seconds) >= max_pairs or (left is not None and left < 1.1 * b.pair_seconds[-1]):
+                continue
+            log(f"gpu: {model_name} pair {len(b.pair_seconds) + 1}")
+            b.pair()
+            report()
+            ran = True
+        if not ran:
+            return report()
+
+
+def _meta(argv: list[str], prog: str = "python -m benchmarks.gpu") -> dict:
+    import diffusers
+
+    return {"measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": " ".join([prog, *argv]),
+            "torch": torch.__version__, "diffusers": diffusers.__version__}
 
 
 def run(cfg: Config) -> Section:
-    from motionlib.amf import motion_flow
-
-    sec = Section("gpu", "GPU: CogVideoX-5B/2B architectures at 49 frames 480x720",
-                  "apply/generate <= 1.02, learn <= 0.35 x official-style, AMF <= 1/20 of the per-head maps")
     if not torch.cuda.is_available():
-        sec.status = "not measured"
-        sec.headline = "not measured: no GPU in this run"
+        rec = load_record()
+        if rec is not None:
+            return rec
+        sec = section({}, None, "none", 0)
+        sec.headline = "not measured: no GPU in this run, and no recorded GPU run"
         return sec
-    dev = torch.device("cuda")
-    name = torch.cuda.get_device_name(dev)
-    steps = 5 if cfg.quick else GPU_STEPS
-    pairs = 2 if cfg.quick else 3
-    sec.headers = ["model", "run", "wall time (one run, context)", "peak GPU memory above the weights"]
-    ratios = []
-    for model_name in ("cogvideox-5b", "cogvideox-2b"):
-        log(f"gpu: building {model_name} (random weights) on {name}")
-        model = architecture_model(model_name, dev)
-        res = model_runs(model, steps, pairs)
-        for run_name, (secs, peak) in res["single"].items():
-            sec.rows.append([model_name, run_name, fmt_s(secs), fmt_bytes(peak)])
-        ratios.append([model_name, "apply / generate", res["apply/generate"].text(3), ""])
-        ratios.append([model_name, "learn / official-style learn", res["learn/official"].text(3), ""])
-        del model
-        torch.cuda.empty_cache()
-    f, r, c = GRID_5B
-    mf = _amf_peak(motion_flow, GRID_5B, "cuda")
-    maps = maps_bytes(HEADS, f * r * c)
-    sec.tables.append((["model", "ratio (side by side)", "value", ""], ratios))
-    sec.tables.append((["measure", "value", "context"],
-                       [["motion_flow soft+backward peak at 13x30x45 (bf16 inputs)", fmt_bytes(mf),
-                         f"per-head maps {fmt_bytes(maps)}: 1/{maps / mf:.1f}"]]))
-    goals = [float(v.split(" ")[0]) <= (1.02 if "apply" in what else 0.35) for _, what, v, _ in ratios]
-    sec.status = "met" if all(goals) and mf <= maps / 20 else "missed"
-    sec.headline = (f"{name}, {steps} denoising steps: " + "; ".join(f"{m} {what} {v.split(' ')[0]}"
-                                                                     for m, what, v, _ in ratios)
-                    + f"; AMF at the 5B size 1/{maps / mf:.1f} of the per-head maps")
-    sec.notes.append(f"Random-weight architectures built in code (benchmarks/gpu.py): {TEXT_LAYERS}-layer "
-                     "T5 stand-in, VAE tiling and slicing on. Steps reduced to fit a device lease; "
-                     "costs scale linearly with steps, peak memory does not.")
-    sec.extra = {"device": name}
+    steps, pairs = (5, 1) if cfg.quick else (GPU_STEPS, 5)
+    meta = _meta([], prog="python -m benchmarks")
+    sec = measure(steps, pairs, progress=None if cfg.quick else lambda s: save_record(s, RECORD, **meta))
+    sec.extra.update(meta)
     return sec
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description="Section 7 alone, on a CUDA GPU; "
+                                 "records the result for python -m benchmarks.")
+    ap.add_argument("--steps", type=int, default=GPU_STEPS, help="denoising steps per run")
+    ap.add_argument("--pairs", type=int, default=5, help="at most this many pairs per model")
+    ap.add_argument("--budget", type=float, default=None, help="seconds: start no pair that would not fit")
+    ap.add_argument("--out", type=Path, default=RECORD, help="where the record goes (written after every step)")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("python -m benchmarks.gpu needs a CUDA GPU", file=sys.stderr)
+        return 2
+    from .__main__ import number, print_section
+
+    meta = _meta(argv)
+    sec = measure(args.steps, args.pairs, args.budget, lambda s: save_record(s, args.out, **meta))
+    print_section(number("gpu"), sec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

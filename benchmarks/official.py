@@ -26,14 +26,14 @@ from motionlib.amf import patch_coords
 from motionlib.guidance import Guidance, GuidanceParams, guidance_loss
 from motionlib.learn import reference_motion
 from motionlib.sampling import prepare, sample
-from motionlib.transformer import forward
 
 
 def learn_without_checkpointing(model, video: torch.Tensor, **kw):
     """What-if: ``motionlib.learn`` with the block activation checkpointing of its optimisation passes off."""
     from motionlib.learn import learn
 
-    with mock.patch.object(guidance_mod, "forward", functools.partial(forward, checkpointing=False)):
+    no_ckpt = functools.partial(guidance_mod.guidance_loss, checkpointing=False)
+    with mock.patch.object(guidance_mod, "guidance_loss", no_ckpt):
         return learn(model, video, **kw)
 
 
@@ -47,8 +47,9 @@ def per_head_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, he
     heads, n, d = query.shape
     s = height * width
     dt = torch.promote_types(query.dtype, torch.float32)
-    per_head = torch.matmul(query.to(dt), key.to(dt).transpose(1, 2)) * (temperature / math.sqrt(d))
-    logits = per_head.mean(dim=0).view(num_frames, s, num_frames, s)  # [F_i, S, F_j, S]
+    # the maps in the inputs' dtype (bf16 for the real models), as the official code keeps them
+    per_head = torch.matmul(query, key.transpose(1, 2)) * (temperature / math.sqrt(d))
+    logits = per_head.mean(dim=0, dtype=dt).view(num_frames, s, num_frames, s)  # [F_i, S, F_j, S]
     coords = patch_coords(height, width, device=query.device, dtype=dt)
     if hard:
         with torch.no_grad():

@@ -20,17 +20,98 @@ def test_architecture_model_is_the_real_size(name, params, rope):
 def test_model_runs_on_a_tiny_model(tiny5b):
     from benchmarks.gpu import model_runs
 
-    res = model_runs(tiny5b, steps=2, pairs=1)
+    res = model_runs(tiny5b, steps=2, pairs=2)
     assert set(res["single"]) == {"generate", "apply", "learn", "official-style learn"}
     for seconds, peak in res["single"].values():
         assert seconds > 0 and peak is None  # peak memory is measured on CUDA only
-    assert res["apply/generate"].ratio > 0 and res["learn/official"].ratio > 0
+    assert res["apply/generate"].n == 2 and res["learn/official"].n == 2 and not res["failed"]
 
 
-def test_section_says_not_measured_without_a_gpu(monkeypatch):
+def test_measure_records_every_step_and_round_trips(tmp_path, tiny5b, tiny2b):
+    """The device run's loop on a CPU: tiny models for the two architectures, a small AMF grid;
+    the record written after each step loads back as the section `python -m benchmarks` shows."""
     from benchmarks import gpu
-    from benchmarks.common import Config
+
+    record = tmp_path / "gpu_last.json"
+    seen = []
+
+    def progress(sec):
+        seen.append(sec.headline)
+        gpu.save_record(sec, record, measured="2026-01-01 00:00 UTC", torch="t", diffusers="d")
+
+    models = {"cogvideox-5b": tiny5b, "cogvideox-2b": tiny2b}
+    sec = gpu.measure(1, max_pairs=2, budget_s=None, progress=progress, models=list(models),
+                      build=models.__getitem__, amf_grid=(2, 4, 6), device="cpu")
+    assert len(seen) == 1 + 2 + 2 + 1  # AMF, first pair of each model, second pair of each, the end
+    assert "(incomplete run)" in seen[0] and "(incomplete run)" not in seen[-1]
+    ratios = dict(((m, what), v) for m, what, v in sec.tables[0][1])
+    assert set(ratios) == {(m, w) for m in models for w in gpu.GOALS}
+    assert all("n=2" in v for v in ratios.values())
+    amf_rows = sec.tables[1][1]
+    assert [r[1] for r in amf_rows[:2]] == ["n/a (CUDA only)"] * 2 and all(r[2].endswith("s") for r in amf_rows[:2])
+
+    loaded = gpu.load_record(record, phases=tmp_path / "no-phases.json")
+    assert loaded.rows == sec.rows and loaded.tables == sec.tables and loaded.status == sec.status
+    assert loaded.headline.startswith("recorded 2026-01-01 00:00 UTC on cpu")
+
+
+def test_a_budget_stops_further_pairs(tiny5b):
+    from benchmarks import gpu
+
+    sec = gpu.measure(1, max_pairs=5, budget_s=0.0, models=["cogvideox-5b"], build=lambda _: tiny5b,
+                      amf_grid=(2, 4, 6), device="cpu")
+    assert all("n=1" in v for _, _, v in sec.tables[0][1])  # the first pair always runs, no more
+
+
+def test_section_without_a_gpu_reports_the_record_or_says_not_measured(monkeypatch, tmp_path):
+    from benchmarks import gpu
+    from benchmarks.common import Config, Section
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpu, "RECORD", tmp_path / "none.json")
+    monkeypatch.setattr(gpu.load_record, "__defaults__", (tmp_path / "none.json", tmp_path / "none.json"))
     sec = gpu.run(Config(quick=True))
     assert sec.status == "not measured" and "no GPU" in sec.headline
+
+    path = tmp_path / "rec.json"
+    gpu.save_record(Section("gpu", "t", "g", status="missed", headline="h"), path,
+                    measured="2026-11-26 04:00 UTC", device="NVIDIA H200")
+    monkeypatch.setattr(gpu.load_record, "__defaults__", (path, tmp_path / "none.json"))
+    sec = gpu.run(Config(quick=True))
+    assert sec.status == "missed" and sec.headline == "recorded 2026-11-26 04:00 UTC on NVIDIA H200 (no GPU in this run): h"
+
+
+def test_composed_costs_scale_guided_and_cfg_steps():
+    """learn(S) = fixed + n(S)·guided-step + (n(S)-1)·CFG-step; official(S) = fixed + n(S)·guided-step
+    + S·CFG-step, with n(S) = 20% of S; checked against the formula written out at S = 50."""
+    from benchmarks.gpu import composed
+
+    res = {"generate": {"phases": {"denoising forwards (CFG)": 20.0, "VAE decode": 3.0}},
+           "learn": {"phases": {"VAE encode": 1.0, "reference pass": 0.5, "guided steps (ρ optimisation)": 16.0,
+                                "denoising forwards (CFG)": 2.0}},
+           "official-style learn": {"phases": {"VAE encode": 1.0, "reference pass": 1.0, "VAE decode": 3.0,
+                                               "guided steps (ρ optimisation)": 24.0, "denoising forwards (CFG)": 20.0}}}
+    assert composed(res, 10, 10) == (1.0 + 0.5 + 16.0 + 2.0, 1.0 + 1.0 + 3.0 + 24.0 + 20.0)
+    learn, official = composed(res, 50, 10)
+    assert learn == 1.5 + 10 * 8.0 + 9 * 2.0 and official == 5.0 + 10 * 12.0 + 50 * 2.0
+
+
+def test_phases_profile_on_a_tiny_model(tiny5b):
+    from benchmarks.phases import profile, table
+
+    res = profile(tiny5b, steps=2)
+    assert set(res) == {"generate", "learn", "official-style learn", "learn, no activation checkpointing"}
+    for case, r in res.items():
+        assert abs(sum(r["phases"].values()) - r["seconds"]) < 1e-6  # "other" closes the sum
+        assert r["phases"]["guided steps (ρ optimisation)" if "learn" in case else "VAE decode"] > 0
+    assert "VAE decode" not in res["learn"]["phases"] and res["official-style learn"]["phases"]["VAE decode"] > 0
+    assert "official-style learn" in table(res)
+
+
+def test_the_committed_gpu_records_load():
+    """benchmarks/gpu_last.json and gpu_phases.json (from the last GPU lease) still load and render."""
+    from benchmarks.gpu import load_record
+
+    sec = load_record()
+    assert sec.status in ("met", "missed") and sec.extra["device"].startswith("NVIDIA")
+    assert [h[1] for h, _ in sec.tables][-2:] == ["case (one run each)", "denoising steps"]
