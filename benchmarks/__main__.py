@@ -17,7 +17,7 @@ import warnings
 from datetime import datetime, timezone
 from importlib import import_module
 
-from .common import ROOT, THREADS, Config, Section, md_table, setup_threads, text_table
+from .common import ROOT, THREADS_ENV, Config, Section, md_table, setup_threads, text_table
 
 SECTIONS = {  # key -> module; in report order
     "apply": "benchmarks.apply",
@@ -32,7 +32,7 @@ REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"
 
 
-def environment(argv: list[str]) -> dict:
+def environment(argv: list[str], threads: int) -> dict:
     import diffusers
     import numpy
     import torch
@@ -68,7 +68,7 @@ def environment(argv: list[str]) -> dict:
         "python": platform.python_version(),
         "torch / diffusers": f"{torch.__version__} / {diffusers.__version__}",
         "faiss / numpy / matplotlib": f"{faiss_version} / {numpy.__version__} / {mpl}",
-        "threads": f"{THREADS} (torch and faiss)",
+        "threads": f"{threads} (torch and faiss)",
         "load average at start (1/5/15 min)": load,
         "command": "python -m benchmarks" + ("" if not argv else " " + " ".join(argv)),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (< 2 min)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md and the plot alone")
+    ap.add_argument("--threads", type=int, default=None, help="torch/faiss threads (default: every core)")
     ap.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
     args = ap.parse_args(argv)
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(SECTIONS)
@@ -149,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     warnings.filterwarnings("ignore")
-    setup_threads()
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error("--threads must be >= 1")
+        os.environ[THREADS_ENV] = str(args.threads)  # memory probes run in subprocesses
+    threads = setup_threads()
     cfg = Config(quick=args.quick)
     t0 = time.perf_counter()
-    env = environment(argv)
+    env = environment(argv, threads)
     print("motionlib benchmarks: " + "; ".join(f"{k}: {v}" for k, v in env.items()))
     sections = []
     for key in keys:

@@ -14,19 +14,27 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-THREADS = 1  # torch/faiss threads: the machine has 2 cores and a background job holds one
+THREADS_ENV = "MOTIONLIB_BENCH_THREADS"
 
 
-def setup_threads() -> None:
+def bench_threads() -> int:
+    """torch/faiss threads for every measurement, memory subprocesses included: $MOTIONLIB_BENCH_THREADS
+    (``python -m benchmarks --threads``), else every core."""
+    return int(os.environ.get(THREADS_ENV) or os.cpu_count() or 1)
+
+
+def setup_threads() -> int:
     import torch
 
-    torch.set_num_threads(THREADS)
+    n = bench_threads()
+    torch.set_num_threads(n)
     try:
         import faiss
 
-        faiss.omp_set_num_threads(THREADS)
+        faiss.omp_set_num_threads(n)
     except Exception:
         pass
+    return n
 
 
 def log(msg: str) -> None:
@@ -45,12 +53,12 @@ class Config:
     @property
     def pairs_fine(self) -> int:
         """For effects of a few percent (apply vs generate)."""
-        return 5 if self.quick else 11
+        return 5 if self.quick else 7
 
     @property
     def pairs_headline(self) -> int:
         """For a goal of a few percent."""
-        return 5 if self.quick else 21
+        return 5 if self.quick else 15
 
 
 # --- timing ---------------------------------------------------------------------------------------

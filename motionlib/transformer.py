@@ -52,6 +52,9 @@ class MotionAttnProcessor:
             attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
             attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
 
+        if controls is not None and controls.stop_at == self.index and self.index not in controls.capture:
+            self._record_kv_and_stop(attn, hidden_states[:, text_len:], image_rotary_emb, controls)
+
         query = attn.to_q(hidden_states)
         key = attn.to_k(hidden_states)
         value = attn.to_v(hidden_states)
@@ -93,6 +96,21 @@ class MotionAttnProcessor:
         encoder_hidden_states, hidden_states = hidden_states.split(
             [text_len, hidden_states.size(1) - text_len], dim=1)
         return hidden_states, encoder_hidden_states
+
+    def _record_kv_and_stop(self, attn, video, image_rotary_emb, controls: Controls):
+        """A pass that stops here without capturing q/k (KV injection): video keys/values only."""
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        batch = video.shape[0]
+        key = attn.to_k(video).view(batch, -1, attn.heads, attn.to_k.out_features // attn.heads).transpose(1, 2)
+        value = attn.to_v(video).view(batch, -1, attn.heads, attn.to_v.out_features // attn.heads).transpose(1, 2)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if image_rotary_emb is not None and not attn.is_cross_attention:
+            key = apply_rotary_emb(key, image_rotary_emb[2:] if len(image_rotary_emb) == 4 else image_rotary_emb[:2])
+        if self.index in controls.record_kv:
+            controls.captured[("kv", self.index)] = (key.detach(), value.detach())
+        raise _StopForward
 
 
 def install_processors(transformer) -> None:

@@ -298,3 +298,24 @@ def test_base_rho_is_what_diffusers_uses(tiny):
         pe = tiny.transformer.patch_embed
         # diffusers keeps the table in float64 and casts it to the activations dtype when adding
         assert torch.equal(rho.tensors["pos"], pe.pos_embedding[0, pe.max_text_seq_length:].to(tiny.dtype))
+
+
+def test_kv_only_pass_records_what_a_full_pass_sees(tiny):
+    """The injection pass stops inside the block computing only video k/v; they equal the k/v that
+    block computes in a full forward of the same input (queries, text tokens and later blocks aside)."""
+    from motionlib.injection import reference_kv
+    from motionlib.sampling import prepare
+    from motionlib.transformer import Controls, forward
+
+    run = prepare(tiny, "a red disc", seed=3, steps=4)
+    ref = torch.randn(tiny.latent_shape(), generator=torch.Generator().manual_seed(0))
+    t = run.timesteps[1]
+    fast = reference_kv(run, ref, t, (0, 1))
+    noisy = run.scheduler.scale_model_input(run.scheduler.add_noise(ref, run.init_noise, t.reshape(1)), t)
+    controls = Controls(rho=run.base, record_kv=(0, 1))
+    with torch.no_grad():
+        assert forward(tiny.transformer, noisy, run.cond_embeds, t.expand(1), controls) is not None
+    for b in (0, 1):
+        for got, want in zip(fast[b], controls.captured[("kv", b)]):
+            assert got.shape == want.shape
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
