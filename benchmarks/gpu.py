@@ -336,6 +336,9 @@ def load_record(path: Path = RECORD, phases: Path = PHASES) -> Section | None:
     sec.headline = f"recorded {when} on {where} (no GPU in this run): " + sec.headline
     sec.notes.append(f"Measured {when} by `{sec.extra.get('command', 'python -m benchmarks.gpu')}` "
                      f"(torch {sec.extra.get('torch', '?')}, diffusers {sec.extra.get('diffusers', '?')}).")
+    if "checkpointing" not in sec.extra:
+        sec.notes.append("That run predates checkpointing='auto': learn and the official-style learn both "
+                         "checkpointed block activations (the phase table has learn with it off).")
     return sec
 
 
@@ -385,7 +388,7 @@ def _meta(argv: list[str], prog: str = "python -m benchmarks.gpu") -> dict:
 
     return {"measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join([prog, *argv]),
-            "torch": torch.__version__, "diffusers": diffusers.__version__}
+            "torch": torch.__version__, "diffusers": diffusers.__version__, "checkpointing": "auto"}
 
 
 def run(cfg: Config) -> Section:

@@ -9,8 +9,8 @@ What the official code does differently from ``motionlib.learn`` (and nothing el
 
 Shared with motionlib, to keep the comparison about those three points: the sampling loop,
 `Guidance` (Adam on ρ_t, warm start, lr schedule, KV injection), the loss (eq. 8) and the block
-activation checkpointing of ``motionlib.transformer.forward`` (so the baseline's memory is, if
-anything, lower than the official code's).
+activation checkpointing policy (``motionlib.checkpointing``: where the activations do not fit,
+the baseline checkpoints too, so its memory is, if anything, lower than the official code's).
 """
 
 from __future__ import annotations
@@ -21,20 +21,12 @@ from unittest import mock
 
 import torch
 
+import motionlib.checkpointing as checkpointing_mod
 import motionlib.guidance as guidance_mod
 from motionlib.amf import patch_coords
 from motionlib.guidance import Guidance, GuidanceParams, guidance_loss
 from motionlib.learn import reference_motion
 from motionlib.sampling import prepare, sample
-
-
-def learn_without_checkpointing(model, video: torch.Tensor, **kw):
-    """What-if: ``motionlib.learn`` with the block activation checkpointing of its optimisation passes off."""
-    from motionlib.learn import learn
-
-    no_ckpt = functools.partial(guidance_mod.guidance_loss, checkpointing=False)
-    with mock.patch.object(guidance_mod, "guidance_loss", no_ckpt):
-        return learn(model, video, **kw)
 
 
 def per_head_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, height: int, width: int,
@@ -67,13 +59,18 @@ official_loss = functools.partial(guidance_loss, flow_fn=per_head_flow, truncate
 
 
 def official_learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,
-                   checkpointing: bool = True, **overrides) -> torch.Tensor:
-    """Official-style DiTFlow run: guided steps, then every remaining step, then decode. Returns the video."""
+                   checkpointing: bool | str = "auto", **overrides) -> torch.Tensor:
+    """Official-style DiTFlow run: guided steps, then every remaining step, then decode. Returns the video.
+
+    `checkpointing` as in ``motionlib.learn``; "auto" sizes the activations of every block, since
+    without truncation all of them are kept for backward.
+    """
     params = GuidanceParams.from_spec(model.spec, **overrides)
     ref = official_reference(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, seed=seed, steps=steps)
-    guide = Guidance(ref, params, mode="rho", stop_after_guided=False)
-    loss = functools.partial(official_loss, checkpointing=checkpointing)
-    with mock.patch.object(guidance_mod, "guidance_loss", loss):
+    with model.on_device(model.transformer):
+        ckpt = checkpointing_mod.resolve(checkpointing, model, model.spec.num_layers)
+    guide = Guidance(ref, params, mode="rho", stop_after_guided=False, checkpointing=ckpt)
+    with mock.patch.object(guidance_mod, "guidance_loss", official_loss):
         latents = sample(run, [guide])
     return model.decode(latents)

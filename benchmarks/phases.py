@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.phases [--models cogvideox-5b,...] [--steps N] [--out PATH]`` builds each
 model (random-weight real architectures on a GPU, tiny models on a CPU), warms it up and runs each
-case once with the engine's phases wrapped in synchronised timers: VAE encode/decode, text
+case once (learn and the official-style learn with checkpointing on; learn with it off) with the
+engine's phases wrapped in synchronised timers: VAE encode/decode, text
 encoder, the reference pass, the guided steps (ρ optimisation incl. KV injection), the CFG
 denoising forwards. It is a diagnostic for deciding what to optimise, not a side-by-side benchmark.
 """
@@ -58,14 +59,18 @@ def timed_phases(model, totals: dict[str, float]):
 
 def profile(model, steps: int) -> dict[str, dict]:
     """{case: {"seconds", "peak", "phases": {phase: seconds}}} for one run of each case."""
-    from .official import learn_without_checkpointing
+    from motionlib.learn import learn
+
+    from .official import official_learn
 
     bench = ModelBench(model, steps)
     bench.warm_up()
-    video = bench.video
-    cases = {**bench.runs, "learn, no activation checkpointing":
-             lambda: learn_without_checkpointing(model, video, prompt=bench.prompt, seed=0, steps=steps)}
-    del cases["apply"]  # same phases as generate
+    kw = dict(prompt=bench.prompt, seed=0, steps=steps)
+    # checkpointing named, not "auto": the cases must not depend on the card's free memory
+    cases = {"generate": bench.runs["generate"],
+             "learn": lambda: learn(model, bench.video, checkpointing="on", **kw),
+             "official-style learn": lambda: official_learn(model, bench.video, checkpointing="on", **kw),
+             "learn, no activation checkpointing": lambda: learn(model, bench.video, checkpointing="off", **kw)}
     out = {}
     for case, fn in cases.items():
         phases: dict[str, float] = defaultdict(float)

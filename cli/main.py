@@ -166,6 +166,10 @@ def learn(
         None, "--parametrisation",
         help="What is optimised: 'table' (every ρ entry, as in the paper) or 'shift' (a learnt 3D position "
              "offset per token: motions 15-100x smaller). Default: the model's."),
+    checkpointing: str = typer.Option(
+        "auto", "--checkpointing",
+        help="Activation checkpointing of the optimisation passes: 'on' (least memory), 'off' (about 20% "
+             "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a motion of the same name."),
 ):
     """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
@@ -175,6 +179,7 @@ def learn(
         raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
     if parametrisation not in (None, "table", "shift"):
         raise UserError(f"--parametrisation must be 'table' or 'shift', got {parametrisation!r}")
+    check_checkpointing(checkpointing)
     lib = state.library()
     lib.validate_name(name)
     if not force and lib.exists(name):
@@ -188,13 +193,20 @@ def learn(
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
                            guided_fraction=guided_fraction, blocks=block or None,
-                           parametrisation=parametrisation)
+                           parametrisation=parametrisation, checkpointing=checkpointing)
     thumb = lib.thumb_path(row, "png")
     data = {"name": row.name, "model": row.model_name, "bytes": row.blob_bytes, "thumbnail": str(thumb),
             "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss)}
     emit(data, lambda: out.print(f"learnt [bold]{row.name}[/bold] with {row.model_name}: "
                                  f"{row.blob_bytes / 1e6:.2f} MB, {data['seconds']} s, final AMF loss "
                                  f"{data['final_loss']:.4f}\nthumbnail: {thumb}"))
+
+
+def check_checkpointing(value: str) -> None:
+    from motionlib.checkpointing import CHOICES
+
+    if value not in CHOICES:
+        raise UserError(f"--checkpointing must be one of {', '.join(CHOICES)}, got {value!r}")
 
 
 def _last(x):
@@ -247,6 +259,10 @@ def transfer(
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     sampling: str = typer.Option("spread", "--sampling"),
+    checkpointing: str = typer.Option(
+        "auto", "--checkpointing",
+        help="Activation checkpointing of the optimisation passes: 'on' (least memory), 'off' (about 20% "
+             "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory)."),
 ):
     """One-shot transfer optimising the latent z_t (best quality for one prompt; nothing stored)."""
     from motionlib.learn import transfer as transfer_motion
@@ -255,13 +271,15 @@ def transfer(
     from motionlib.video import probe
 
     check_output(output)
+    check_checkpointing(checkpointing)
     probe(video)
     m = load(model or default_model())
     s = m.spec
     clip, _ = read_video(video, s.num_frames, s.height, s.width, sampling=sampling)
     started = time.monotonic()
     with progress_bar() as bar:
-        result, _ = transfer_motion(m, clip, prompt, seed=seed, steps=steps, progress=bar)
+        result, _ = transfer_motion(m, clip, prompt, seed=seed, steps=steps, progress=bar,
+                                    checkpointing=checkpointing)
     write(result, output, s.fps)
     seconds = round(time.monotonic() - started, 2)
     emit({"output": str(output), "seconds": seconds}, lambda: out.print(f"wrote {output} ({seconds} s)"))

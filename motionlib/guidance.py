@@ -7,10 +7,12 @@ matches the reference's hard AMF. ρ_t is warm-started from ρ_{t-1}; a new Adam
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
+from . import checkpointing as ckpt
 from .amf import amf_loss, motion_flow
 from .injection import reference_kv
 from .rho import Parametrised, check_parametrisation
@@ -108,10 +110,13 @@ class Guidance:
     """StepHook running DiTFlow's optimisation on ρ_t (mode "rho") or z_t (mode "latent")."""
 
     def __init__(self, reference, params: GuidanceParams, *, mode: str = "rho",
-                 stop_after_guided: bool = True, progress=None):
+                 stop_after_guided: bool = True, progress=None, checkpointing: bool | str = "auto"):
         if mode not in ("rho", "latent"):
             raise ValueError(f"mode must be 'rho' or 'latent', got {mode!r}")
+        if not isinstance(checkpointing, bool) and checkpointing not in ckpt.CHOICES:
+            raise ValueError(f"checkpointing must be one of {', '.join(ckpt.CHOICES)}, got {checkpointing!r}")
         self.reference, self.params, self.mode = reference, params, mode
+        self.checkpointing = checkpointing  # resolved to a bool at the first guided step
         self.stop_after_guided = stop_after_guided
         self.progress = progress
         self.rho = None  # the ρ being optimised (a rho.Parametrised), warm-started across guided steps
@@ -129,6 +134,8 @@ class Guidance:
         lr = learning_rate(state.index, n, p.lr_start, p.lr_end)
         model = run.model
         with model.on_device(model.transformer):
+            if not isinstance(self.checkpointing, bool):
+                self.checkpointing = ckpt.resolve(self.checkpointing, model, max(p.blocks) + 1)
             if self.mode == "rho":
                 if self.rho is None:
                     self.rho = Parametrised(run.base, p.parametrisation)
@@ -145,10 +152,7 @@ class Guidance:
             scale = 2.0 ** 12 if model.dtype == torch.float16 else 1.0
             step_losses = []
             for k in range(p.opt_steps):
-                opt.zero_grad(set_to_none=True)
-                with torch.enable_grad():
-                    loss = guidance_loss(run, latents.to(model.dtype), t, kw(), self.reference, p)
-                    (loss * scale).backward()
+                loss = self._loss_and_backward(run, latents, t, kw, opt, scale)
                 grads = [v.grad for v in variables if v.grad is not None]
                 if scale != 1.0:
                     for g in grads:
@@ -168,3 +172,23 @@ class Guidance:
         else:
             state.latents = latents.detach().to(model.dtype)
         return not (self.stop_after_guided and state.index == n - 1)
+
+    def _loss_and_backward(self, run, latents, t, kw, opt, scale: float) -> torch.Tensor:
+        """Eq. (8) and its gradients for one Adam step. Without checkpointing, a CUDA out-of-memory
+        turns checkpointing on for the rest of the run and redoes the pass."""
+        opt.zero_grad(set_to_none=True)
+        try:
+            with torch.enable_grad():
+                loss = guidance_loss(run, latents.to(run.model.dtype), t, kw(), self.reference, self.params,
+                                     checkpointing=self.checkpointing)
+                (loss * scale).backward()
+            return loss
+        except torch.cuda.OutOfMemoryError:
+            if self.checkpointing:
+                raise
+        # outside the except clause, so the failed pass's tensors are already freed
+        warnings.warn("out of GPU memory without activation checkpointing; continuing with it on",
+                      RuntimeWarning, stacklevel=2)
+        self.checkpointing = True
+        torch.cuda.empty_cache()
+        return self._loss_and_backward(run, latents, t, kw, opt, scale)

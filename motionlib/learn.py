@@ -66,10 +66,13 @@ def _params(model, params: GuidanceParams | None, overrides: dict) -> GuidancePa
 
 def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,
           params: GuidanceParams | None = None, negative_prompt: str = "", source: dict | None = None,
-          progress: ProgressFn | None = None, preview: bool = False, **overrides):
+          progress: ProgressFn | None = None, preview: bool = False, checkpointing: bool | str = "auto",
+          **overrides):
     """Learn a reusable motion from `video` ([F, 3, H, W] in [-1, 1]) by optimising ρ_t.
 
     Keyword overrides (blocks, lr_start, opt_steps, ...) replace the model's guidance defaults.
+    `checkpointing` ("auto", "on", "off") trades optimisation time for memory
+    (``motionlib.checkpointing``); it does not change the result.
     Returns the MotionAsset, or (asset, preview video) with ``preview=True`` (renders to the end).
     """
     params = _params(model, params, overrides)
@@ -77,7 +80,8 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
     if progress:
         progress({"phase": "reference"})
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
-    guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress)
+    guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress,
+                     checkpointing=checkpointing)
     latents = sample(run, [guide], progress=progress)
     asset = MotionAsset(
         spec=model.spec, timesteps=guide.timesteps,
@@ -98,7 +102,8 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
 
 def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: int | None = None,
              params: GuidanceParams | None = None, negative_prompt: str = "",
-             progress: ProgressFn | None = None, output: str = "video", **overrides):
+             progress: ProgressFn | None = None, output: str = "video", checkpointing: bool | str = "auto",
+             **overrides):
     """One-shot motion transfer optimising z_t (paper default); returns (video, losses)."""
     g = model.spec.guidance
     latent_lr = g.latent_lr or (g.lr_start, g.lr_end)
@@ -107,6 +112,7 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
     params = _params(model, params, overrides)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
-    guide = Guidance(ref, params, mode="latent", stop_after_guided=False, progress=progress)
+    guide = Guidance(ref, params, mode="latent", stop_after_guided=False, progress=progress,
+                     checkpointing=checkpointing)
     latents = sample(run, [guide], progress=progress)
     return (latents if output == "latent" else model.decode(latents)), guide.losses

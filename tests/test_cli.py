@@ -93,6 +93,8 @@ def test_whole_flow(home, capsys, tmp_path):
     (["learn", str(LEFT), "--name", "x", "--sampling", "middle"], "--sampling"),
     (["learn", str(LEFT), "--name", "x", "--block", "99"], "outside"),
     (["learn", str(LEFT), "--name", "x", "--parametrisation", "grid"], "--parametrisation"),
+    (["learn", str(LEFT), "--name", "x", "--checkpointing", "maybe"], "--checkpointing"),
+    (["transfer", str(LEFT), "a cat", "--checkpointing", "maybe"], "--checkpointing"),
     (["learn", str(LEFT), "--name", "x", "--model", "nope"], "unknown model"),
     (["apply", "ghost", "a cat"], "no motion named 'ghost'"),
     (["show", "ghost"], "ghost"),

@@ -1,0 +1,59 @@
+"""Whether the ρ / z_t optimisation passes checkpoint block activations.
+
+Checkpointing keeps one tensor per block and recomputes the forward during backward: a third
+more time per optimisation pass, for a fraction of the memory (random-weight CogVideoX-5B at 49
+frames, 10 steps, H200: learn 21.1 s and 5.8 GB above the weights with it, 16.9 s and 46 GB
+without; ``python -m benchmarks.phases``).
+``"auto"`` turns it off when the activations fit comfortably in the free memory of the model's
+device; on CUDA a pass that still runs out of memory is retried with checkpointing on (see
+``motionlib.guidance.Guidance``), on a CPU there is no such retry, so the margin is wider.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CHOICES = ("auto", "on", "off")
+# bytes kept per block for backward, per (token x hidden width x element size), by ρ family:
+# measured 17.7 on CogVideoX-5B (RoPE, bf16) and 10.1 on -2B (sin-cos, fp16) on an H200
+# (benchmarks/gpu_phases.json), rounded up
+ACTIVATION_FACTOR = {"rope": 20, "posemb": 12}
+MARGIN = {"cuda": 0.9, "cpu": 0.5}  # share of the free memory the estimate may take
+
+
+def activation_bytes(model, blocks_with_grad: int) -> int:
+    """Estimated activations one batch-1 optimisation pass keeps without checkpointing."""
+    s = model.spec
+    frames, rows, cols = s.grid
+    tokens = frames * rows * cols + s.text_len
+    factor = ACTIVATION_FACTOR.get(s.family, max(ACTIVATION_FACTOR.values()))
+    return factor * tokens * s.heads * s.head_dim * model.dtype.itemsize * blocks_with_grad
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device, or MemAvailable for the CPU; None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return None
+
+
+def resolve(setting: bool | str, model, blocks_with_grad: int) -> bool:
+    """True to checkpoint: ``"on"``/True, ``"off"``/False, or ``"auto"`` by the estimate above."""
+    if isinstance(setting, bool):
+        return setting
+    if setting not in CHOICES:
+        raise ValueError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    free = free_bytes(model.device)
+    if free is None:
+        return True
+    return activation_bytes(model, blocks_with_grad) > MARGIN.get(model.device.type, 0.5) * free
