@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,15 +19,15 @@ THREADS_ENV = "MOTIONLIB_BENCH_THREADS"
 
 
 def bench_threads() -> int:
-    """torch/faiss threads for every measurement, memory subprocesses included: $MOTIONLIB_BENCH_THREADS
-    (``python -m benchmarks --threads``), else every core."""
-    return int(os.environ.get(THREADS_ENV) or os.cpu_count() or 1)
+    """torch/faiss threads for timed work: $MOTIONLIB_BENCH_THREADS (``python -m benchmarks
+    --threads``), else 1 — on a 2-core machine two threads made A/A pair ratios spread to 1.36."""
+    return int(os.environ.get(THREADS_ENV) or 1)
 
 
-def setup_threads() -> int:
+def setup_threads(n: int | None = None) -> int:
     import torch
 
-    n = bench_threads()
+    n = n or bench_threads()
     torch.set_num_threads(n)
     try:
         import faiss
@@ -35,6 +36,16 @@ def setup_threads() -> int:
     except Exception:
         pass
     return n
+
+
+@contextmanager
+def every_core():
+    """Untimed heavy work (demo-quality renders) on every core; the timing threads after."""
+    setup_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        setup_threads()
 
 
 def log(msg: str) -> None:
@@ -122,6 +133,7 @@ def percentile(values: list[float], q: float) -> float:
 def peak_memory(case: str, **args) -> dict:
     """Peak RSS increase (bytes) of `case` run in a fresh subprocess (see benchmarks.memprobe)."""
     env = dict(os.environ)
+    env[THREADS_ENV] = str(os.cpu_count() or 1)  # memory does not depend on threads; time does not count
     # Fixed mmap threshold: big buffers are mmapped and returned to the OS on free, so RSS follows
     # live memory instead of glibc keeping freed setup memory resident (which would hide peaks).
     env.setdefault("MALLOC_MMAP_THRESHOLD_", str(128 * 1024))

@@ -271,7 +271,9 @@ def section(benches: dict[str, ModelBench], amf: dict | None, device: str, steps
 ARCH_NOTE = (f"Random-weight architectures built in code (benchmarks/gpu.py): {TEXT_LAYERS}-layer T5 stand-in, "
              "VAE tiling and slicing on. Steps reduced to fit a device lease: each run's time is linear in its "
              "guided and unguided step counts and peak memory does not depend on them, but learn/official-style "
-             "does (learn stops after the guided steps): see the composed 50-step rows.")
+             "does (learn stops after the guided steps): see the composed 50-step rows. Pairs: as many as "
+             "the run's --budget allowed (n in each ratio; fewer than the CPU sections' 5 or more, to fit "
+             "a 15-minute device lease); the pair range beside each ratio shows their spread.")
 PHASE_COLUMNS = ("VAE encode", "reference pass", "guided steps (ρ optimisation)", "denoising forwards (CFG)",
                  "VAE decode")
 

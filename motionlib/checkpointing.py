@@ -45,12 +45,16 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
+def check(setting: bool | str) -> None:
+    if not isinstance(setting, bool) and setting not in CHOICES:
+        raise ValueError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
+
+
 def resolve(setting: bool | str, model, blocks_with_grad: int) -> bool:
     """True to checkpoint: ``"on"``/True, ``"off"``/False, or ``"auto"`` by the estimate above."""
+    check(setting)
     if isinstance(setting, bool):
         return setting
-    if setting not in CHOICES:
-        raise ValueError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
     if setting != "auto":
         return setting == "on"
     free = free_bytes(model.device)

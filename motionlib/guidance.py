@@ -113,8 +113,7 @@ class Guidance:
                  stop_after_guided: bool = True, progress=None, checkpointing: bool | str = "auto"):
         if mode not in ("rho", "latent"):
             raise ValueError(f"mode must be 'rho' or 'latent', got {mode!r}")
-        if not isinstance(checkpointing, bool) and checkpointing not in ckpt.CHOICES:
-            raise ValueError(f"checkpointing must be one of {', '.join(ckpt.CHOICES)}, got {checkpointing!r}")
+        ckpt.check(checkpointing)
         self.reference, self.params, self.mode = reference, params, mode
         self.checkpointing = checkpointing  # resolved to a bool at the first guided step
         self.stop_after_guided = stop_after_guided

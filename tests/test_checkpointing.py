@@ -96,3 +96,8 @@ def test_out_of_memory_with_checkpointing_on_is_raised(tiny, monkeypatch):
     monkeypatch.setattr(guidance_mod, "guidance_loss", oom)
     with pytest.raises(torch.cuda.OutOfMemoryError):
         learn(tiny, _video(tiny.spec), checkpointing="on", **KW)
+
+
+def test_learn_rejects_an_unknown_setting(tiny):
+    with pytest.raises(ValueError, match="checkpointing must be one of auto, on, off"):
+        learn(tiny, _video(tiny.spec), checkpointing="sometimes", **KW)
