@@ -27,7 +27,7 @@ import motionlib.learn as learn_mod
 import motionlib.sampling as sampling_mod
 
 from .common import fmt_bytes, log, text_table
-from .gpu import ModelBench, _meta, _sync, architecture_model, peak_run
+from .gpu import PHASES, ModelBench, _meta, _sync, architecture_model, peak_run
 
 
 @contextlib.contextmanager
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(benchmarks/gpu_phases.json is what python -m benchmarks shows in its GPU section)")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
+    if args.out is not None and not cuda and args.out.resolve() == PHASES.resolve():
+        ap.error(f"{PHASES.name} holds GPU measurements (python -m benchmarks shows it); on a CPU write elsewhere")
     meta = _meta(sys.argv[1:] if argv is None else argv, prog="python -m benchmarks.phases")
     meta.update(device=torch.cuda.get_device_name() if cuda else "cpu", steps=args.steps)
     names = [m for m in args.models.split(",") if m] or (["cogvideox-5b", "cogvideox-2b"] if cuda else ["tiny-5b", "tiny-2b"])

@@ -115,3 +115,13 @@ def test_the_committed_gpu_records_load():
     sec = load_record()
     assert sec.status in ("met", "missed") and sec.extra["device"].startswith("NVIDIA")
     assert [h[1] for h, _ in sec.tables][-2:] == ["case (one run each)", "denoising steps"]
+
+
+def test_phases_on_a_cpu_will_not_overwrite_the_gpu_record(monkeypatch):
+    from benchmarks import phases
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = phases.PHASES.read_bytes()
+    with pytest.raises(SystemExit) as e:
+        phases.main(["--out", str(phases.PHASES)])
+    assert e.value.code == 2 and phases.PHASES.read_bytes() == before
