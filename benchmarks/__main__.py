@@ -1,6 +1,6 @@
 """``python -m benchmarks [--quick] [--no-write] [--only SECTION[,SECTION]]`` (run from the repo root).
 
-Prints a table per section; unless --no-write, writes BENCHMARKS.md and benchmarks/amf_memory.png.
+Prints a table per section; unless --no-write or --only, writes BENCHMARKS.md and benchmarks/amf_memory.png.
 Exits 1 if a section failed (so CI's quick run catches benchmark code that rotted).
 """
 
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md and the plot alone")
     ap.add_argument("--threads", type=int, default=None, help="torch/faiss threads for timed work (default 1; "
                     "memory probes and demo-quality renders use every core)")
-    ap.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
+    ap.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)} "
+                    "(prints only: BENCHMARKS.md is always the whole report)")
     args = ap.parse_args(argv)
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(SECTIONS)
     unknown = [k for k in keys if k not in SECTIONS]
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print_section(number(key), sec)
     total = time.perf_counter() - t0
     print(f"\ntotal: {total:.0f} s")
-    if not args.no_write:
+    if not args.no_write and not args.only:
         plot_note = None
         amf = [s for s in sections if s.key == "amf" and s.extra.get("points")]
         if amf:

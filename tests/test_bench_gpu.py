@@ -125,3 +125,15 @@ def test_phases_on_a_cpu_will_not_overwrite_the_gpu_record(monkeypatch):
     with pytest.raises(SystemExit) as e:
         phases.main(["--out", str(phases.PHASES)])
     assert e.value.code == 2 and phases.PHASES.read_bytes() == before
+
+
+def test_only_some_sections_prints_and_leaves_the_report_alone(monkeypatch, capsys):
+    from benchmarks import __main__ as bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before, threads = bench.REPORT.read_bytes(), torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--only", "gpu"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # main() sets the benchmark's threads for the whole process
+    assert "== 7. GPU" in capsys.readouterr().out and bench.REPORT.read_bytes() == before
