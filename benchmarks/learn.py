@@ -45,8 +45,8 @@ def run(cfg: Config) -> Section:
     kw = dict(prompt="a red disc", seed=0, **s)
     log("learn: timing learn vs official-style")
     p = paired(lambda: learn(m, video, **kw), lambda: official_learn(m, video, **kw), n=cfg.pairs)
-    auto = {side: "on" if resolve("auto", m, blocks) else "off"
-            for side, blocks in (("learn", max(m.spec.guidance.blocks) + 1), ("official", m.spec.num_layers))}
+    auto = {side: "on" if resolve("auto", m, m.spec.guidance.blocks, truncate=truncate) else "off"
+            for side, truncate in (("learn", True), ("official", False))}
     p_on = None
     if not cfg.quick:
         log("learn: what-if with block checkpointing on (both sides)")

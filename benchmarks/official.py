@@ -69,7 +69,7 @@ def official_learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 
     ref = official_reference(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, seed=seed, steps=steps)
     with model.on_device(model.transformer):
-        ckpt = checkpointing_mod.resolve(checkpointing, model, model.spec.num_layers)
+        ckpt = checkpointing_mod.resolve(checkpointing, model, params.blocks, truncate=False)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=False, checkpointing=ckpt)
     with mock.patch.object(guidance_mod, "guidance_loss", official_loss):
         latents = sample(run, [guide])

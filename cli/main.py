@@ -144,6 +144,12 @@ def main_options(
     state._lib = None
 
 
+CHECKPOINTING = typer.Option(  # learn and transfer
+    "auto", "--checkpointing",
+    help="Activation checkpointing of the optimisation passes: 'on' (least memory), 'off' (about 20% "
+         "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory).")
+
+
 @app.command()
 def learn(
     video: Path = typer.Argument(..., help="Reference clip (mp4, mov, gif, ...)."),
@@ -166,10 +172,7 @@ def learn(
         None, "--parametrisation",
         help="What is optimised: 'table' (every ρ entry, as in the paper) or 'shift' (a learnt 3D position "
              "offset per token: motions 15-100x smaller). Default: the model's."),
-    checkpointing: str = typer.Option(
-        "auto", "--checkpointing",
-        help="Activation checkpointing of the optimisation passes: 'on' (least memory), 'off' (about 20% "
-             "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory)."),
+    checkpointing: str = CHECKPOINTING,
     force: bool = typer.Option(False, "--force", "-f", help="Replace a motion of the same name."),
 ):
     """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
@@ -259,10 +262,7 @@ def transfer(
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     sampling: str = typer.Option("spread", "--sampling"),
-    checkpointing: str = typer.Option(
-        "auto", "--checkpointing",
-        help="Activation checkpointing of the optimisation passes: 'on' (least memory), 'off' (about 20% "
-             "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory)."),
+    checkpointing: str = CHECKPOINTING,
 ):
     """One-shot transfer optimising the latent z_t (best quality for one prompt; nothing stored)."""
     from motionlib.learn import transfer as transfer_motion

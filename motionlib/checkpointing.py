@@ -50,8 +50,10 @@ def check(setting: bool | str) -> None:
         raise ValueError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
 
 
-def resolve(setting: bool | str, model, blocks_with_grad: int) -> bool:
-    """True to checkpoint: ``"on"``/True, ``"off"``/False, or ``"auto"`` by the estimate above."""
+def resolve(setting: bool | str, model, blocks: tuple[int, ...], *, truncate: bool = True) -> bool:
+    """True to checkpoint: ``"on"``/True, ``"off"``/False, or ``"auto"`` by the estimate above for a
+    pass that keeps the activations of the blocks up to the last guidance block in `blocks`
+    (every block when the pass is not truncated there)."""
     check(setting)
     if isinstance(setting, bool):
         return setting
@@ -60,4 +62,5 @@ def resolve(setting: bool | str, model, blocks_with_grad: int) -> bool:
     free = free_bytes(model.device)
     if free is None:
         return True
-    return activation_bytes(model, blocks_with_grad) > MARGIN.get(model.device.type, 0.5) * free
+    kept = max(blocks) + 1 if truncate else model.spec.num_layers
+    return activation_bytes(model, kept) > MARGIN.get(model.device.type, 0.5) * free

@@ -134,7 +134,7 @@ class Guidance:
         model = run.model
         with model.on_device(model.transformer):
             if not isinstance(self.checkpointing, bool):
-                self.checkpointing = ckpt.resolve(self.checkpointing, model, max(p.blocks) + 1)
+                self.checkpointing = ckpt.resolve(self.checkpointing, model, p.blocks)
             if self.mode == "rho":
                 if self.rho is None:
                     self.rho = Parametrised(run.base, p.parametrisation)

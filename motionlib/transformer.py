@@ -35,6 +35,18 @@ class Controls:
     captured: dict = field(default_factory=dict)  # ("qk", i) -> (q, k); ("kv", i) -> (k, v)
 
 
+def _heads(x: torch.Tensor, attn, norm=None) -> torch.Tensor:
+    """[B, N, H*D] -> [B, H, N, D], with the block's per-head norm when it has one."""
+    x = x.view(x.shape[0], -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
+    return x if norm is None else norm(x)
+
+
+def _rope_tables(image_rotary_emb: tuple) -> tuple[tuple, tuple]:
+    """(query tables, key tables): ρ may give keys their own (cos, sin), else they share the queries'."""
+    rope_q = image_rotary_emb[:2]
+    return rope_q, (image_rotary_emb[2:] if len(image_rotary_emb) == 4 else rope_q)
+
+
 class MotionAttnProcessor:
     """CogVideoXAttnProcessor2_0 plus ρ, capture, injection and truncation hooks."""
 
@@ -45,6 +57,9 @@ class MotionAttnProcessor:
                  image_rotary_emb=None, controls: Controls | None = None):
         from diffusers.models.embeddings import apply_rotary_emb
 
+        if controls is not None and controls.stop_at == self.index and self.index not in controls.capture:
+            self._record_kv_and_stop(attn, hidden_states, image_rotary_emb, controls)  # video tokens only
+
         text_len = encoder_hidden_states.size(1)
         hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
         batch, seq_len, _ = hidden_states.shape
@@ -52,24 +67,13 @@ class MotionAttnProcessor:
             attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
             attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
 
-        if controls is not None and controls.stop_at == self.index and self.index not in controls.capture:
-            self._record_kv_and_stop(attn, hidden_states[:, text_len:], image_rotary_emb, controls)
-
-        query = attn.to_q(hidden_states)
-        key = attn.to_k(hidden_states)
-        value = attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        query = _heads(attn.to_q(hidden_states), attn, attn.norm_q)
+        key = _heads(attn.to_k(hidden_states), attn, attn.norm_k)
+        value = _heads(attn.to_v(hidden_states), attn)
+        head_dim = key.shape[-1]
 
         if image_rotary_emb is not None:
-            rope_q = image_rotary_emb[:2]
-            rope_k = image_rotary_emb[2:] if len(image_rotary_emb) == 4 else rope_q
+            rope_q, rope_k = _rope_tables(image_rotary_emb)
             # out of place (diffusers writes in place), so gradients can reach trainable tables
             query = torch.cat([query[:, :, :text_len], apply_rotary_emb(query[:, :, text_len:], rope_q)], dim=2)
             if not attn.is_cross_attention:
@@ -101,13 +105,10 @@ class MotionAttnProcessor:
         """A pass that stops here without capturing q/k (KV injection): video keys/values only."""
         from diffusers.models.embeddings import apply_rotary_emb
 
-        batch = video.shape[0]
-        key = attn.to_k(video).view(batch, -1, attn.heads, attn.to_k.out_features // attn.heads).transpose(1, 2)
-        value = attn.to_v(video).view(batch, -1, attn.heads, attn.to_v.out_features // attn.heads).transpose(1, 2)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        key = _heads(attn.to_k(video), attn, attn.norm_k)
+        value = _heads(attn.to_v(video), attn)
         if image_rotary_emb is not None and not attn.is_cross_attention:
-            key = apply_rotary_emb(key, image_rotary_emb[2:] if len(image_rotary_emb) == 4 else image_rotary_emb[:2])
+            key = apply_rotary_emb(key, _rope_tables(image_rotary_emb)[1])
         if self.index in controls.record_kv:
             controls.captured[("kv", self.index)] = (key.detach(), value.detach())
         raise _StopForward

@@ -41,17 +41,20 @@ def test_checkpointing_does_not_change_the_motion(tiny, monkeypatch):
 
 
 def test_resolve_named_settings_and_auto_by_free_memory(tiny, monkeypatch):
-    assert ckpt.resolve("on", tiny, 1) is True and ckpt.resolve("off", tiny, 1) is False
-    assert ckpt.resolve(True, tiny, 1) is True
+    assert ckpt.resolve("on", tiny, (0,)) is True and ckpt.resolve("off", tiny, (0,)) is False
+    assert ckpt.resolve(True, tiny, (0,)) is True
     with pytest.raises(ValueError, match="checkpointing must be one of"):
-        ckpt.resolve("sometimes", tiny, 1)
+        ckpt.resolve("sometimes", tiny, (0,))
     need = ckpt.activation_bytes(tiny, 2)
     monkeypatch.setattr(ckpt, "free_bytes", lambda device: 4 * need)
-    assert ckpt.resolve("auto", tiny, 2) is False  # fits in half the free memory (CPU margin)
+    assert ckpt.resolve("auto", tiny, (1,)) is False  # fits in half the free memory (CPU margin)
+    monkeypatch.setattr(ckpt, "free_bytes", lambda device: 3 * need)
+    assert ckpt.resolve("auto", tiny, (1,)) is False  # blocks 0-1 kept: fits
+    assert ckpt.resolve("auto", tiny, (1,), truncate=False) is True  # all 4 blocks kept: does not
     monkeypatch.setattr(ckpt, "free_bytes", lambda device: int(1.5 * need))
-    assert ckpt.resolve("auto", tiny, 2) is True
+    assert ckpt.resolve("auto", tiny, (1,)) is True
     monkeypatch.setattr(ckpt, "free_bytes", lambda device: None)
-    assert ckpt.resolve("auto", tiny, 2) is True  # unknown memory: the safe choice
+    assert ckpt.resolve("auto", tiny, (1,)) is True  # unknown memory: the safe choice
 
 
 @pytest.mark.parametrize("name", ["cogvideox-5b", "cogvideox-2b"])
