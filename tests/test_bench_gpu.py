@@ -17,14 +17,18 @@ def test_architecture_model_is_the_real_size(name, params, rope):
     assert sum(p.numel() for p in m.vae.parameters()) > 2e8  # the real VAE config (~216 M)
 
 
-def test_model_runs_on_a_tiny_model(tiny5b):
-    from benchmarks.gpu import model_runs
+def test_model_bench_pairs_on_a_tiny_model(tiny5b):
+    from benchmarks.gpu import ModelBench
 
-    res = model_runs(tiny5b, steps=2, pairs=2)
-    assert set(res["single"]) == {"generate", "apply", "learn", "official-style learn"}
-    for seconds, peak in res["single"].values():
-        assert seconds > 0 and peak is None  # peak memory is measured on CUDA only
-    assert res["apply/generate"].n == 2 and res["learn/official"].n == 2 and not res["failed"]
+    bench = ModelBench(tiny5b, steps=2)
+    for _ in range(2):
+        bench.pair()
+    assert set(bench.times) == {"generate", "apply", "learn", "official-style learn"}
+    for times in bench.times.values():
+        assert len(times) == 2 and min(times) > 0
+    assert bench.peaks == {}  # peak memory is measured on CUDA only
+    assert bench.ratio("apply", "generate").n == 2 and bench.ratio("learn", "official-style learn").n == 2
+    assert not bench.failed
 
 
 def test_measure_records_every_step_and_round_trips(tmp_path, tiny5b, tiny2b):
@@ -45,7 +49,7 @@ def test_measure_records_every_step_and_round_trips(tmp_path, tiny5b, tiny2b):
     assert len(seen) == 1 + 2 + 2 + 1  # AMF, first pair of each model, second pair of each, the end
     assert "(incomplete run)" in seen[0] and "(incomplete run)" not in seen[-1]
     ratios = dict(((m, what), v) for m, what, v in sec.tables[0][1])
-    assert set(ratios) == {(m, w) for m in models for w in gpu.GOALS}
+    assert set(ratios) == {(m, f"{a} / {b}") for m in models for a, b in gpu.GOALS}
     assert all("n=2" in v for v in ratios.values())
     amf_rows = sec.tables[1][1]
     assert [r[1] for r in amf_rows[:2]] == ["n/a (CUDA only)"] * 2 and all(r[2].endswith("s") for r in amf_rows[:2])
