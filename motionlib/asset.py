@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import MotionlibError
 from .models.spec import ModelSpec
 from .rho import check_parametrisation, names_for
 
@@ -36,7 +37,7 @@ VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # metadata + tensor table; a 5B asset needs ~10 KB
 
 
-class AssetError(ValueError):
+class AssetError(MotionlibError, ValueError):
     """A motion file that is not a valid motionlib asset (or not for this model)."""
 
 

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import MotionlibError
+
 __all__ = ["VideoError", "VideoInfo", "probe", "read_video", "write_video", "to_uint8"]
 
 SAMPLINGS = ("spread", "start")
@@ -28,7 +30,7 @@ _IMAGE_FORMATS = ("image2", "image2pipe", "tty")
 _RESIZE_CHUNK = 8  # frames resized at once: bounds peak memory for long/high-res clips
 
 
-class VideoError(ValueError):
+class VideoError(MotionlibError, ValueError):
     """A user-facing problem with a video file or a video argument (one-line message)."""
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from motionlib.errors import MotionlibError
+
 __all__ = ["LibraryError", "MotionNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected"]
 
 
-class LibraryError(Exception):
+class LibraryError(MotionlibError):
     """Base class for every error the catalogue raises on purpose."""
 
 
