@@ -600,3 +600,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+from . import serve as _serve  # noqa: E402,F401  registers `motionlib serve` (its imports load only when it runs)

@@ -8,14 +8,15 @@
 
 from .blobs import BlobStore, sha256_file
 from .db import migrate, open_engine
-from .errors import CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound
+from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
+                     RenderNotFound)
 from .index import DescriptorIndex
 from .library import COLUMN_META, DESCRIPTOR_VERSION, FAMILIES, REQUIRED_META, Library, Report
 from .models import Motion, MotionSummary, MotionTag, Render
 
 __all__ = [
     "Library", "Report", "Motion", "MotionSummary", "MotionTag", "Render",
-    "LibraryError", "MotionNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected",
+    "LibraryError", "MotionNotFound", "RenderNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected",
     "BlobStore", "DescriptorIndex", "open_engine", "migrate", "sha256_file",
     "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES",
 ]

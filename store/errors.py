@@ -6,7 +6,7 @@ from pathlib import Path
 
 from motionlib.errors import MotionlibError
 
-__all__ = ["LibraryError", "MotionNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected"]
+__all__ = ["LibraryError", "MotionNotFound", "RenderNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected"]
 
 
 class LibraryError(MotionlibError):
@@ -23,6 +23,17 @@ class MotionNotFound(LibraryError, KeyError):
         super().__init__(f"no motion named '{name}'{hint}")
 
     def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return self.args[0]
+
+
+class RenderNotFound(LibraryError, KeyError):
+    """No render with that id."""
+
+    def __init__(self, render_id: int):
+        self.render_id = render_id
+        super().__init__(f"no render with id {render_id}")
+
+    def __str__(self) -> str:
         return self.args[0]
 
 

@@ -39,7 +39,8 @@ from sqlmodel import Session, select
 
 from .blobs import TMP_MARKER, BlobStore, atomic_copy
 from .db import migrate, open_engine, write_engine
-from .errors import CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound
+from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
+                     RenderNotFound)
 from .index import DescriptorIndex, as_descriptor
 from .models import Motion, MotionSummary, MotionTag, Render
 
@@ -589,6 +590,14 @@ class Library:
             stmt = stmt.limit(limit)
         with self._read_session() as s:
             return list(s.exec(stmt).all())
+
+    def render(self, render_id: int) -> Render:
+        """One render by id (RenderNotFound if there is none)."""
+        with self._read_session() as s:
+            r = s.get(Render, int(render_id))
+        if r is None:
+            raise RenderNotFound(render_id)
+        return r
 
     # -- search --------------------------------------------------------------------------------
     def _sync_index(self, force_rebuild: bool = False) -> str:
