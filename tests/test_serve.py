@@ -365,3 +365,106 @@ def test_serve_command_binds_loopback_and_warns_elsewhere(monkeypatch, tmp_path,
     assert calls[-1][1]["host"] == "0.0.0.0" and calls[-1][0].state.core.settings.allow_render
     assert "Warning" in capsys.readouterr().err
     assert run(main, "serve", "--port", "0") == 1 and "--port" in capsys.readouterr().err
+
+
+# --- a real browser -------------------------------------------------------------------------------------
+def start_browser():
+    """Headless Chromium through Selenium and Debian's chromedriver; the reason when it cannot start."""
+    import shutil
+
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return None, "selenium is not installed (the test extra)"
+    binary = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome"))
+                   if p), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        return None, "no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"
+    options = Options()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    try:
+        return webdriver.Chrome(options=options, service=Service(driver)), None
+    except Exception as exc:  # noqa: BLE001 - any start failure is a reason to skip (or fail under CI)
+        return None, f"chromium did not start: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture()
+def live_server(library, tiny5b):
+    """The app served by uvicorn on a free loopback port, in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    app = create_app(library, Settings(allowed_hosts=["127.0.0.1", "localhost"]))
+    app.state.core.models["tiny-5b"] = tiny5b
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_real_browser_gallery_and_search(live_server, tmp_path):
+    import os
+    import shutil
+
+    browser, reason = start_browser()
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser test: {reason}")
+        pytest.skip(reason)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    try:
+        browser.get(live_server + "/")
+        cards = browser.find_elements(By.CSS_SELECTOR, "article.card")
+        assert [c.get_attribute("data-name") for c in cards] == ["right", "left"]
+        for card in cards:  # each animated thumbnail decoded and laid out
+            img = card.find_element(By.CSS_SELECTOR, "img")
+            WebDriverWait(browser, 20).until(lambda d, img=img: d.execute_script(loaded, img))
+            assert img.size["width"] > 100 and img.get_attribute("src").endswith(
+                f"/motions/{card.get_attribute('data-name')}/thumb.gif?v=" + img.get_attribute("src").split("?v=")[1])
+        browser.save_screenshot(str(tmp_path / "gallery.png"))
+
+        browser.get(live_server + "/search")
+        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(LEFT))
+        browser.find_element(By.CSS_SELECTOR, "form.upload button").click()
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results article.card"))
+        results = browser.find_elements(By.CSS_SELECTOR, "#results article.card")
+        assert results[0].get_attribute("data-name") == "left"
+        assert float(results[0].find_element(By.CSS_SELECTOR, ".score").text) == pytest.approx(1.0, abs=1e-3)
+        img = results[0].find_element(By.CSS_SELECTOR, "img")
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script(loaded, img))
+        browser.save_screenshot(str(tmp_path / "search.png"))
+
+        browser.get(live_server + "/motions/left")
+        for sel in ("section.pictures img", ".renders video"):
+            assert browser.find_elements(By.CSS_SELECTOR, sel), sel
+        for img in browser.find_elements(By.CSS_SELECTOR, "section.pictures img"):
+            WebDriverWait(browser, 20).until(lambda d, img=img: d.execute_script(loaded, img))
+        assert browser.find_element(By.CSS_SELECTOR, "svg.plot polyline").is_displayed()
+        browser.save_screenshot(str(tmp_path / "motion.png"))
+    finally:
+        browser.quit()
+    for shot in ("gallery.png", "search.png", "motion.png"):
+        assert (tmp_path / shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keep = os.environ.get("MOTIONLIB_SCREENSHOTS")  # a folder to keep the screenshots in
+    if keep:
+        shutil.copytree(tmp_path, keep, dirs_exist_ok=True)
