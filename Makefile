@@ -7,7 +7,7 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= test,eval
+EXTRAS ?= test,eval,serve
 TORCH ?= torch==2.13.0
 DEMO ?= demo-out
 comma := ,
