@@ -27,6 +27,7 @@ SECTIONS = {  # key -> module; in report order
     "search": "benchmarks.search",
     "catalogue": "benchmarks.catalogue",
     "gpu": "benchmarks.gpu",
+    "serve": "benchmarks.serve",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"
