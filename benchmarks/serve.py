@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -15,26 +13,6 @@ from .common import Config, Pair, Section, fmt_s, log, percentile
 
 GOAL_S = 0.200
 N_MOTIONS = 1000
-
-
-def serve_in_thread(app):
-    """uvicorn on a free loopback port in a daemon thread; returns (port, stop)."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-
-    def stop():
-        server.should_exit = True
-        thread.join(timeout=10)
-
-    return port, stop
 
 
 def first_byte(port: int, path: str) -> float:
@@ -54,7 +32,7 @@ def first_byte(port: int, path: str) -> float:
 
 
 def run(cfg: Config) -> Section:
-    from motionlib.web import Settings, create_app
+    from motionlib.web import Settings, create_app, serve_in_thread
 
     n_req = 20 if cfg.quick else 60
     sec = Section("serve", f"`motionlib serve`: gallery with {N_MOTIONS:,} motions",
@@ -71,7 +49,8 @@ def run(cfg: Config) -> Section:
             s.exec(update(Motion).values(thumb_gif="thumbs/x.gif", thumb_png="thumbs/x.png"))
             s.commit()
         app = create_app(lib, Settings())
-        port, stop = serve_in_thread(app)
+        url, stop = serve_in_thread(app)
+        port = int(url.rsplit(":", 1)[1])
         try:
             pages = {"gallery, page 1 (24 cards, newest first)": "/",
                      "gallery, page 42 of 42, tag filter off, sort by name": "/?sort=name&page=42",

@@ -396,27 +396,13 @@ def start_browser():
 @pytest.fixture()
 def live_server(library, tiny5b):
     """The app served by uvicorn on a free loopback port, in a thread."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
+    from motionlib.web import serve_in_thread
 
     app = create_app(library, Settings(allowed_hosts=["127.0.0.1", "localhost"]))
     app.state.core.models["tiny-5b"] = tiny5b
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    url, stop = serve_in_thread(app)
+    yield url
+    stop()
 
 
 def test_real_browser_gallery_and_search(live_server, tmp_path):

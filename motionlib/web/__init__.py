@@ -6,6 +6,6 @@
 Needs the `serve` extra: pip install "motionlib[serve]".
 """
 
-from .app import Settings, create_app
+from .app import Settings, create_app, serve_in_thread
 
-__all__ = ["create_app", "Settings"]
+__all__ = ["create_app", "Settings", "serve_in_thread"]

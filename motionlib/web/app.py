@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from motionlib.errors import MotionlibError
 from motionlib.store import CorruptBlob, Library, MotionExists, MotionNotFound, RenderNotFound
 
-from .jobs import RenderQueue
+from .jobs import Job, RenderQueue
 from .plots import loss_svg
 
 HERE = Path(__file__).resolve().parent
@@ -138,23 +138,6 @@ class RenderRequest(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63)
     steps: Optional[int] = Field(None, ge=1, le=1000, description="default: the steps of the learn")
     strength: float = Field(1.0, ge=0, le=10)
-
-
-class JobState(BaseModel):
-    """A render job; once done, ``result`` holds `motionlib apply --json`'s motion and seconds, and the render id."""
-
-    id: int
-    motion: str
-    prompt: str
-    seed: int
-    steps: Optional[int]
-    strength: float
-    status: Literal["queued", "running", "done", "failed"]
-    progress: float
-    message: str
-    result: Optional[dict[str, Any]]
-    error: Optional[str]
-    queue_position: Optional[int]
 
 
 # --- the app --------------------------------------------------------------------------------------
@@ -634,12 +617,12 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
     def job_page(request: Request, job_id: int):
         return templates.TemplateResponse(request, "job.html", {"job": job_json(job_id)})
 
-    @app.post("/api/render", response_model=JobState, status_code=202, summary="Queue a render (`apply`)")
+    @app.post("/api/render", response_model=Job, status_code=202, summary="Queue a render (`apply`)")
     def render_api(req: RenderRequest):
         job = submit(req)
         return job_json(job.id)
 
-    @app.get("/api/jobs/{job_id}", response_model=JobState, summary="A render job's progress")
+    @app.get("/api/jobs/{job_id}", response_model=Job, summary="A render job's progress")
     def job_api(job_id: int):
         return job_json(job_id)
 
@@ -652,3 +635,29 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
 
     return app
 
+
+
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+    """Run `app` with uvicorn in a daemon thread (port 0: a free one); returns (base URL, stop function)."""
+    import socket
+
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="motionlib-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the web server did not start on {host}:{port}")
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://{host}:{port}", stop

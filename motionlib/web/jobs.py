@@ -8,7 +8,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 from motionlib.errors import MotionlibError
 
@@ -18,7 +18,8 @@ RenderFn = Callable[["Job", Callable[[dict], None]], dict]
 
 @dataclass
 class Job:
-    """One requested render and where it stands."""
+    """One requested render and where it stands (also the JSON of /api/jobs/ID). Once done, ``result`` holds
+    `motionlib apply --json`'s motion and seconds, and the render's id."""
 
     id: int
     motion: str
@@ -26,16 +27,17 @@ class Job:
     seed: int
     steps: Optional[int]
     strength: float
-    status: str = "queued"  # queued | running | done | failed
+    status: Literal["queued", "running", "done", "failed"] = "queued"
     progress: float = 0.0  # 0..1 over the denoising steps
     message: str = "waiting for its turn"
     result: Optional[dict] = None  # {"output", "motion", "seconds", "render_id"} once done
     error: Optional[str] = None
+    queue_position: Optional[int] = None  # 1 = next to run; set by RenderQueue.position
     created: float = field(default_factory=time.time)
 
     def public(self, position: int | None = None) -> dict[str, Any]:
+        """As JSON for the browser: the output's path on the server is left out (the render id serves it)."""
         out = asdict(self)
-        out.pop("created")
         if out["result"]:
             out["result"] = {k: v for k, v in out["result"].items() if k != "output"}
         out["queue_position"] = position
