@@ -394,63 +394,102 @@ def start_browser():
 
 
 @pytest.fixture()
-def live_server(library, tiny5b):
-    """The app served by uvicorn on a free loopback port, in a thread."""
+def browser():
+    """A headless Chromium; skips with the reason when none starts, but fails under CI (CI=true)."""
+    import os
+
+    driver, reason = start_browser()
+    if driver is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    yield driver
+    driver.quit()
+
+
+def serve(library, tiny5b, **settings):
     from motionlib.web import serve_in_thread
 
-    app = create_app(library, Settings(allowed_hosts=["127.0.0.1", "localhost"]))
+    app = create_app(library, Settings(allowed_hosts=["127.0.0.1", "localhost"], **settings))
     app.state.core.models["tiny-5b"] = tiny5b
-    url, stop = serve_in_thread(app)
+    return serve_in_thread(app)
+
+
+@pytest.fixture()
+def live_server(library, tiny5b):
+    """The read-only app served by uvicorn on a free loopback port, in a thread."""
+    url, stop = serve(library, tiny5b)
     yield url
     stop()
 
 
-def test_real_browser_gallery_and_search(live_server, tmp_path):
+LOADED = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+
+
+def test_real_browser_gallery_and_search(live_server, browser, tmp_path):
     import os
     import shutil
 
-    browser, reason = start_browser()
-    if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser test: {reason}")
-        pytest.skip(reason)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
-    try:
-        browser.get(live_server + "/")
-        cards = browser.find_elements(By.CSS_SELECTOR, "article.card")
-        assert [c.get_attribute("data-name") for c in cards] == ["right", "left"]
-        for card in cards:  # each animated thumbnail decoded and laid out
-            img = card.find_element(By.CSS_SELECTOR, "img")
-            WebDriverWait(browser, 20).until(lambda d, img=img: d.execute_script(loaded, img))
-            assert img.size["width"] > 100 and img.get_attribute("src").endswith(
-                f"/motions/{card.get_attribute('data-name')}/thumb.gif?v=" + img.get_attribute("src").split("?v=")[1])
-        browser.save_screenshot(str(tmp_path / "gallery.png"))
+    browser.get(live_server + "/")
+    cards = browser.find_elements(By.CSS_SELECTOR, "article.card")
+    assert [c.get_attribute("data-name") for c in cards] == ["right", "left"]
+    for card in cards:  # each animated thumbnail decoded and laid out
+        img = card.find_element(By.CSS_SELECTOR, "img")
+        WebDriverWait(browser, 20).until(lambda d, img=img: d.execute_script(LOADED, img))
+        assert img.size["width"] > 100 and img.get_attribute("src").endswith(
+            f"/motions/{card.get_attribute('data-name')}/thumb.gif?v=" + img.get_attribute("src").split("?v=")[1])
+    browser.save_screenshot(str(tmp_path / "gallery.png"))
 
-        browser.get(live_server + "/search")
-        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(LEFT))
-        browser.find_element(By.CSS_SELECTOR, "form.upload button").click()
-        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results article.card"))
-        results = browser.find_elements(By.CSS_SELECTOR, "#results article.card")
-        assert results[0].get_attribute("data-name") == "left"
-        assert float(results[0].find_element(By.CSS_SELECTOR, ".score").text) == pytest.approx(1.0, abs=1e-3)
-        img = results[0].find_element(By.CSS_SELECTOR, "img")
-        WebDriverWait(browser, 20).until(lambda d: d.execute_script(loaded, img))
-        browser.save_screenshot(str(tmp_path / "search.png"))
+    browser.get(live_server + "/search")
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(LEFT))
+    browser.find_element(By.CSS_SELECTOR, "form.upload button").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results article.card"))
+    results = browser.find_elements(By.CSS_SELECTOR, "#results article.card")
+    assert results[0].get_attribute("data-name") == "left"
+    assert float(results[0].find_element(By.CSS_SELECTOR, ".score").text) == pytest.approx(1.0, abs=1e-3)
+    img = results[0].find_element(By.CSS_SELECTOR, "img")
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(LOADED, img))
+    browser.save_screenshot(str(tmp_path / "search.png"))
 
-        browser.get(live_server + "/motions/left")
-        for sel in ("section.pictures img", ".renders video"):
-            assert browser.find_elements(By.CSS_SELECTOR, sel), sel
-        for img in browser.find_elements(By.CSS_SELECTOR, "section.pictures img"):
-            WebDriverWait(browser, 20).until(lambda d, img=img: d.execute_script(loaded, img))
-        assert browser.find_element(By.CSS_SELECTOR, "svg.plot polyline").is_displayed()
-        browser.save_screenshot(str(tmp_path / "motion.png"))
-    finally:
-        browser.quit()
+    browser.get(live_server + "/motions/left")
+    for sel in ("section.pictures img", ".renders video"):
+        assert browser.find_elements(By.CSS_SELECTOR, sel), sel
+    for img in browser.find_elements(By.CSS_SELECTOR, "section.pictures img"):
+        WebDriverWait(browser, 20).until(lambda d, img=img: d.execute_script(LOADED, img))
+    assert browser.find_element(By.CSS_SELECTOR, "svg.plot polyline").is_displayed()
+    browser.save_screenshot(str(tmp_path / "motion.png"))
     for shot in ("gallery.png", "search.png", "motion.png"):
         assert (tmp_path / shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     keep = os.environ.get("MOTIONLIB_SCREENSHOTS")  # a folder to keep the screenshots in
+    if keep:
+        shutil.copytree(tmp_path, keep, dirs_exist_ok=True)
+
+
+def test_real_browser_render_progress_then_video_plays(library, tiny5b, browser, tmp_path):
+    import os
+    import shutil
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, stop = serve(library, tiny5b, allow_render=True)
+    try:
+        browser.get(url + "/render?motion=left")
+        browser.find_element(By.NAME, "prompt").send_keys("a yellow ball")
+        browser.find_element(By.NAME, "steps").send_keys("2")
+        browser.find_element(By.CSS_SELECTOR, "form.render button").click()
+        WebDriverWait(browser, 10).until(lambda d: "/jobs/" in d.current_url)
+        # the page's script polls the job, then adds the video; the browser decodes it (H.264)
+        playing = "var v = document.querySelector('#job video'); return !!v && v.readyState >= 2 && v.videoWidth > 0"
+        WebDriverWait(browser, 180).until(lambda d: d.execute_script(playing))
+        assert browser.execute_script("return document.querySelector('#job progress').value") == 1
+        assert "done" in browser.find_element(By.CSS_SELECTOR, "#job .status").text
+        browser.save_screenshot(str(tmp_path / "render.png"))
+    finally:
+        stop()
+    keep = os.environ.get("MOTIONLIB_SCREENSHOTS")
     if keep:
         shutil.copytree(tmp_path, keep, dirs_exist_ok=True)

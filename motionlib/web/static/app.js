@@ -9,7 +9,8 @@
       box.querySelector("progress").value = j.progress;
       var status = box.querySelector(".status");
       status.textContent = "";
-      status.appendChild(text(j.status + (j.queue_position ? " (position " + j.queue_position + " in the queue)" : "") + ": " + j.message));
+      status.appendChild(text(j.status + (j.queue_position ? " (position " + j.queue_position + " in the queue)" : "") +
+                              (j.message !== j.status ? ": " + j.message : "")));
       if (j.status === "done") {
         var v = document.createElement("video");
         v.src = "/renders/" + j.result.render_id; v.controls = v.autoplay = v.loop = v.muted = true;
