@@ -342,7 +342,11 @@ def test_cross_site_writes_and_foreign_hosts_are_refused(library):
     with TestClient(app, base_url="http://127.0.0.1:8765") as c:
         r = c.post("/api/motions/left/tags", json={"add": ["x"]}, headers={"Origin": "http://evil.example"})
         assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+        r = c.post("/motions/left/tags", data={"add": "x"}, headers={"Origin": "null"})  # a sandboxed frame
+        assert r.status_code == 403 and "text/html" in r.headers["content-type"]
         assert library.get("left").tags == ["demo"]
+        r = c.post("/api/motions/left/tags", json={"add": ["x"]}, headers={"Origin": "http://127.0.0.1:8765"})
+        assert r.status_code == 200 and library.tag("left", remove=["x"]).tags == ["demo"]  # same origin
         assert c.get("/", headers={"Host": "evil.example"}).status_code == 400  # DNS rebinding
         assert c.get("/").status_code == 200
 

@@ -152,7 +152,7 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         origin, host = headers.get("origin"), headers.get("host", "")
-        if origin and origin != "null" and origin.split("://", 1)[-1] != host:
+        if origin and origin.split("://", 1)[-1] != host:  # also "null" (sandboxed frames, file: pages)
             return await self.problem(scope, 403, f"cross-site request from {origin} refused")(scope, receive, send)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
@@ -299,12 +299,9 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
                               "--json prints.")
     app.state.core = core
 
-    def wants_json(request_or_scope) -> bool:
-        path = request_or_scope["path"] if isinstance(request_or_scope, dict) else request_or_scope.url.path
-        return path.startswith("/api/") or path == "/openapi.json"
-
     def problem_response(request: Request, status: int, message: str) -> Response:
-        if wants_json(request):
+        """JSON under /api, an HTML page elsewhere."""
+        if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": message}, status_code=status)
         return templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
                                           status_code=status)
