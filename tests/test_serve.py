@@ -234,6 +234,38 @@ def test_render_runs_in_the_background_and_plays(writer, library):
     assert Path(rec.output_path).parent == library.home / "renders"
 
 
+def test_render_queue_runs_one_at_a_time_in_order():
+    import threading
+    import time
+
+    from motionlib.errors import MotionlibError
+    from motionlib.web.jobs import RenderQueue
+
+    running, peak, order, gate = [0], [0], [], threading.Event()
+
+    def render(job, progress):
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        gate.wait(10)
+        progress({"phase": "denoise", "step": 1, "total": 2})
+        time.sleep(0.02)
+        order.append(job.id)
+        running[0] -= 1
+        if job.prompt == "bad":
+            raise MotionlibError("the engine refused this")
+        return {"motion": job.motion, "seconds": 0.0, "render_id": job.id}
+
+    q = RenderQueue(render)
+    jobs = [q.submit(motion="m", prompt=p, seed=0, steps=None, strength=1.0) for p in ("a", "bad", "c")]
+    time.sleep(0.1)
+    assert [q.position(j) for j in jobs] == [None, 1, 2] and jobs[0].status == "running"
+    gate.set()
+    assert [q.wait(j.id).status for j in jobs] == ["done", "failed", "done"]
+    assert order == [1, 2, 3] and peak[0] == 1
+    assert jobs[1].error == "the engine refused this" and jobs[2].progress == 1.0
+    q.close()
+
+
 def test_render_bad_requests(writer):
     assert writer.post("/api/render", json={"motion": "ghost", "prompt": "a cat"}).status_code == 404
     r = writer.post("/api/render", json={"motion": "left", "prompt": ""})
