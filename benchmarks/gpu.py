@@ -3,7 +3,7 @@
 plus the AMF at the 5B size against the per-head maps.
 
 Weights do not change speed or memory, so the components are built from their real configs in
-code (``architecture_model``; nothing is downloaded). Two stand-ins, both outside the timed
+code (``motionlib.models.architecture``; nothing is downloaded). Two stand-ins, both outside the timed
 denoising work: the text encoder is a 2-layer T5 with the real width (4096; the real one has 24
 layers and runs once per prompt), and the tokenizer is motionlib's character-level one. The VAE
 decodes with tiling and slicing on every side, as it would on a 24-40 GB card.
@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from motionlib.models.architecture import architecture_model
+
 from .amf import DIM, GRID_5B, HEADS, maps_bytes
 from .common import Config, Pair, Section, fmt_bytes, fmt_s, log
 
@@ -40,48 +42,6 @@ MODELS = ("cogvideox-5b", "cogvideox-2b")
 RECORD = Path(__file__).with_name("gpu_last.json")  # the last GPU measurement (committed)
 PHASES = Path(__file__).with_name("gpu_phases.json")  # the last `python -m benchmarks.phases` on a GPU
 GOALS = {("apply", "generate"): 1.02, ("learn", "official-style learn"): 0.35}  # ratio A / B <= goal
-
-
-def architecture_model(name: str, device="cuda", dtype: torch.dtype | None = None, *, seed: int = 0):
-    """A motionlib Model of the real CogVideoX-5B / -2B architecture with seeded random weights.
-
-    ``device="meta"`` builds it without allocating (tests count its parameters on a CPU).
-    """
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler,
-                           CogVideoXTransformer3DModel)
-    from transformers import T5Config, T5EncoderModel
-
-    from motionlib.models import known_models
-    from motionlib.models.base import Model
-    from motionlib.models.tiny import build_tokenizer
-
-    spec = known_models()[name]
-    dtype = dtype or getattr(torch, spec.dtype)
-    rope = spec.family == "rope"
-    tokenizer = build_tokenizer(spec.text_len)
-    with torch.random.fork_rng(devices=[]), torch.device(device):
-        torch.manual_seed(seed)
-        text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=4096, d_kv=64, d_ff=10240,
-                                               num_layers=TEXT_LAYERS, num_heads=64, dropout_rate=0.0,
-                                               feed_forward_proj="gated-gelu"))
-        vae = AutoencoderKLCogVideoX(scaling_factor=0.7 if rope else 1.15258426)  # the real configs otherwise
-        transformer = CogVideoXTransformer3DModel(
-            num_attention_heads=spec.heads, attention_head_dim=spec.head_dim, in_channels=16, out_channels=16,
-            time_embed_dim=512, text_embed_dim=4096, num_layers=spec.num_layers,
-            sample_width=spec.width // spec.spatial_compression, sample_height=spec.height // spec.spatial_compression,
-            sample_frames=spec.num_frames, patch_size=spec.patch_size, max_text_seq_length=spec.text_len,
-            use_rotary_positional_embeddings=rope)
-    for m in (text_encoder, vae, transformer):
-        m.requires_grad_(False).eval().to(dtype=dtype)
-    sched_cls = CogVideoXDPMScheduler if spec.scheduler == "dpm" else CogVideoXDDIMScheduler
-    scheduler = sched_cls(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                          prediction_type="v_prediction", rescale_betas_zero_snr=True, clip_sample=False,
-                          set_alpha_to_one=True, timestep_spacing="trailing",
-                          snr_shift_scale=1.0 if rope else 3.0)
-    if device != "meta":
-        vae.enable_tiling()
-        vae.enable_slicing()
-    return Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, torch.device(device), dtype)
 
 
 def _sync(device: torch.device) -> None:
@@ -257,7 +217,7 @@ def section(benches: dict[str, ModelBench], amf: dict | None, device: str, steps
     return sec
 
 
-ARCH_NOTE = (f"Random-weight architectures built in code (benchmarks/gpu.py): {TEXT_LAYERS}-layer T5 stand-in, "
+ARCH_NOTE = (f"Random-weight architectures built in code (motionlib/models/architecture.py): {TEXT_LAYERS}-layer T5 stand-in, "
              "VAE tiling and slicing on. Steps reduced to fit a device lease: each run's time is linear in its "
              "guided and unguided step counts and peak memory does not depend on them, but learn/official-style "
              "does (learn stops after the guided steps): see the composed 50-step rows. Pairs: as many as "
@@ -342,7 +302,7 @@ def measure(steps: int, max_pairs: int, budget_s: float | None = None, progress=
     models, a small `amf_grid` and device "cpu"."""
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    build = build or (lambda m: architecture_model(m, dev))
+    build = build or (lambda m: architecture_model(m, dev, text_layers=TEXT_LAYERS))
     t_start = time.perf_counter()
     benches: dict[str, ModelBench] = {}
 
@@ -382,19 +342,67 @@ def _meta(argv: list[str], prog: str = "python -m benchmarks.gpu") -> dict:
             "torch": torch.__version__, "diffusers": diffusers.__version__, "checkpointing": "auto"}
 
 
+def memory_tables(sec: Section, path: Path | None = None) -> None:
+    """Append the memory table (measured, when recorded) and what ``--offload auto`` picks per card size."""
+    from motionlib import memory
+
+    from . import gpu_memory
+
+    table = memory.measured_table(path or memory.TABLE)
+    if table.get("models"):
+        m = table.get("meta", {})
+        sec.tables.append((["model", "job", "offload/VAE tiling", "peak GPU memory, weights included",
+                            "time / no offload"], gpu_memory.rows(table)))
+        sec.notes.append(f"Memory table: `{m.get('command', '?')}` on {m.get('device', '?')}, {m.get('measured', '?')}, "
+                         f"{m.get('steps', '?')} steps, 24-layer T5-XXL; learn with checkpointing on"
+                         + (" (incomplete: the time budget ran out)" if table.get("incomplete") else "") + ".")
+    cards, measured = gpu_memory.card_rows(table=table)
+    sec.tables.append((["model", "job", *[f"{gb} GB card" for gb in gpu_memory.CARDS_GB]], cards))
+    goal = {r[1]: r[2 + gpu_memory.CARDS_GB.index(24)] for r in cards if r[0] == "cogvideox-5b"}
+    sec.notes.append("What `--offload auto` picks on an idle card of each size, for the real models' parameter "
+                     "counts (goal: CogVideoX-5B learn and apply fit 24 GB, peak <= 22 GB: "
+                     f"learn {goal.get('learn')}, apply {goal.get('apply')}): "
+                     + ("from the measured table." if measured else
+                        "ESTIMATED from parameter counts where the measured table lacks the run (no GPU session has "
+                        "measured it yet: `python -m benchmarks.gpu --memory`)."))
+
+
 def run(cfg: Config) -> Section:
     if not torch.cuda.is_available():
         rec = load_record()
-        if rec is not None:
-            return rec
-        sec = section({}, None, "none", 0)
-        sec.headline = "not measured: no GPU in this run, and no recorded GPU run"
-        return sec
+        if rec is None:
+            rec = section({}, None, "none", 0)
+            rec.headline = "not measured: no GPU in this run, and no recorded GPU run"
+        memory_tables(rec)
+        return rec
     steps, pairs = (5, 1) if cfg.quick else (GPU_STEPS, 5)
     meta = _meta([], prog="python -m benchmarks")
     sec = measure(steps, pairs, progress=None if cfg.quick else lambda s: save_record(s, RECORD, **meta))
     sec.extra.update(meta)
+    memory_tables(sec)
     return sec
+
+
+def memory_main(args, argv: list[str]) -> int:
+    """``--memory``: the per-model, per-setting memory table, written after every run."""
+    from motionlib import memory
+    from motionlib.models.architecture import T5_XXL_LAYERS, architecture_model
+
+    from . import gpu_memory
+
+    meta = {**_meta(argv), "device": torch.cuda.get_device_name(0), "steps": args.memory_steps}
+
+    def save(table):
+        args.memory_out.write_text(json.dumps({"meta": meta, **table}, indent=1) + "\n")
+
+    build = lambda name: architecture_model(name, "cuda", text_layers=T5_XXL_LAYERS, offload="model")  # noqa: E731
+    table = gpu_memory.measure_table(args.models, build, steps=args.memory_steps, jobs=args.jobs,
+                                     settings=[memory.Setting.from_key(k) for k in args.settings]
+                                     if args.settings else memory.LADDER, budget_s=args.budget, progress=save)
+    save(table)
+    for row in gpu_memory.rows(table):
+        print("  ".join(row))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,10 +413,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=5, help="at most this many pairs per model")
     ap.add_argument("--budget", type=float, default=None, help="seconds: start no pair that would not fit")
     ap.add_argument("--out", type=Path, default=RECORD, help="where the record goes (written after every step)")
+    mem = ap.add_argument_group("memory table (--memory)")
+    mem.add_argument("--memory", action="store_true", help="measure the peak memory of each job under each "
+                     "offload / VAE-tiling setting instead (what --offload auto reads)")
+    mem.add_argument("--models", nargs="+", default=list(MODELS))
+    mem.add_argument("--jobs", nargs="+", default=["learn", "generate", "apply"], choices=["learn", "generate", "apply"])
+    mem.add_argument("--settings", nargs="+", default=None, help="setting keys, e.g. none/untiled model/tiled "
+                     "(default: all eight)")
+    mem.add_argument("--memory-steps", type=int, default=2, help="denoising steps (peaks do not depend on them)")
+    mem.add_argument("--memory-out", type=Path, default=None, help="default: motionlib/memory_table.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("python -m benchmarks.gpu needs a CUDA GPU", file=sys.stderr)
         return 2
+    if args.memory:
+        from motionlib.memory import TABLE
+
+        args.memory_out = args.memory_out or TABLE
+        return memory_main(args, argv)
     from .__main__ import number, print_section
 
     meta = _meta(argv)

@@ -25,9 +25,10 @@ import torch
 import motionlib.guidance as guidance_mod
 import motionlib.learn as learn_mod
 import motionlib.sampling as sampling_mod
+from motionlib.models.architecture import architecture_model
 
 from .common import fmt_bytes, log, text_table
-from .gpu import PHASES, ModelBench, _meta, _sync, architecture_model, peak_run
+from .gpu import PHASES, ModelBench, _meta, _sync, peak_run
 
 
 @contextlib.contextmanager

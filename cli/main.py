@@ -74,27 +74,54 @@ def emit(data, human=None) -> None:
         out.print(data)
 
 
-def load(model_name: str, **geometry):
-    """Load a model and apply frame/size overrides; loading failures become one clear line."""
-    from motionlib.catalog import with_geometry
+@dataclass
+class Memory:
+    """--offload and --vae-tiling of a command, and the job they are chosen for (motionlib.memory)."""
+
+    job: str
+    offload: str = "auto"
+    vae_tiling: str = "auto"
+
+    def __post_init__(self):
+        from motionlib.memory import OFFLOAD_CHOICES, TILING_CHOICES
+
+        for flag, value, choices in (("--offload", self.offload, OFFLOAD_CHOICES),
+                                     ("--vae-tiling", self.vae_tiling, TILING_CHOICES)):
+            if value not in choices:
+                raise UserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def load(model_name: str, memory: Memory, **geometry):
+    """Load a model with frame/size overrides, placed as `memory` says (the choice printed in one dim
+    line); loading failures become one clear line."""
     from motionlib.models import load_model, resolve_spec
 
     spec = resolve_spec(model_name)
     if not state.quiet and not state.as_json:
         err.print(f"[dim]loading {spec.name} ({spec.source})…[/dim]")
     try:
-        model = load_model(model_name, device=state.device)
+        model = load_model(model_name, device=state.device, offload=memory.offload, vae_tiling=memory.vae_tiling,
+                           job=memory.job, **geometry)
     except OSError as e:  # from_pretrained without network or cache
         raise UserError(f"could not load {spec.source}: {str(e).splitlines()[0]} "
                         f"(no weights offline? try --model tiny-5b, or a local CogVideoX folder)") from e
-    return with_geometry(model, **geometry)
+    if not state.quiet and not state.as_json:
+        err.print(f"[dim]{model.plan.line()}[/dim]", highlight=False)
+    return model
 
 
-def model_for_asset(spec, override: Optional[str]):
+def fitting(model):
+    """A block whose device out-of-memory error becomes one line naming a setting that would fit."""
+    from motionlib.memory import out_of_memory
+
+    return out_of_memory(model, model.plan.job if model.plan else "generate")
+
+
+def model_for_asset(spec, override: Optional[str], memory: Memory):
     from motionlib.models import known_models
 
     name = override or (spec.name if spec.name in known_models() else spec.source)
-    return load(name, num_frames=spec.num_frames, height=spec.height, width=spec.width)
+    return load(name, memory, num_frames=spec.num_frames, height=spec.height, width=spec.width)
 
 
 class UserError(Exception):
@@ -144,6 +171,15 @@ def main_options(
     state._lib = None
 
 
+OFFLOAD = typer.Option(  # learn, apply, transfer, generate, search
+    "auto", "--offload", envvar="MOTIONLIB_OFFLOAD",
+    help="Where the model's parts wait between uses: 'none' (all on the GPU: fastest; the text encoder is "
+         "freed after encoding when that makes it fit), 'model' (one part at a time on the GPU), 'sequential' "
+         "(the transformer's blocks stream to the GPU: least memory, slowest), 'auto' (the fastest that fits "
+         "the free memory).")
+VAE_TILING = typer.Option(
+    "auto", "--vae-tiling", envvar="MOTIONLIB_VAE_TILING",
+    help="VAE tiling and slicing: 'on' (less memory), 'off', 'auto' (off when it fits).")
 CHECKPOINTING = typer.Option(  # learn and transfer
     "auto", "--checkpointing",
     help="Activation checkpointing of the optimisation passes: 'on' (least memory), 'off' (about 20% "
@@ -173,6 +209,8 @@ def learn(
         help="What is optimised: 'table' (every ρ entry, as in the paper) or 'shift' (a learnt 3D position "
              "offset per token: motions 15-100x smaller). Default: the model's."),
     checkpointing: str = CHECKPOINTING,
+    offload: str = OFFLOAD,
+    vae_tiling: str = VAE_TILING,
     force: bool = typer.Option(False, "--force", "-f", help="Replace a motion of the same name."),
 ):
     """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
@@ -183,6 +221,7 @@ def learn(
     if parametrisation not in (None, "table", "shift"):
         raise UserError(f"--parametrisation must be 'table' or 'shift', got {parametrisation!r}")
     check_checkpointing(checkpointing)
+    memory = Memory("learn", offload, vae_tiling)
     lib = state.library()
     lib.validate_name(name)
     if not force and lib.exists(name):
@@ -190,9 +229,9 @@ def learn(
     from motionlib.video import probe
 
     probe(video)  # fail on a bad clip before loading any model
-    m = load(model or default_model(), num_frames=frames, height=height, width=width)
+    m = load(model or default_model(), memory, num_frames=frames, height=height, width=width)
     started = time.monotonic()
-    with progress_bar() as bar:
+    with progress_bar() as bar, fitting(m):
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
                            guided_fraction=guided_fraction, blocks=block or None,
@@ -229,6 +268,8 @@ def apply(
     inject: bool = typer.Option(True, "--inject/--no-inject", help="KV injection of the stored reference latent."),
     gif: bool = typer.Option(False, "--gif", help="Write a GIF instead of an mp4 (when -o is not given)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Load the weights from here (same architecture)."),
+    offload: str = OFFLOAD,
+    vae_tiling: str = VAE_TILING,
 ):
     """Render PROMPT with a stored motion, zero-shot (no optimisation)."""
     from motionlib.apply import apply as apply_motion
@@ -237,12 +278,13 @@ def apply(
     if strength < 0:
         raise UserError(f"--strength must be >= 0, got {strength}")
     path = check_output(output or default_output(f"{name}-{seed}", gif))
+    memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
     asset = load_motion(lib, name)
-    m = model_for_asset(asset.spec, model)
+    m = model_for_asset(asset.spec, model, memory)
     asset.check_compatible(m.spec)
     started = time.monotonic()
-    with progress_bar() as bar:
+    with progress_bar() as bar, fitting(m):
         video = apply_motion(m, asset, prompt, seed=seed, steps=steps or asset.steps, strength=strength,
                              inject=inject, progress=bar)
     write(video, path, m.spec.fps)
@@ -263,6 +305,8 @@ def transfer(
     steps: Optional[int] = typer.Option(None, "--steps"),
     sampling: str = typer.Option("spread", "--sampling"),
     checkpointing: str = CHECKPOINTING,
+    offload: str = OFFLOAD,
+    vae_tiling: str = VAE_TILING,
 ):
     """One-shot transfer optimising the latent z_t (best quality for one prompt; nothing stored)."""
     from motionlib.learn import transfer as transfer_motion
@@ -272,12 +316,13 @@ def transfer(
 
     check_output(output)
     check_checkpointing(checkpointing)
+    memory = Memory("transfer", offload, vae_tiling)
     probe(video)
-    m = load(model or default_model())
+    m = load(model or default_model(), memory)
     s = m.spec
     clip, _ = read_video(video, s.num_frames, s.height, s.width, sampling=sampling)
     started = time.monotonic()
-    with progress_bar() as bar:
+    with progress_bar() as bar, fitting(m):
         result, _ = transfer_motion(m, clip, prompt, seed=seed, steps=steps, progress=bar,
                                     checkpointing=checkpointing)
     write(result, output, s.fps)
@@ -292,14 +337,16 @@ def generate(
     model: Optional[str] = typer.Option(None, "--model", "-m"),
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps"),
+    offload: str = OFFLOAD,
+    vae_tiling: str = VAE_TILING,
 ):
     """Plain generation with the same settings (the baseline apply is compared with)."""
     from motionlib.sampling import generate as plain
 
     check_output(output)
-    m = load(model or default_model())
+    m = load(model or default_model(), Memory("generate", offload, vae_tiling))
     started = time.monotonic()
-    with progress_bar() as bar:
+    with progress_bar() as bar, fitting(m):
         video = plain(m, prompt, seed=seed, steps=steps, progress=bar)
     write(video, output, m.spec.fps)
     seconds = round(time.monotonic() - started, 2)
@@ -312,10 +359,13 @@ def search(
     k: int = typer.Option(5, "-k", help="How many results."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model that reads the clip (default: that of the stored motions, else the default model)."),
     like: Optional[str] = typer.Option(None, "--like", help="Search motions like a stored one instead of a clip."),
+    offload: str = OFFLOAD,
+    vae_tiling: str = VAE_TILING,
 ):
     """Rank stored motions by similarity of their AMF descriptors to a clip's (or to --like NAME)."""
     from motionlib.catalog import clip_descriptor
 
+    memory = Memory("search", offload, vae_tiling)
     lib = state.library()
     if (video is None) == (like is None):
         raise UserError("give either a VIDEO or --like NAME")
@@ -328,8 +378,10 @@ def search(
         probe(video)
         stored = lib.model_names()
         name = model or (stored[0] if len(stored) == 1 else default_model())
-        m = load(name)
-        hits = lib.search(clip_descriptor(m, video), k=k, model=m.spec.name)
+        m = load(name, memory)
+        with fitting(m):
+            descriptor = clip_descriptor(m, video)
+        hits = lib.search(descriptor, k=k, model=m.spec.name)
     data = [{"name": r.name, "score": round(float(s), 4), "model": r.model_name, "tags": r.tags} for r, s in hits]
 
     def human():
@@ -581,6 +633,7 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app and turn user errors into one line + exit code 1."""
     from motionlib.asset import AssetError
+    from motionlib.errors import MotionlibError
     from motionlib.store import LibraryError
     from motionlib.video import VideoError
 
@@ -589,7 +642,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, prog_name="motionlib")
-    except (UserError, LibraryError, VideoError, AssetError, ValueError, OSError, RuntimeError) as e:
+    except (UserError, MotionlibError, LibraryError, VideoError, AssetError, ValueError, OSError, RuntimeError) as e:
         if state.verbose:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -6,7 +6,8 @@ frames, 10 steps, H200: learn 21.1 s and 5.8 GB above the weights with it, 16.9 
 without; ``python -m benchmarks.phases``).
 ``"auto"`` turns it off when the activations fit comfortably in the free memory of the model's
 device; on CUDA a pass that still runs out of memory is retried with checkpointing on (see
-``motionlib.guidance.Guidance``), on a CPU there is no such retry, so the margin is wider.
+``motionlib.guidance.Guidance``), on a CPU there is no such retry, so the margin is wider. Under
+sequential offload (``motionlib.offload``) ``"auto"`` is always on.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
+def free_for_pass(model) -> int | None:
+    """Free memory of the model's device once the transformer is on it and, under model offload,
+    the other components are off it (they are moved when the pass starts)."""
+    free = free_bytes(model.device)
+    placement = getattr(model, "placement", {})
+    if free is None or getattr(model, "offload", "none") != "model":
+        return free
+    size = lambda m: sum(t.numel() * t.element_size() for t in m.parameters())  # noqa: E731
+    for name, where in placement.items():
+        if name == "transformer" and where != "device":
+            free -= size(model.transformer)
+        elif name != "transformer" and where == "device":
+            free += size(getattr(model, name))
+    return free
+
+
 def check(setting: bool | str) -> None:
     if not isinstance(setting, bool) and setting not in CHOICES:
         raise ValueError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
@@ -59,7 +76,9 @@ def resolve(setting: bool | str, model, blocks: tuple[int, ...], *, truncate: bo
         return setting
     if setting != "auto":
         return setting == "on"
-    free = free_bytes(model.device)
+    if getattr(model, "offload", "none") == "sequential":
+        return True  # streamed blocks: without checkpointing each block's weights stay for backward
+    free = free_for_pass(model)
     if free is None:
         return True
     kept = max(blocks) + 1 if truncate else model.spec.num_layers

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
-from . import checkpointing as ckpt
 from .amf import amf_loss, motion_flow
 from .injection import reference_kv
 from .rho import Parametrised, check_parametrisation
@@ -110,12 +109,13 @@ class Guidance:
     """StepHook running DiTFlow's optimisation on ρ_t (mode "rho") or z_t (mode "latent")."""
 
     def __init__(self, reference, params: GuidanceParams, *, mode: str = "rho",
-                 stop_after_guided: bool = True, progress=None, checkpointing: bool | str = "auto"):
+                 stop_after_guided: bool = True, progress=None, checkpointing: bool = True):
         if mode not in ("rho", "latent"):
             raise ValueError(f"mode must be 'rho' or 'latent', got {mode!r}")
-        ckpt.check(checkpointing)
+        if not isinstance(checkpointing, bool):
+            raise TypeError(f"checkpointing must be a bool (motionlib.checkpointing.resolve), got {checkpointing!r}")
         self.reference, self.params, self.mode = reference, params, mode
-        self.checkpointing = checkpointing  # resolved to a bool at the first guided step
+        self.checkpointing = checkpointing  # turned on for good after an out-of-memory without it
         self.stop_after_guided = stop_after_guided
         self.progress = progress
         self.rho = None  # the ρ being optimised (a rho.Parametrised), warm-started across guided steps
@@ -133,8 +133,6 @@ class Guidance:
         lr = learning_rate(state.index, n, p.lr_start, p.lr_end)
         model = run.model
         with model.on_device(model.transformer):
-            if not isinstance(self.checkpointing, bool):
-                self.checkpointing = ckpt.resolve(self.checkpointing, model, p.blocks)
             if self.mode == "rho":
                 if self.rho is None:
                     self.rho = Parametrised(run.base, p.parametrisation)
@@ -174,20 +172,20 @@ class Guidance:
 
     def _loss_and_backward(self, run, latents, t, kw, opt, scale: float) -> torch.Tensor:
         """Eq. (8) and its gradients for one Adam step. Without checkpointing, a CUDA out-of-memory
-        turns checkpointing on for the rest of the run and redoes the pass."""
-        opt.zero_grad(set_to_none=True)
-        try:
-            with torch.enable_grad():
-                loss = guidance_loss(run, latents.to(run.model.dtype), t, kw(), self.reference, self.params,
-                                     checkpointing=self.checkpointing)
-                (loss * scale).backward()
-            return loss
-        except torch.cuda.OutOfMemoryError:
-            if self.checkpointing:
-                raise
-        # outside the except clause, so the failed pass's tensors are already freed
-        warnings.warn("out of GPU memory without activation checkpointing; continuing with it on",
-                      RuntimeWarning, stacklevel=2)
-        self.checkpointing = True
-        torch.cuda.empty_cache()
-        return self._loss_and_backward(run, latents, t, kw, opt, scale)
+        turns checkpointing on for the rest of the run and redoes the pass (once)."""
+        while True:
+            opt.zero_grad(set_to_none=True)
+            try:
+                with torch.enable_grad():
+                    loss = guidance_loss(run, latents.to(run.model.dtype), t, kw(), self.reference, self.params,
+                                         checkpointing=self.checkpointing)
+                    (loss * scale).backward()
+                return loss
+            except torch.OutOfMemoryError:
+                if self.checkpointing:
+                    raise
+            # outside the except clause, so the failed pass's tensors are already freed
+            warnings.warn("out of GPU memory without activation checkpointing; continuing with it on",
+                          RuntimeWarning, stacklevel=2)
+            self.checkpointing = True
+            torch.cuda.empty_cache()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import checkpointing as ckpt
 from .amf import motion_flow
 from .asset import MotionAsset
 from .guidance import Guidance, GuidanceParams
@@ -81,7 +82,7 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
         progress({"phase": "reference"})
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress,
-                     checkpointing=checkpointing)
+                     checkpointing=ckpt.resolve(checkpointing, model, params.blocks))
     latents = sample(run, [guide], progress=progress)
     asset = MotionAsset(
         spec=model.spec, timesteps=guide.timesteps,
@@ -113,6 +114,6 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
     guide = Guidance(ref, params, mode="latent", stop_after_guided=False, progress=progress,
-                     checkpointing=checkpointing)
+                     checkpointing=ckpt.resolve(checkpointing, model, params.blocks))
     latents = sample(run, [guide], progress=progress)
     return (latents if output == "latent" else model.decode(latents)), guide.losses

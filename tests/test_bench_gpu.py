@@ -7,7 +7,7 @@ import torch
 
 @pytest.mark.parametrize("name,params,rope", [("cogvideox-5b", 5.570e9, True), ("cogvideox-2b", 1.694e9, False)])
 def test_architecture_model_is_the_real_size(name, params, rope):
-    from benchmarks.gpu import architecture_model
+    from motionlib.models.architecture import architecture_model
 
     m = architecture_model(name, "meta")
     n = sum(p.numel() for p in m.transformer.parameters())

@@ -61,7 +61,7 @@ def test_resolve_named_settings_and_auto_by_free_memory(tiny, monkeypatch):
 def test_the_estimate_bounds_the_activations_measured_on_a_gpu(name):
     """activation_bytes >= (peak without - peak with checkpointing) of learn, as recorded on an H200
     by benchmarks.phases (benchmarks/gpu_phases.json), for the model's default guidance block."""
-    from benchmarks.gpu import architecture_model
+    from motionlib.models.architecture import architecture_model
 
     rec = json.loads((Path(__file__).parent.parent / "benchmarks" / "gpu_phases.json").read_text())["results"][name]
     measured = rec["learn, no activation checkpointing"]["peak"] - rec["learn"]["peak"]

@@ -88,14 +88,24 @@ def default_device() -> torch.device:
 
 
 def load_model(name_or_path: str, *, device: str | torch.device | None = None,
-               dtype: torch.dtype | None = None, offload: bool = False,
-               vae_tiling: bool = False, seed: int = 0) -> Model:
+               dtype: torch.dtype | None = None, offload: bool | str = False,
+               vae_tiling: bool | str = False, seed: int = 0, job: str = "generate",
+               num_frames: int | None = None, height: int | None = None, width: int | None = None) -> Model:
     """Load a model by preset name, hub id or local folder.
 
     dtype defaults to the spec's (bf16 for 5B, fp16 for 2B) on CUDA and fp32 on the CPU.
-    `offload` keeps components on the CPU between uses; `vae_tiling` enables VAE tiling and slicing.
+    `offload` ("none", "model", "sequential", "auto"; True means "model") keeps components on the
+    CPU between uses; `vae_tiling` ("on", "off", "auto" or a bool) enables VAE tiling and slicing.
+    ``"auto"`` picks the fastest setting whose peak for `job` fits the device's free memory
+    (``motionlib.memory``; the choice is ``model.plan``). num_frames/height/width override the
+    spec's geometry (``motionlib.catalog.with_geometry``) before the choice.
     """
+    from .. import memory, offload as placement
+
     check_diffusers()
+    if isinstance(offload, bool):
+        offload = "model" if offload else "none"
+    memory.check(offload, vae_tiling)
     spec = resolve_spec(name_or_path)
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
@@ -120,9 +130,13 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
         m.requires_grad_(False).eval()
         if next(m.parameters()).dtype != dtype:
             m.to(dtype=dtype)
-        if not offload:
-            m.to(device)
-    if vae_tiling:
-        vae.enable_tiling()
-        vae.enable_slicing()
-    return Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype, offload)
+    on_cpu = Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype, "model")
+    if num_frames or height or width:
+        from ..catalog import with_geometry
+
+        on_cpu = with_geometry(on_cpu, num_frames=num_frames, height=height, width=width)
+    plan = memory.plan(on_cpu, job, offload, vae_tiling)
+    model = Model(on_cpu.spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype,
+                  plan.setting.offload, plan)
+    placement.place(model, plan.setting.vae_tiling)
+    return model

@@ -8,7 +8,7 @@ so non-VAE codecs and non-T5 encoders can stand behind the same interface.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,25 +26,56 @@ class Model:
     scheduler: Any
     device: torch.device
     dtype: torch.dtype
-    offload: bool = False  # keep components on the CPU and move each to `device` only while used
+    # offload level (motionlib.memory.LEVELS): "none", "text", "model" or "sequential"; True means "model"
+    offload: str | bool = "none"
+    plan: Any = None  # the motionlib.memory.Plan that chose the offload level, when one did
+    # component -> "device" or "cpu": where each lives now (kept by on_device; shared by copies)
+    placement: dict = field(default_factory=dict)
+
+    COMPONENTS = ("text_encoder", "vae", "transformer")
+
+    def __post_init__(self):
+        if isinstance(self.offload, bool):
+            self.offload = "model" if self.offload else "none"
+        if not self.placement:
+            on = {"none": self.COMPONENTS, "text": ("vae", "transformer")}.get(self.offload, ())
+            self.placement.update({c: "device" if c in on else "cpu" for c in self.COMPONENTS})
+            if self.offload == "sequential":
+                self.placement["transformer"] = "streamed"  # blocks on the CPU, the rest on the device
 
     # --- placement -----------------------------------------------------------------------------
+    def _move(self, name: str, where: str) -> None:
+        if self.placement[name] != where:
+            getattr(self, name).to(self.device if where == "device" else "cpu")
+            self.placement[name] = where
+            if where == "cpu" and self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
     @contextlib.contextmanager
     def on_device(self, module: torch.nn.Module):
-        """Move `module` to the compute device for the duration of a block (model CPU offload)."""
-        first = next(module.parameters(), None)
-        here = first is not None and first.device.type == self.device.type and (
-            self.device.index is None or first.device.index == self.device.index)
-        if not self.offload or first is None or here:
-            yield module  # nothing to move, or an outer block already moved it
+        """Have `module` on the compute device for a block, as the offload level says.
+
+        ``model``: it moves there and stays until another component needs the device (diffusers'
+        model CPU offload); ``sequential``: the same for the text encoder and VAE, while the
+        transformer streams its blocks (``motionlib.offload``); ``text``: the text encoder visits the
+        device for the block only; ``none``: everything is there already."""
+        name = next((c for c in self.COMPONENTS if getattr(self, c) is module), None)
+        if name is None or self.offload == "none" or self.placement[name] == "device":
+            yield module  # not a component, resident, or an outer block already moved it
             return
-        module.to(self.device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+        if self.offload == "text":  # only the text encoder is ever off the device
+            self._move(name, "device")
+            try:
+                yield module
+            finally:
+                self._move(name, "cpu")
+            return
+        for other in self.COMPONENTS:
+            if other != name and not (self.offload == "sequential" and other == "transformer"):
+                self._move(other, "cpu")
+        if not (self.offload == "sequential" and name == "transformer"):
+            self._move(name, "device")
+        yield module
 
     # --- text ----------------------------------------------------------------------------------
     @torch.no_grad()

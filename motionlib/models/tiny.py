@@ -53,8 +53,7 @@ def build_tokenizer(text_len: int):
 
 def build_tiny(spec: ModelSpec, seed: int = 0):
     """(tokenizer, text_encoder, vae, transformer, scheduler) for a tiny preset."""
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler,
-                           CogVideoXTransformer3DModel)
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
     tokenizer = build_tokenizer(spec.text_len)
@@ -79,9 +78,16 @@ def build_tiny(spec: ModelSpec, seed: int = 0):
             max_text_seq_length=spec.text_len,
             use_rotary_positional_embeddings=spec.family == "rope",
         ).eval()
+    return tokenizer, text_encoder, vae, transformer, build_scheduler(spec)
+
+
+def build_scheduler(spec: ModelSpec):
+    """CogVideoX's scheduler for the spec's family, built from its config in code (DPM for 5B, DDIM for
+    2B; v-prediction, zero-terminal-SNR, trailing spacing)."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
+
     sched_cls = CogVideoXDPMScheduler if spec.scheduler == "dpm" else CogVideoXDDIMScheduler
-    scheduler = sched_cls(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                          prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                          clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing",
-                          snr_shift_scale=1.0 if spec.family == "rope" else 3.0)
-    return tokenizer, text_encoder, vae, transformer, scheduler
+    return sched_cls(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                     prediction_type="v_prediction", rescale_betas_zero_snr=True,
+                     clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing",
+                     snr_shift_scale=1.0 if spec.family == "rope" else 3.0)
