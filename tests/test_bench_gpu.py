@@ -121,6 +121,18 @@ def test_the_committed_gpu_records_load():
     assert [h[1] for h, _ in sec.tables][-2:] == ["case (one run each)", "denoising steps"]
 
 
+def test_the_gpu_section_says_the_card_table_is_estimated_until_measured(monkeypatch, tmp_path):
+    from benchmarks import gpu
+    from benchmarks.common import Section
+
+    sec = Section("gpu", "t", "g")
+    gpu.memory_tables(sec, tmp_path / "no-table.json")
+    headers, rows = sec.tables[-1]
+    assert headers[2:] == ["12 GB card", "16 GB card", "24 GB card", "48 GB card", "80 GB card"]
+    assert [r[:2] for r in rows] == [[m, j] for m in ("cogvideox-5b", "cogvideox-2b") for j in ("learn", "generate", "apply")]
+    assert "ESTIMATED" in sec.notes[-1]
+
+
 def test_phases_on_a_cpu_will_not_overwrite_the_gpu_record(monkeypatch):
     from benchmarks import phases
 

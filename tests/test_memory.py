@@ -285,22 +285,24 @@ def test_memory_table_measures_every_job_and_setting_on_tiny_models(tmp_path):
     from benchmarks import gpu_memory
     from motionlib.models import load_model
 
-    settings = [Setting("none", False), Setting("model", False), Setting("sequential", False)]
+    settings = [Setting("none", False), Setting("sequential", False)]
+    build = lambda n: load_model(n, device="cpu", offload="model")  # noqa: E731
     saved = []
-    table = gpu_memory.measure_table(["tiny-5b", "tiny-2b"], lambda n: load_model(n, device="cpu", offload="model"),
-                                     steps=1, settings=settings, progress=lambda t: saved.append(json.dumps(t)))
-    assert len(saved) == 2 * 3 * 3 and not table.get("incomplete")
-    for name in ("tiny-5b", "tiny-2b"):
-        assert set(table["models"][name]) == {"learn", "generate", "apply"}
-        for job, results in table["models"][name].items():
-            assert list(results) == [s.key for s in settings]
-            assert all(r["seconds"] > 0 and "peak" not in r for r in results.values())  # peaks: CUDA only
+    table = gpu_memory.measure_table(["tiny-5b"], build, steps=1, settings=settings,
+                                     progress=lambda t: saved.append(json.dumps(t)))
+    assert len(saved) == 3 * 2 and not table.get("incomplete")
+    results = table["models"]["tiny-5b"]
+    assert list(results) == ["learn", "generate", "apply"]
+    for job, by_setting in results.items():
+        assert list(by_setting) == [s.key for s in settings]
+        assert all(r["seconds"] > 0 and "peak" not in r for r in by_setting.values())  # peaks: CUDA only
     rows = gpu_memory.rows(table)
-    assert len(rows) == 18 and all(r[3] == "n/a (CUDA only)" for r in rows)
+    assert len(rows) == 6 and all(r[3] == "n/a (CUDA only)" for r in rows)
     assert {r[4] for r in rows if r[2] == "none/untiled"} == {"1.00"}
-    cut = gpu_memory.measure_table(["tiny-5b"], lambda n: load_model(n, device="cpu", offload="model"),
-                                   steps=1, settings=settings, budget_s=0.0)
-    assert cut == {"models": {}, "incomplete": True}
+    path = tmp_path / "memory_table.json"  # what --memory writes, read back as auto reads it
+    path.write_text(json.dumps({"meta": {"device": "cpu"}, **table}))
+    assert memory.measured_table(path)["models"]["tiny-5b"] == results
+    assert gpu_memory.measure_table(["tiny-5b"], build, steps=1, budget_s=0.0) == {"models": {}, "incomplete": True}
 
 
 def test_card_table_marks_estimates():

@@ -49,8 +49,13 @@ def test_from_pretrained_local_folder(tiny5b, tmp_path):
 
 
 def test_offload_and_tiling_options():
+    """The Python API's options (where components live after each phase: tests/test_memory.py)."""
     m = load_model("tiny-2b", device="cpu", offload=True, vae_tiling=True)
-    assert m.offload and m.vae.use_tiling
+    assert m.offload == "model" and m.vae.use_tiling and m.plan.setting.key == "model/tiled"
+    assert set(m.placement.values()) == {"cpu"}
     from motionlib.sampling import generate
 
     assert generate(m, "x", steps=2).shape[0] == m.spec.num_frames
+    assert m.placement == {"text_encoder": "cpu", "vae": "device", "transformer": "cpu"}  # the last one used
+    plain = load_model("tiny-2b", device="cpu")
+    assert plain.offload == "none" and not plain.vae.use_tiling and set(plain.placement.values()) == {"device"}
