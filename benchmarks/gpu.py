@@ -361,7 +361,7 @@ def memory_tables(sec: Section, path: Path | None = None) -> None:
     goal = {r[1]: r[2 + gpu_memory.CARDS_GB.index(24)] for r in cards if r[0] == "cogvideox-5b"}
     sec.notes.append("What `--offload auto` picks on an idle card of each size, for the real models' parameter "
                      "counts (goal: CogVideoX-5B learn and apply fit 24 GB, peak <= 22 GB: "
-                     f"learn {goal.get('learn')}, apply {goal.get('apply')}): "
+                     f"learn {goal.get('learn')}; apply {goal.get('apply')}): "
                      + ("from the measured table." if measured else
                         "ESTIMATED from parameter counts where the measured table lacks the run (no GPU session has "
                         "measured it yet: `python -m benchmarks.gpu --memory`)."))

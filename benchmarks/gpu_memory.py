@@ -124,7 +124,7 @@ def rows(table: dict) -> list[list[str]]:
 
 def card_rows(models=("cogvideox-5b", "cogvideox-2b"), jobs=JOBS, cards=CARDS_GB, table: dict | None = None):
     """(rows, all measured?): per model and job, the setting ``--offload auto`` picks on an idle card of
-    each size (its memory less 0.5 GiB of CUDA context free), from the measured table where it has
+    each size and its peak (its memory less 0.5 GiB of CUDA context free), from the measured table where it has
     the run and estimates from the real parameter counts (meta-device builds) otherwise."""
     from motionlib.models.architecture import T5_XXL_LAYERS, architecture_model
 
@@ -136,11 +136,11 @@ def card_rows(models=("cogvideox-5b", "cogvideox-2b"), jobs=JOBS, cards=CARDS_GB
             for gb in cards:
                 p = memory.plan(model, job, free=int((gb - 0.5) * 2**30), table=table, device=torch.device("cuda"))
                 all_measured &= p.setting in p.measured
-                cells.append(short(p.setting) if p.fits else "does not fit")
+                cells.append(f"{short(p.setting)}: {p.peak / 1e9:.1f} GB" if p.fits else "does not fit")
             out.append([name, job, *cells])
     return out, all_measured
 
 
 def short(s: memory.Setting) -> str:
-    level = {"text": "none, text encoder freed"}.get(s.offload, s.offload)
+    level = {"text": "none (text encoder freed)"}.get(s.offload, s.offload)
     return f"{level}{', tiled' if s.vae_tiling else ''}"
