@@ -104,3 +104,10 @@ def test_out_of_memory_with_checkpointing_on_is_raised(tiny, monkeypatch):
 def test_learn_rejects_an_unknown_setting(tiny):
     with pytest.raises(ValueError, match="checkpointing must be one of auto, on, off"):
         learn(tiny, _video(tiny.spec), checkpointing="sometimes", **KW)
+
+
+def test_guidance_takes_a_resolved_bool():
+    from motionlib.guidance import Guidance, GuidanceParams
+
+    with pytest.raises(TypeError, match="must be a bool"):
+        Guidance(None, GuidanceParams(), checkpointing="auto")

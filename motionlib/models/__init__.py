@@ -138,5 +138,6 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
     plan = memory.plan(on_cpu, job, offload, vae_tiling)
     model = Model(on_cpu.spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype,
                   plan.setting.offload, plan)
-    placement.place(model, plan.setting.vae_tiling)
+    with memory.out_of_memory(model, job):  # e.g. a forced --offload none on a small card
+        placement.place(model, plan.setting.vae_tiling)
     return model
