@@ -48,11 +48,11 @@ def stream_blocks(transformer: torch.nn.Module, device: torch.device) -> None:
     blocks = blocks_of(transformer)
     if blocks is None:
         raise ValueError(f"{type(transformer).__name__} has no list of blocks to stream")
-    for name, child in transformer.named_children():
+    for child in transformer.children():
         if child is not blocks:
             child.to(device)
-    for name, p in transformer.named_parameters(recurse=False):
-        p.data = p.data.to(device)
+    for t in itertools.chain(transformer.parameters(recurse=False), transformer.buffers(recurse=False)):
+        t.data = t.data.to(device)
     for block in blocks:
         if device.type == "cuda":
             for t in itertools.chain(block.parameters(), block.buffers()):
