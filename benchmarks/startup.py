@@ -66,7 +66,6 @@ def run(cfg: Config) -> Section:
                  ("motionlib list (1 motion)", _cli(small, "list")),
                  (f"motionlib list ({BIG:,} motions)", _cli(big, "list")),
                  ("motionlib show NAME", _cli(small, "show", "walk")),
-                 ("motionlib --json list (1 motion)", _cli(small, "--json", "list")),
                  (f"motionlib --json list ({BIG:,} motions)", _cli(big, "--json", "list"))]
         pairs = {}
         for label, case in cases:
@@ -86,10 +85,10 @@ def run(cfg: Config) -> Section:
                      f"<= {GOAL_SCALE:g}", fmt_s(scale.a_s), fmt_s(scale.b_s) + " (list of one)"])
     met = all(pairs[g].ratio <= GOAL_RATIO for g in goals) and scale.ratio <= GOAL_SCALE
     sec.status = "met" if met else "missed"
-    worst = max(goals, key=lambda g: pairs[g].ratio)
-    sec.headline = (f"--help {pairs['motionlib --help'].ratio:.2f}x, list {pairs['motionlib list (1 motion)'].ratio:.2f}x, "
-                    f"show {pairs['motionlib show NAME'].ratio:.2f}x `import sqlmodel` (worst: {worst}); list of "
-                    f"{BIG:,} = {scale.ratio:.2f}x list of one")
+    sec.headline = (f"--help {pairs['motionlib --help'].ratio:.2f}x, list {pairs['motionlib list (1 motion)'].ratio:.2f}x "
+                    f"({pairs[f'motionlib list ({BIG:,} motions)'].ratio:.2f}x with {BIG:,} motions), show "
+                    f"{pairs['motionlib show NAME'].ratio:.2f}x `import sqlmodel`; list of {BIG:,} = "
+                    f"{scale.ratio:.2f}x list of one")
     sec.notes.append("Whole process: `python -m motionlib.cli ARGS` started fresh each time, stdout and stderr "
                      "captured through pipes, as a script or `| less` sees it (list prints plain aligned columns; "
                      "--json prints plain JSON when stdout is not a terminal).")
