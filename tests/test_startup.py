@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motionlib.cli.main import hoist_global_flags, main
+from motionlib.cli.main import hoist_global_flags
+from test_cli import cli  # (exit code, stdout, stderr) of an in-process run
 
 HEAVY = ("torch", "diffusers", "transformers", "faiss", "alembic")
 
@@ -59,16 +60,6 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
     monkeypatch.chdir(tmp_path)
     return h
-
-
-def cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # The commands of issue 18, each run in-process, one after the other, in a fresh interpreter.
