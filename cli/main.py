@@ -78,7 +78,7 @@ def emit(data, human=None) -> None:
     """--json prints `data` (coloured on a terminal when small); otherwise `human()` draws it (or data is
     printed plainly)."""
     if state.as_json:
-        text = json.dumps(data, default=str, indent=2)
+        text = json.dumps(data, default=str, indent=2, ensure_ascii=False)
         if out.is_terminal and len(text) <= JSON_HIGHLIGHT_MAX:
             out.print_json(text)
         else:

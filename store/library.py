@@ -422,7 +422,7 @@ class Library:
         Thumbnail files are copied (the caller's files are left in place). With ``force`` an
         existing motion of that name is replaced in the same transaction.
         """
-        self.validate_name(name)
+        self.check_new_name(name, force=force)  # fail fast, before copying anything
         tag_list = self._clean_tags(tags)
         cols = self._meta_to_columns(meta)
         try:
@@ -431,7 +431,6 @@ class Library:
             raise LibraryError(f"bad descriptor for '{name}': {exc}") from None
         version = cols.pop("descriptor_version", None) or self.descriptor_version
         self._check_dim(version, desc.size)
-        self.check_new_name(name, force=force)  # fail fast, before copying anything
 
         sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
         rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
