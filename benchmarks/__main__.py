@@ -28,6 +28,7 @@ SECTIONS = {  # key -> module; in report order
     "catalogue": "benchmarks.catalogue",
     "gpu": "benchmarks.gpu",
     "serve": "benchmarks.serve",
+    "startup": "benchmarks.startup",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

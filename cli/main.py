@@ -1,8 +1,13 @@
 """`motionlib`: learn a motion from a clip once, render any prompt with it later.
 
 Every command is a thin layer over the library API (motionlib.*) and the catalogue
-(motionlib.store). User errors end with one line on stderr and exit code 1 (2 for usage errors);
-`--verbose` shows the traceback instead.
+(motionlib.store). Errors motionlib raises on purpose (``motionlib.errors.MotionlibError``) end with
+one line on stderr and exit code 1 (2 for usage errors); `--verbose` shows the traceback instead.
+Anything else is a bug: its traceback is shown with a request to report it.
+
+Start-up: this module imports only typer and rich. The catalogue commands (list, show, tag, rename,
+rm, export, doctor, models, --help) never import torch, diffusers or faiss; the engine is imported
+inside the commands that render, learn or search.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from motionlib.errors import MotionlibError
 
 DEFAULT_MODEL_ENV = "MOTIONLIB_MODEL"
 FALLBACK_MODEL = "cogvideox-5b"
@@ -64,14 +71,31 @@ def default_model() -> str:
     return os.environ.get(DEFAULT_MODEL_ENV) or ("shapes" if shapes_available() else FALLBACK_MODEL)
 
 
+JSON_HIGHLIGHT_MAX = 100_000  # characters: rich colours JSON at about 1 MB/s; larger output is written plainly
+
+
 def emit(data, human=None) -> None:
-    """--json prints `data`; otherwise `human()` draws it (or data is printed plainly)."""
+    """--json prints `data` (coloured on a terminal when small); otherwise `human()` draws it (or data is
+    printed plainly)."""
     if state.as_json:
-        out.print_json(json.dumps(data, default=str))
+        text = json.dumps(data, default=str, indent=2, ensure_ascii=False)
+        if out.is_terminal and len(text) <= JSON_HIGHLIGHT_MAX:
+            out.print_json(text)
+        else:
+            sys.stdout.write(text + "\n")
     elif human is not None:
         human()
     else:
         out.print(data)
+
+
+def columns(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Rows as plain aligned columns under a bold header: a list of 10,000 motions prints in milliseconds
+    (a rich Table measures every cell: seconds), and pipes to grep or cut."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out.print(line(headers), style="bold", highlight=False, markup=False, soft_wrap=True)
+    sys.stdout.write("\n".join(line(r) for r in rows) + "\n")
 
 
 @dataclass
@@ -99,12 +123,8 @@ def load(model_name: str, memory: Memory, **geometry):
     spec = resolve_spec(model_name)
     if not state.quiet and not state.as_json:
         err.print(f"[dim]loading {spec.name} ({spec.source})…[/dim]")
-    try:
-        model = load_model(model_name, device=state.device, offload=memory.offload, vae_tiling=memory.vae_tiling,
-                           job=memory.job, **geometry)
-    except OSError as e:  # from_pretrained without network or cache
-        raise UserError(f"could not load {spec.source}: {str(e).splitlines()[0]} "
-                        f"(no weights offline? try --model tiny-5b, or a local CogVideoX folder)") from e
+    model = load_model(model_name, device=state.device, offload=memory.offload, vae_tiling=memory.vae_tiling,
+                       job=memory.job, **geometry)
     if not state.quiet and not state.as_json:
         err.print(f"[dim]{model.plan.line()}[/dim]", highlight=False)
     return model
@@ -124,8 +144,8 @@ def model_for_asset(spec, override: Optional[str], memory: Memory):
     return load(name, memory, num_frames=spec.num_frames, height=spec.height, width=spec.width)
 
 
-class UserError(Exception):
-    """A problem the user can fix; shown as one line."""
+class UserError(MotionlibError):
+    """A bad command-line value the CLI itself checks; shown as one line."""
 
 
 def progress_bar():
@@ -223,9 +243,7 @@ def learn(
     check_checkpointing(checkpointing)
     memory = Memory("learn", offload, vae_tiling)
     lib = state.library()
-    lib.validate_name(name)
-    if not force and lib.exists(name):
-        raise UserError(f"a motion named '{name}' already exists (use --force to replace it)")
+    lib.check_new_name(name, force=force)  # before loading any model
     from motionlib.video import probe
 
     probe(video)  # fail on a bad clip before loading any model
@@ -407,11 +425,12 @@ def list_(
              "tags": r.tags, "source": r.source_name, "created_at": r.created_at.isoformat()} for r in rows]
 
     def human():
-        t = Table("name", "model", "source", "size", "tags", "created")
-        for d in data:
-            t.add_row(d["name"], d["model"], d["source"] or "", f"{d['bytes'] / 1e6:.2f} MB",
-                      ", ".join(d["tags"]), d["created_at"][:19])
-        out.print(t if data else "no motions yet: `motionlib learn CLIP --name NAME`")
+        if not data:
+            out.print("no motions yet: `motionlib learn CLIP --name NAME`")
+            return
+        columns(("name", "model", "source", "size", "tags", "created"),
+                [(d["name"], d["model"], d["source"] or "", f"{d['bytes'] / 1e6:.2f} MB", ", ".join(d["tags"]),
+                  d["created_at"][:19]) for d in data])
 
     emit(data, human)
 
@@ -431,7 +450,20 @@ def motion_details(lib, name: str) -> dict:
                        for r in lib.renders(name, limit=10)]
     data.pop("params_json", None)
     data.pop("loss_json", None)
+    data["asset"] = asset_facts(lib, name)
     return data
+
+
+def asset_facts(lib, name: str) -> dict:
+    """What the asset file's header says that the catalogue row does not (read without torch)."""
+    from motionlib.assetheader import read_header
+
+    try:
+        meta = read_header(lib.asset_path(name, verify=False)).meta
+    except MotionlibError as e:  # missing or damaged file: show still shows the row
+        return {"error": str(e)}
+    return {"format_version": meta.get("version"), "guided_timesteps": meta.get("timesteps"),
+            "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name")}
 
 
 @app.command()
@@ -448,6 +480,10 @@ def show(name: str = typer.Argument(...)):
         loss = data["loss"] or []
         if loss and isinstance(loss[0], list):
             t.add_row("AMF loss", f"{loss[0][0]:.4f} → {loss[-1][-1]:.4f} over {len(loss)} guided steps")
+        facts = data["asset"]
+        t.add_row("asset file", facts["error"] if "error" in facts else
+                  f"format v{facts['format_version']}, {facts['steps']} steps ({facts['scheduler']}), guided at "
+                  f"timesteps {', '.join(map(str, facts['guided_timesteps'] or []))}")
         t.add_row("params", json.dumps(data["params"]))
         t.add_row("renders", str(len(data["renders"])))
         out.print(t)
@@ -458,11 +494,7 @@ def show(name: str = typer.Argument(...)):
 @app.command()
 def rm(names: List[str] = typer.Argument(..., help="Motions to remove.")):
     """Remove motions (their files go when no other motion shares them)."""
-    lib = state.library()
-    for n in names:
-        lib.get(n)  # all-or-nothing: fail before removing anything
-    for n in names:
-        lib.remove(n)
+    state.library().remove_many(names)  # all or nothing
     emit({"removed": names}, lambda: out.print(f"removed {', '.join(names)}"))
 
 
@@ -614,45 +646,74 @@ def eval_(
 
 # --------------------------------------------------------------------------------------------
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q")
+GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--device")
+
+
+def _command_index(args: list[str]) -> Optional[int]:
+    """Position of the command word: the first argument that is neither a global option nor its value."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in GLOBAL_OPTIONS_WITH_VALUE:
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return i
+        i += 1
+    return None
 
 
 def hoist_global_flags(argv: list[str]) -> list[str]:
-    """Let value-less global flags follow the command too (`motionlib list --json`)."""
-    if "--" in argv:
-        cut = argv.index("--")
-        head, tail = argv[:cut], argv[cut:]
-    else:
-        head, tail = argv, []
-    if "tag" in head:  # after `tag NAME`, -x means "remove tag x"
-        cut = head.index("tag")
-        head, tail = head[:cut], head[cut:] + tail
-    flags = [a for a in head if a in GLOBAL_FLAGS]
-    return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
+    """Let value-less global flags follow the command too (`motionlib list --json`).
+
+    After `tag`, `-x` means "remove tag x", so there only the long forms (--json, --verbose, --quiet)
+    move; nothing after `--` moves."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[:cut], argv[cut:]
+    at = _command_index(head)
+    if at is None:
+        return argv
+    movable = [f for f in GLOBAL_FLAGS if f.startswith("--")] if head[at] == "tag" else GLOBAL_FLAGS
+    command = head[at:]
+    return head[:at] + [a for a in command if a in movable] + [a for a in command if a not in movable] + tail
+
+
+BUG_HINT = ("this is a bug in motionlib, not a problem with your input; please report it with the traceback "
+            "above (and the command you ran)")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    torch = sys.modules.get("torch")  # only a command that loaded torch can run out of GPU memory
+    return torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: run the app and turn user errors into one line + exit code 1."""
-    from motionlib.asset import AssetError
-    from motionlib.errors import MotionlibError
-    from motionlib.store import LibraryError
-    from motionlib.video import VideoError
-
+    """Console entry point: run the app; motionlib's own errors become one line + exit code 1, anything
+    else (a bug) shows its traceback and asks for a report."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", message=".*kept in float32.*")
     argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, prog_name="motionlib")
-    except (UserError, MotionlibError, LibraryError, VideoError, AssetError, ValueError, OSError, RuntimeError) as e:
-        if state.verbose:
-            raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, KeyError) and msg[:1] in "'\"" and msg[-1:] == msg[:1]:
-            msg = msg[1:-1]
-        err.print(f"[red]Error:[/red] {msg}", highlight=False, soft_wrap=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as e:
+        if state.verbose:
+            raise
+        if isinstance(e, MotionlibError):
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        elif _out_of_memory(e):
+            msg = (f"out of GPU memory ({str(e).strip().splitlines()[0] if str(e).strip() else 'CUDA'}); try "
+                   "--checkpointing on, fewer --frames, a smaller --height/--width, or --device cpu")
+        else:
+            import traceback
+
+            traceback.print_exc()
+            err.print(f"[red]Internal error:[/red] {type(e).__name__}: {BUG_HINT}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        err.print(f"[red]Error:[/red] {msg}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 from . import serve as _serve  # noqa: E402,F401  registers `motionlib serve` (its imports load only when it runs)

@@ -1,4 +1,4 @@
-"""A rich progress bar fed by the engine's progress events."""
+"""A rich progress bar fed by the engine's progress events (``motionlib.progress``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from motionlib.progress import DenoiseStep, OptimiseStep, ProgressEvent, ReferenceExtracted
 
 
 class EngineProgress:
@@ -31,16 +33,12 @@ class EngineProgress:
             self.tasks[key] = self.bar.add_task(description, total=total, info="")
         return self.tasks[key]
 
-    def __call__(self, event: dict) -> None:
-        phase = event.get("phase")
-        if phase == "reference":
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, ReferenceExtracted):
             self.bar.console.log("reference motion extracted") if self.enabled else None
-        elif phase == "optimise":
-            total = event["total"] * event["opt_steps"]
-            task = self._task("optimise", "optimising ρ", total)
-            done = (event["step"] - 1) * event["opt_steps"] + event["k"]
-            self.bar.update(task, completed=done,
-                            info=f"step {event['step']}/{event['total']} loss {event['loss']:.4f}")
-        elif phase == "denoise":
-            task = self._task("denoise", "denoising", event["total"])
-            self.bar.update(task, completed=event["step"])
+        elif isinstance(event, OptimiseStep):
+            task = self._task("optimise", "optimising ρ", event.total * event.opt_steps)
+            self.bar.update(task, completed=event.done, info=f"step {event.step}/{event.total} loss {event.loss:.4f}")
+        elif isinstance(event, DenoiseStep):
+            task = self._task("denoise", "denoising", event.total)
+            self.bar.update(task, completed=event.step)

@@ -21,7 +21,9 @@ def check_diffusers(version: str | None = None) -> str:
         version = diffusers.__version__
     v = _parse(version)
     if not ((0, 42) <= v[:2] < (0, 43)):
-        raise RuntimeError(
+        from .errors import ModelError
+
+        raise ModelError(
             f"motionlib is tested with diffusers {','.join(TESTED_DIFFUSERS)} but found {version}: "
             f"install a tested version with: pip install 'diffusers{','.join(TESTED_DIFFUSERS)}'"
         )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from .errors import ParameterError
 from .guidance import guided_step_count
 from .injection import reference_kv
+from .progress import ProgressFn
 from .rho import from_stored
-from .sampling import ProgressFn, prepare, sample
+from .sampling import prepare, sample
 
 
 def nearest_timestep(stored: list[int], t: float) -> int:
@@ -47,7 +49,7 @@ def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None,
     """Render `prompt` moving like `asset`: video [F, 3, H, W] in [0, 1] (or latents)."""
     asset.check_compatible(model.spec)
     if strength < 0:
-        raise ValueError(f"strength must be >= 0, got {strength}")
+        raise ParameterError(f"strength must be >= 0, got {strength}")
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
                   guidance_scale=guidance_scale)
     latents = sample(run, [AssetHook(asset, strength, inject)], progress=progress)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,17 +27,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import MotionlibError
+from .assetheader import FORMAT, MAX_HEADER_BYTES, VERSION, AssetError, read_header  # noqa: F401  (re-exported)
 from .models.spec import ModelSpec
 from .rho import check_parametrisation, names_for
-
-FORMAT = "motionlib.motion"
-VERSION = 1
-MAX_HEADER_BYTES = 1 << 20  # metadata + tensor table; a 5B asset needs ~10 KB
-
-
-class AssetError(MotionlibError, ValueError):
-    """A motion file that is not a valid motionlib asset (or not for this model)."""
 
 
 @dataclass
@@ -229,36 +220,12 @@ def inspect(path: str | os.PathLike) -> dict:
     version, or any tensor whose name, shape or dtype differs from what the metadata implies.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AssetError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) < 8:
-            raise AssetError(f"{path}: not a motion file (too short)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_HEADER_BYTES or n + 8 > size:
-            raise AssetError(f"{path}: not a motion file (header of {n} bytes is not plausible)")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise AssetError(f"{path}: not a motion file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise AssetError(f"{path}: not a motion file (header is not a table)")
-    try:
-        meta = json.loads(header.get("__metadata__", {}).get("motionlib", "null"))
-    except (AttributeError, TypeError, json.JSONDecodeError):
-        meta = None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise AssetError(f"{path}: not a motionlib motion (no motionlib metadata)")
-    if meta.get("version") != VERSION:
-        raise AssetError(f"{path}: motion format version {meta.get('version')} is not supported "
-                         f"(this motionlib reads version {VERSION})")
+    head = read_header(path)
+    meta, tensors, n, size = head.meta, head.tensors, head.header_bytes, head.file_bytes
     try:
         expected = _expected(meta)
     except (KeyError, TypeError, ValueError, ArithmeticError) as e:
         raise AssetError(f"{path}: motion metadata is invalid ({e})") from None
-    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     if set(tensors) != set(expected):
         extra = sorted(set(tensors) - set(expected))[:3]
         missing = sorted(set(expected) - set(tensors))[:3]

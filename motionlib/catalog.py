@@ -17,6 +17,7 @@ import torch
 
 from .asset import MotionAsset, inspect
 from .descriptor import DESCRIPTOR_VERSION, motion_descriptor
+from .errors import ParameterError
 from .learn import learn, reference_motion
 from .thumbnail import save_thumbnails
 from .video import read_video, to_uint8
@@ -40,11 +41,11 @@ def with_geometry(model, num_frames: int | None = None, height: int | None = Non
     s = model.spec
     spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
     if (spec.num_frames - 1) % spec.temporal_compression:
-        raise ValueError(f"{s.name} needs a frame count of the form {spec.temporal_compression}k+1 "
+        raise ParameterError(f"{s.name} needs a frame count of the form {spec.temporal_compression}k+1 "
                          f"(e.g. {s.num_frames}), got {spec.num_frames}")
     step = spec.spatial_compression * spec.patch_size
     if spec.height % step or spec.width % step:
-        raise ValueError(f"{s.name} needs height and width divisible by {step}, got {spec.height}x{spec.width}")
+        raise ParameterError(f"{s.name} needs height and width divisible by {step}, got {spec.height}x{spec.width}")
     if spec == s:
         return model
     return replace(model, spec=spec)
@@ -106,11 +107,7 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
                  steps: int | None = None, sampling: str = "spread", tags=(), force: bool = False,
                  progress=None, **overrides):
     """Read a clip, learn its motion and store it under `name`. Returns the catalogue row."""
-    library.validate_name(name)
-    if not force and library.exists(name):
-        from .store import MotionExists
-
-        raise MotionExists(name)
+    library.check_new_name(name, force=force)  # before minutes of learning
     s = model.spec
     video, info = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
     source = {"name": Path(video_path).name, "sha256": sha256_of(Path(video_path)), "fps": info.fps,

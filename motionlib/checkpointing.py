@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import ParameterError
+
 CHOICES = ("auto", "on", "off")
 # bytes kept per block for backward, per (token x hidden width x element size), by ρ family:
 # measured 17.7 on CogVideoX-5B (RoPE, bf16) and 10.1 on -2B (sin-cos, fp16) on an H200
@@ -64,7 +66,7 @@ def free_for_pass(model) -> int | None:
 
 def check(setting: bool | str) -> None:
     if not isinstance(setting, bool) and setting not in CHOICES:
-        raise ValueError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
+        raise ParameterError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
 
 
 def resolve(setting: bool | str, model, blocks: tuple[int, ...], *, truncate: bool = True) -> bool:

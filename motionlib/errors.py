@@ -8,7 +8,7 @@ This module imports nothing heavy, so the store and the CLI can use it without t
 
 from __future__ import annotations
 
-__all__ = ["MotionlibError", "ParameterError"]
+__all__ = ["MotionlibError", "ParameterError", "ModelError", "WeightsMissing"]
 
 
 class MotionlibError(Exception):
@@ -17,3 +17,11 @@ class MotionlibError(Exception):
 
 class ParameterError(MotionlibError, ValueError):
     """A parameter value the engine cannot use (names the parameter and the bad value)."""
+
+
+class ModelError(MotionlibError, RuntimeError):
+    """A model that cannot be loaded or run here: unknown, weights missing or offline, unsupported version."""
+
+
+class WeightsMissing(ModelError, FileNotFoundError):
+    """Model weights that are not on this machine (names the file or source and how to get them)."""

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 
 from .amf import amf_loss, motion_flow
+from .errors import ParameterError
 from .injection import reference_kv
+from .progress import OptimiseStep, ProgressFn
 from .rho import Parametrised, check_parametrisation
 from .transformer import Controls, forward
 
@@ -49,16 +51,16 @@ class GuidanceParams:
 
     def validate(self, spec) -> None:
         if not self.blocks:
-            raise ValueError("at least one guidance block is needed")
+            raise ParameterError("at least one guidance block is needed")
         for b in (*self.blocks, *self.inject_blocks):
             if not 0 <= b < spec.num_layers:
-                raise ValueError(f"block {b} is outside the model's 0..{spec.num_layers - 1}")
+                raise ParameterError(f"block {b} is outside the model's 0..{spec.num_layers - 1}")
         if not 0 < self.guided_fraction <= 1:
-            raise ValueError(f"guided_fraction must be in (0, 1], got {self.guided_fraction}")
+            raise ParameterError(f"guided_fraction must be in (0, 1], got {self.guided_fraction}")
         if self.opt_steps < 1:
-            raise ValueError(f"opt_steps must be >= 1, got {self.opt_steps}")
+            raise ParameterError(f"opt_steps must be >= 1, got {self.opt_steps}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ParameterError(f"temperature must be > 0, got {self.temperature}")
         check_parametrisation(self.parametrisation)
 
     def to_dict(self) -> dict:
@@ -109,9 +111,9 @@ class Guidance:
     """StepHook running DiTFlow's optimisation on ρ_t (mode "rho") or z_t (mode "latent")."""
 
     def __init__(self, reference, params: GuidanceParams, *, mode: str = "rho",
-                 stop_after_guided: bool = True, progress=None, checkpointing: bool = True):
+                 stop_after_guided: bool = True, progress: ProgressFn | None = None, checkpointing: bool = True):
         if mode not in ("rho", "latent"):
-            raise ValueError(f"mode must be 'rho' or 'latent', got {mode!r}")
+            raise ParameterError(f"mode must be 'rho' or 'latent', got {mode!r}")
         if not isinstance(checkpointing, bool):
             raise TypeError(f"checkpointing must be a bool (motionlib.checkpointing.resolve), got {checkpointing!r}")
         self.reference, self.params, self.mode = reference, params, mode
@@ -158,8 +160,8 @@ class Guidance:
                     opt.step()
                 step_losses.append(float(loss.detach()))
                 if self.progress:
-                    self.progress({"phase": "optimise", "step": state.index + 1, "total": n, "k": k + 1,
-                                   "opt_steps": p.opt_steps, "loss": step_losses[-1], "lr": lr})
+                    self.progress(OptimiseStep(step=state.index + 1, total=n, k=k + 1, opt_steps=p.opt_steps,
+                                               loss=step_losses[-1], lr=lr))
         self.losses.append(step_losses)
         self.timesteps.append(int(t))
         state.controls.inject = kv

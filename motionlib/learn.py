@@ -14,9 +14,11 @@ import torch
 from . import checkpointing as ckpt
 from .amf import motion_flow
 from .asset import MotionAsset
+from .errors import ParameterError
 from .guidance import Guidance, GuidanceParams
+from .progress import ProgressFn, ReferenceExtracted
 from .rho import base_rho
-from .sampling import ProgressFn, prepare, sample
+from .sampling import prepare, sample
 from .transformer import Controls, forward
 
 
@@ -31,7 +33,7 @@ def _check_video(model, video: torch.Tensor) -> None:
     s = model.spec
     want = (s.num_frames, 3, s.height, s.width)
     if tuple(video.shape) != want:
-        raise ValueError(f"video tensor is {list(video.shape)}; {s.name} needs {list(want)} "
+        raise ParameterError(f"video tensor is {list(video.shape)}; {s.name} needs {list(want)} "
                          f"(read it with motionlib.video.read_video)")
 
 
@@ -79,7 +81,7 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
     params = _params(model, params, overrides)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     if progress:
-        progress({"phase": "reference"})
+        progress(ReferenceExtracted())
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress,
                      checkpointing=ckpt.resolve(checkpointing, model, params.blocks))

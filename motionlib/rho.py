@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .errors import ModelError, ParameterError
+
 ROPE_NAMES = ("q_cos", "q_sin", "k_cos", "k_sin")
 POSEMB_NAMES = ("pos",)
 SHIFT_NAMES = ("q_shift", "k_shift")
@@ -44,7 +46,7 @@ def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
 
 def check_parametrisation(parametrisation: str) -> None:
     if parametrisation not in PARAMETRISATIONS:
-        raise ValueError(f"parametrisation must be one of {', '.join(PARAMETRISATIONS)}, got {parametrisation!r}")
+        raise ParameterError(f"parametrisation must be one of {', '.join(PARAMETRISATIONS)}, got {parametrisation!r}")
 
 
 @dataclass
@@ -221,7 +223,7 @@ def base_rho(model) -> Rho:
     transformer, spec = model.transformer, model.spec
     cfg = transformer.config
     if getattr(cfg, "patch_size_t", None) is not None:
-        raise ValueError("CogVideoX 1.5 checkpoints (temporal patches) are not supported")
+        raise ModelError("CogVideoX 1.5 checkpoints (temporal patches) are not supported")
     frames, rows, cols = spec.grid
     if spec.family == "rope":
         from diffusers.models.embeddings import get_3d_rotary_pos_embed

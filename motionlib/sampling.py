@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
+from .errors import ParameterError
+from .progress import DenoiseStep, ProgressFn
 from .rho import base_rho
 from .transformer import Controls, forward
 
-ProgressFn = Callable[[dict], None]
 
 
 def dynamic_cfg_scale(guidance_scale: float, t: float, num_steps: int) -> float:
@@ -76,7 +77,7 @@ def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, ste
               spec.guidance_scale if guidance_scale is None else guidance_scale,
               spec.use_dynamic_cfg if use_dynamic_cfg is None else use_dynamic_cfg)
     if run.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {run.steps}")
+        raise ParameterError(f"steps must be >= 1, got {run.steps}")
     run.generator = torch.Generator(device="cpu").manual_seed(seed)
     texts = [negative_prompt, prompt] if run.do_cfg else [prompt]
     run.embeds = model.encode_prompt(texts)
@@ -127,7 +128,7 @@ def sample(run: Run, hooks: list[StepHook] = (), progress: ProgressFn | None = N
             latents = sched.step(noise_pred, t, latents, eta=0.0, generator=run.generator, return_dict=False)[0]
         latents = latents.to(run.model.dtype)
         if progress:
-            progress({"phase": "denoise", "step": i + 1, "total": len(run.timesteps)})
+            progress(DenoiseStep(step=i + 1, total=len(run.timesteps)))
     return latents
 
 

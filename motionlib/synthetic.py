@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ParameterError
+
 
 def texture(height: int, width: int, *, seed: int = 0, base: int = 90, contrast: int = 40) -> np.ndarray:
     """A seeded, smooth, low-contrast RGB texture (uint8 [H, W, 3]) so motion is visible yet not trivial."""
@@ -45,7 +47,7 @@ def moving_disc(
     default it is chosen so the whole path is centred in the frame.
     """
     if num_frames < 1 or height < 1 or width < 1:
-        raise ValueError(f"num_frames, height and width must be >= 1, got {num_frames}, {height}, {width}")
+        raise ParameterError(f"num_frames, height and width must be >= 1, got {num_frames}, {height}, {width}")
     dx, dy = float(velocity[0]), float(velocity[1])
     if start is None:
         span = num_frames - 1
@@ -54,7 +56,7 @@ def moving_disc(
 
     if isinstance(background, str):
         if background != "texture":
-            raise ValueError(f"background must be an RGB tuple or 'texture', got {background!r}")
+            raise ParameterError(f"background must be an RGB tuple or 'texture', got {background!r}")
         bg = texture(height, width, seed=seed)
     else:
         bg = np.empty((height, width, 3), np.uint8)

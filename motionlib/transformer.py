@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .errors import ModelError
 from .rho import Rho
 
 
@@ -127,7 +128,7 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
     """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass."""
     install_processors(transformer)
     if getattr(transformer, "ofs_embedding", None) is not None:
-        raise ValueError("image-to-video CogVideoX variants (ofs embedding) are not supported")
+        raise ModelError("image-to-video CogVideoX variants (ofs embedding) are not supported")
     batch, frames, _, height, width = latents.shape
     emb = transformer.time_embedding(transformer.time_proj(timestep).to(latents.dtype), None)
 

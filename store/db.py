@@ -3,22 +3,26 @@
 SQLite connections get WAL journaling, a 30 s busy timeout and foreign keys. Write transactions
 made through ``write_engine(engine)`` start with ``BEGIN IMMEDIATE`` so concurrent writers queue
 on the busy timeout instead of failing with a stale-snapshot "database is locked".
+
+Opening a library costs one query on the ``alembic_version`` table: migrations are numbered
+(``migrations/versions/NNNN_*.py`` holds revision ``NNNN``), so the head is the largest number and
+alembic is imported only when the catalogue is older than that (or new).
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["open_engine", "migrate", "write_engine", "alembic_config", "current_revision", "head_revision",
-           "BUSY_TIMEOUT_S"]
+           "schema_revision", "BUSY_TIMEOUT_S"]
 
 BUSY_TIMEOUT_S = 30.0
 _IMMEDIATE = "motionlib_begin_immediate"
@@ -70,6 +74,8 @@ def migrations_path() -> Path:
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An alembic Config built in code: script_location = the installed ``motionlib.migrations``."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_path()))
     if engine is not None:
@@ -78,20 +84,38 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest migration's revision: the largest ``NNNN`` of ``migrations/versions/NNNN_*.py``."""
+    numbers = [p.name.split("_", 1)[0] for p in (migrations_path() / "versions").glob("[0-9]*_*.py")]
+    return max(numbers, default=None)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The catalogue's revision in one plain query (None: no schema yet), without alembic."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except (exc.OperationalError, exc.ProgrammingError):  # no such table (SQLite / PostgreSQL): a new catalogue
+        return None
+    return rows[0][0] if len(rows) == 1 else None
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The catalogue's revision as alembic reads it."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """``alembic upgrade <revision>`` on ``engine``; safe when several processes open a library at once."""
-    cfg = alembic_config(engine)
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    if revision == "head" and current_revision(engine) == head:
+    """``alembic upgrade <revision>`` on ``engine``; safe when several processes open a library at once.
+
+    A catalogue already at the head costs one query and never imports alembic."""
+    if revision == "head" and schema_revision(engine) == head_revision():
         return  # fast path: nothing to do, no write lock taken
+    from alembic import command
+
+    cfg = alembic_config(engine)
     # One transaction around the whole upgrade; on SQLite it is BEGIN IMMEDIATE, so a second
     # process opening the library at the same moment waits and then finds the schema current.
     with write_engine(engine).begin() as conn:

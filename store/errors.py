@@ -42,7 +42,8 @@ class MotionExists(LibraryError):
 
     def __init__(self, name: str):
         self.name = name
-        super().__init__(f"a motion named '{name}' already exists; pick another name, or replace it with force=True")
+        super().__init__(f"a motion named '{name}' already exists; pick another name, or replace it "
+                         "(--force, or force=True in Python)")
 
 
 class InvalidName(LibraryError, ValueError):

@@ -40,23 +40,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
-import faiss
 import numpy as np
 
-from .blobs import TMP_MARKER, fsync_dir
+from .blobs import TMP_MARKER, fsync_dir, sha256_file
 
 __all__ = ["DescriptorIndex", "IndexState", "CatalogueSource", "normalise", "as_descriptor", "pq_factory",
            "FLAT_MAX", "K_FACTOR"]
 
 log = logging.getLogger("motionlib.store")
 
-SIDECAR_FORMAT = 2
+SIDECAR_FORMAT = 3  # 3: the sidecar holds the index file's sha256, so ``check`` needs no faiss
 FLAT_MAX = 20_000  # exact flat search up to this many descriptors (~2 ms at 20k, 408-d, one core)
 K_FACTOR = 32  # candidates per result the fast scan proposes for exact re-ranking
 PQ_MIN = 16  # a 4-bit PQ needs at least 16 training vectors
 TRAIN_MAX = 16_384  # PQ training sample (faiss uses at most 256 points per centroid anyway)
 REFIT_GROWTH = 2.0  # retrain the PQ when the index has grown this much since it was trained
 POSTFILTER_MAX = 1024  # up to this many excluded ids: search k + excluded and filter; above: exact restricted
+
+
+class _LazyFaiss:
+    """faiss, imported on first use: catalogue commands that never search or build an index skip it."""
+
+    def __getattr__(self, name: str):
+        import faiss as module
+
+        globals()["faiss"] = module
+        return getattr(module, name)
+
+
+faiss = _LazyFaiss()
 
 
 def as_descriptor(vec) -> np.ndarray:
@@ -198,16 +210,21 @@ class DescriptorIndex:
             return None
         return data if isinstance(data, dict) else None
 
-    def _read(self) -> tuple[faiss.Index | None, dict | None, str]:
+    def _read_sidecar_checked(self) -> tuple[dict | None, str]:
+        """The sidecar and "" if it describes an index of this version and format, else why not."""
         side = self.read_sidecar()
         if side is None:
-            return None, None, "index sidecar is missing or unreadable"
+            return None, "index sidecar is missing or unreadable"
         if side.get("version") != self.version:
-            return None, side, f"index was built for descriptor version {side.get('version')}, not {self.version}"
+            return side, f"index was built for descriptor version {side.get('version')}, not {self.version}"
         if side.get("format") != SIDECAR_FORMAT:
-            return None, side, f"index was saved in format {side.get('format')}, not {SIDECAR_FORMAT}"
-        if not side.get("count"):
-            return None, side, ""  # a valid, empty index has no .faiss file
+            return side, f"index was saved in format {side.get('format')}, not {SIDECAR_FORMAT}"
+        return side, ""
+
+    def _read(self) -> tuple[faiss.Index | None, dict | None, str]:
+        side, reason = self._read_sidecar_checked()
+        if reason or not side.get("count"):
+            return None, side, reason  # a valid, empty index has no .faiss file
         try:
             index = faiss.read_index(str(self.faiss_path))
         except Exception:  # faiss raises RuntimeError on missing or truncated files
@@ -250,6 +267,7 @@ class DescriptorIndex:
         self.sidecar_path.unlink(missing_ok=True)
         if index is not None and index.ntotal:
             self._write_atomic(self.faiss_path, lambda p: faiss.write_index(index, str(p)))
+            side["file_sha"] = sha256_file(self.faiss_path)[0]
         else:
             self.faiss_path.unlink(missing_ok=True)
         self._write_atomic(self.sidecar_path, lambda p: p.write_text(json.dumps(side)))
@@ -288,10 +306,19 @@ class DescriptorIndex:
         return True
 
     def check(self, signature: tuple[int, int]) -> IndexState:
-        """State of the file on disk against the catalogue's ``signature`` (the in-memory index is not used)."""
-        _, side, reason = self._read()
+        """State of the file on disk against the catalogue's ``signature`` (the in-memory index is not used).
+
+        Reads the sidecar and hashes the index file against it; faiss is not loaded."""
+        side, reason = self._read_sidecar_checked()
         if reason:
             return IndexState(False, reason)
+        if side.get("count"):
+            try:
+                sha = sha256_file(self.faiss_path)[0]
+            except OSError:
+                return IndexState(False, "index file is missing or unreadable")
+            if sha != side.get("file_sha"):
+                return IndexState(False, "index file does not match its sidecar")
         if (side.get("db_count"), side.get("db_max_id")) != tuple(signature):
             return IndexState(True, "the saved index predates the latest catalogue changes; the next search "
                                     "catches up from the catalogue", behind=True)

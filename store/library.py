@@ -203,8 +203,11 @@ class Library:
     def __init__(self, home: Path | str | None = None, db_url: str | None = None, *,
                  descriptor_version: int = DESCRIPTOR_VERSION):
         self.home = (Path(home).expanduser() if home is not None else _default_home()).resolve()
-        for sub in ("blobs", "thumbs", "index", "tmp"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in ("blobs", "thumbs", "index", "tmp"):
+                (self.home / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LibraryError(f"cannot use {self.home} as the library folder: {exc.strerror or exc}") from exc
         self.db_url = db_url or os.environ.get("MOTIONLIB_DB_URL") or f"sqlite:///{self.home / 'motionlib.db'}"
         self.descriptor_version = int(descriptor_version)
         self.blobs = BlobStore(self.home / "blobs")
@@ -257,6 +260,15 @@ class Library:
             if bad:
                 raise InvalidName(f"{what} {name!r} contains {''.join(bad)!r}; {rule}")
             raise InvalidName(f"{what} {name!r} must start with a letter or digit; {rule}")
+        return name
+
+    def check_new_name(self, name: str, *, force: bool = False) -> str:
+        """``name`` if a new motion may be stored under it: valid (InvalidName) and, unless ``force``
+        (replace), not taken (MotionExists). The one check learn, import and add_motion share; callers
+        run it before long work, and ``add_motion`` re-checks inside its transaction."""
+        self.validate_name(name)
+        if not force and self.exists(name):
+            raise MotionExists(name)
         return name
 
     def _clean_tags(self, tags: Iterable[str]) -> list[str]:
@@ -410,7 +422,7 @@ class Library:
         Thumbnail files are copied (the caller's files are left in place). With ``force`` an
         existing motion of that name is replaced in the same transaction.
         """
-        self.validate_name(name)
+        self.check_new_name(name, force=force)  # fail fast, before copying anything
         tag_list = self._clean_tags(tags)
         cols = self._meta_to_columns(meta)
         try:
@@ -419,8 +431,6 @@ class Library:
             raise LibraryError(f"bad descriptor for '{name}': {exc}") from None
         version = cols.pop("descriptor_version", None) or self.descriptor_version
         self._check_dim(version, desc.size)
-        if not force and self.exists(name):
-            raise MotionExists(name)  # fail fast, before copying anything
 
         sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
         rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
@@ -459,15 +469,23 @@ class Library:
 
     def remove(self, name: str) -> Motion:
         """Delete the motion's row (renders keep its name); its files go when nothing else uses them."""
+        return self.remove_many([name])[0]
+
+    def remove_many(self, names: Iterable[str]) -> list[Motion]:
+        """``remove`` for several motions in one transaction: all of them, or none when one is missing."""
+        names = list(dict.fromkeys(names))
         with self._write_session() as s:
-            m = s.exec(select(Motion).where(Motion.name == name)).first()
-            if m is None:
-                raise self._not_found(name)
-            s.delete(m)
+            rows = {m.name: m for m in s.exec(select(Motion).where(Motion.name.in_(names))).all()}
+            missing = [n for n in names if n not in rows]
+            if missing:
+                raise self._not_found(missing[0])
+            for m in rows.values():
+                s.delete(m)
             s.commit()
-        self._gc_sha(m.blob_sha256)
-        self._refresh_index()
-        return m
+        for m in rows.values():
+            self._gc_sha(m.blob_sha256)
+        self._refresh_index(build=False)
+        return [rows[n] for n in names]
 
     def rename(self, old: str, new: str) -> Motion:
         self.validate_name(new)
@@ -503,16 +521,19 @@ class Library:
 
     def export(self, name: str, dest: Path | str, *, overwrite: bool = False) -> Path:
         """Copy the (verified) asset to ``dest`` (a file, or a folder -> ``<folder>/<name>.safetensors``)."""
+        m = self.get(name)
         dest = Path(dest).expanduser()
         if dest.is_dir():
-            dest = dest / f"{self.validate_name(name)}.safetensors"
+            dest = dest / f"{m.name}.safetensors"  # a stored name is valid: no path separators
         if not dest.parent.is_dir():
             raise LibraryError(f"cannot export to {dest}: folder {dest.parent} does not exist")
         if dest.exists() and not overwrite:
             raise LibraryError(f"{dest} already exists; pass overwrite=True to replace it")
-        m = self.get(name)
         src = self.blobs.verify(m.blob_sha256, motion=m.name)
-        sha, _ = atomic_copy(src, dest)
+        try:
+            sha, _ = atomic_copy(src, dest)
+        except OSError as exc:
+            raise LibraryError(f"cannot export to {dest}: {exc.strerror or exc}") from exc
         if sha != m.blob_sha256:
             raise CorruptBlob(f"motion '{m.name}': asset file {src} changed while exporting; run doctor",
                               path=src, motion=m.name, expected=m.blob_sha256, actual=sha)
@@ -529,18 +550,19 @@ class Library:
         ``thumbnails_fn(copy, meta, workdir) -> {"png": path, "gif": path}`` (optional; failures
         only lose the thumbnails). Rejections raise ImportRejected.
         """
-        self.validate_name(name)
+        self.check_new_name(name, force=force)
         path = Path(path).expanduser()
         if not path.exists():
             raise ImportRejected(f"{path}: no such file")
         if not path.is_file():
             raise ImportRejected(f"{path}: not a regular file")
-        if not force and self.exists(name):
-            raise MotionExists(name)
         work = Path(tempfile.mkdtemp(prefix="import-", suffix=TMP_MARKER, dir=self.home / "tmp"))
         try:
             staged = work / "asset.safetensors"
-            shutil.copyfile(path, staged)
+            try:
+                shutil.copyfile(path, staged)
+            except OSError as exc:
+                raise ImportRejected(f"{path}: cannot read it ({exc.strerror or exc})") from exc
             try:
                 meta = validate(staged)
             except Exception as exc:
@@ -604,11 +626,11 @@ class Library:
         with self._read_session() as s:
             return self.index.sync(_Source(s, self.descriptor_version), force_rebuild=force_rebuild)
 
-    def _refresh_index(self) -> None:
+    def _refresh_index(self, *, build: bool = True) -> None:
         """After a catalogue write: update the in-memory index if this Library has one (cheap: the new rows
-        only), or build the index if it has no file yet (e.g. the first motion). Otherwise the saved index
-        just lags the catalogue and the next search catches up."""
-        if not (self.index.loaded or not self.index.sidecar_path.exists()):
+        only), or, with ``build``, build the index if it has no file yet (e.g. the first motion). Otherwise
+        the saved index just lags the catalogue and the next search catches up."""
+        if not (self.index.loaded or (build and not self.index.sidecar_path.exists())):
             return
         try:
             self._sync_index()
@@ -726,6 +748,10 @@ class Library:
                 else:
                     p.unlink(missing_ok=True)
                 rep.repaired.append(f"removed temp file {p}")
-            n = self.rebuild_index()
+            try:
+                n = self.rebuild_index()
+            except OSError as exc:
+                raise LibraryError(f"could not save the rebuilt search index in {self.index.folder}: "
+                                   f"{exc.strerror or exc}") from exc
             rep.repaired.append(f"rebuilt the search index ({n} descriptors)")
         return rep

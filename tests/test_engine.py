@@ -10,6 +10,7 @@ from motionlib.apply import apply, nearest_timestep
 from motionlib.asset import AssetError, MotionAsset, inspect
 from motionlib.guidance import GuidanceParams, guided_step_count, learning_rate
 from motionlib.learn import learn, reference_motion, transfer
+from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted
 from motionlib.rho import base_rho
 from motionlib.sampling import dynamic_cfg_scale, generate
 
@@ -79,11 +80,15 @@ def test_amf_loss_falls_during_learn(learnt):
 def test_learn_stops_after_last_guided_step(learnt):
     for m, asset, events in learnt.values():
         n = len(asset.timesteps)
-        denoised = [e for e in events if e["phase"] == "denoise"]
+        denoised = [e for e in events if isinstance(e, DenoiseStep)]
         assert len(denoised) == n - 1  # no denoising after the last guided step, no decode
-        opt = [e for e in events if e["phase"] == "optimise"]
+        opt = [e for e in events if isinstance(e, OptimiseStep)]
         assert len(opt) == n * m.spec.guidance.opt_steps
         assert asset.timesteps == sorted(asset.timesteps, reverse=True)
+        assert events[0] == ReferenceExtracted() and {type(e) for e in events} == {
+            ReferenceExtracted, OptimiseStep, DenoiseStep}
+        assert [e.done for e in opt] == list(range(1, len(opt) + 1))  # typed, ordered, no gaps
+        assert [e.loss for e in opt] == [x for step in asset.losses for x in step]
 
 
 def test_rho_is_warm_started_and_keyed_by_timestep(learnt):

@@ -239,6 +239,7 @@ def test_render_queue_runs_one_at_a_time_in_order():
     import time
 
     from motionlib.errors import MotionlibError
+    from motionlib.progress import DenoiseStep
     from motionlib.web.jobs import RenderQueue
 
     running, peak, order, gate = [0], [0], [], threading.Event()
@@ -247,7 +248,7 @@ def test_render_queue_runs_one_at_a_time_in_order():
         running[0] += 1
         peak[0] = max(peak[0], running[0])
         gate.wait(10)
-        progress({"phase": "denoise", "step": 1, "total": 2})
+        progress(DenoiseStep(step=1, total=2))
         time.sleep(0.02)
         order.append(job.id)
         running[0] -= 1

@@ -56,6 +56,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import WeightsMissing
 from . import data
 
 EVAL_SEED_BASE = 1_000_000  # reference/query clips: make_clip seeds far from anything training draws
@@ -399,8 +400,8 @@ def resolve_weights(path) -> tuple[str, Path]:
         ck = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
         if ck is not None:
             return "checkpoint", ck / "state.safetensors"
-        raise FileNotFoundError(f"{p}: no shapes.safetensors, state.safetensors or checkpoints/ inside")
-    raise FileNotFoundError(f"shapes weights not found: {p}")
+        raise WeightsMissing(f"{p}: no shapes.safetensors, state.safetensors or checkpoints/ inside")
+    raise WeightsMissing(f"shapes weights not found: {p}")
 
 
 def load_eval_model(weights=None, *, random: bool = False, ema: bool = True, device="cpu"):
@@ -412,7 +413,7 @@ def load_eval_model(weights=None, *, random: bool = False, ema: bool = True, dev
         return shapes_model(pretrained=False, device=device), {"weights": "random"}
     if weights is None:
         if not DEFAULT_WEIGHTS.is_file():
-            raise FileNotFoundError("no bundled shapes weights: pass --weights (a shapes.safetensors, a "
+            raise WeightsMissing("no bundled shapes weights: pass --weights (a shapes.safetensors, a "
                                     "training run folder or checkpoint) or --random")
         weights = DEFAULT_WEIGHTS
     kind, file = resolve_weights(weights)

@@ -15,48 +15,14 @@ from pathlib import Path
 
 import torch
 
-from ..models.spec import GuidanceDefaults, ModelSpec
+from ..errors import ModelError, WeightsMissing
+from ..models.spec import ModelSpec
 from .codec import PixelShuffleCodec
+from .spec import DEFAULT_WEIGHTS, SHAPES_GUIDANCE, SHAPES_SPEC, shapes_spec  # noqa: F401  (re-exported)
 from .text import VOCAB, WordEmbeddingEncoder, build_tokenizer
 
-DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "shapes.safetensors"
 TEXT_DIM = 64
 TIME_EMBED_DIM = 128
-
-SHAPES_GUIDANCE = GuidanceDefaults(
-    blocks=(3,),  # a middle block of 6 (the paper's block 20 of 42 for CogVideoX-5B)
-    # Chosen with `python -m motionlib.demo.sweep` (first weights; 3 families x 2 held-out clips x 4
-    # zero-shot renders; the largest-blob direction agreement, 1 = the reference's direction):
-    # - parametrisation: 'table' 0.07 (lr 0.05 -> 0.02) vs 'shift' 0.32 (lr 0.3 -> 0.1);
-    # - shift lr 0.05 / 0.15 / 0.3 / 0.6 (each decaying to about a third): 0.16 / 0.23 / 0.32 / 0.13;
-    # - at lr 0.3: opt_steps 10 / 20 / 30: 0.32 / 0.41 / 0.34; guided fraction 0.6: 0.19 (vs 0.4);
-    #   confidence mask off: 0.11 (vs 0.15).
-    parametrisation="shift", shift_lr=(0.3, 0.1),  # (also the default elsewhere, from this sweep)
-    lr_start=0.05, lr_end=0.02,  # for the table parametrisation: the paper's 0.002 barely moves ρ here
-    opt_steps=20, guided_fraction=0.4, temperature=2.0,
-    inject_blocks=(0,),
-    # flat black backgrounds tie the attention; at block 3 the disc's peak probability has median
-    # 0.37 and the background's 95th percentile is 0.05-0.11 (motionlib eval), so 0.15 separates them
-    confidence=0.15,
-    latent_lr=(0.01, 0.005),  # z_t mode: 0.05 saturates the latent of this model
-)
-
-
-def shapes_spec() -> ModelSpec:
-    return ModelSpec(
-        name="shapes", family="rope", source="builtin:shapes",
-        num_frames=8, height=32, width=32,
-        temporal_compression=1, spatial_compression=2, patch_size=2,
-        text_len=12, heads=4, head_dim=32, num_layers=6,
-        dtype="float32", scheduler="ddim",
-        num_inference_steps=30, guidance_scale=4.0, use_dynamic_cfg=False, fps=8,
-        guidance=SHAPES_GUIDANCE,
-        description="demo DiT (CogVideoX architecture, 3D RoPE, ~2.5M params) trained on procedural "
-                    "moving discs (red/green/blue/yellow on black or dim textured backgrounds), 8x32x32",
-    )
-
-
-SHAPES_SPEC = shapes_spec()
 
 
 def build_scheduler():
@@ -129,7 +95,7 @@ def load_weights(text_encoder, transformer, path: str | Path) -> dict[str, str]:
         meta = f.metadata() or {}
     vocab = json.loads(meta.get("vocab", "null") or "null")
     if vocab is not None and vocab != VOCAB:
-        raise ValueError(f"{path}: trained with another vocabulary than motionlib.demo.text.VOCAB")
+        raise ModelError(f"{path}: trained with another vocabulary than motionlib.demo.text.VOCAB")
     state = load_file(str(path))
     for prefix, module in (("transformer.", transformer), ("text_encoder.", text_encoder)):
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -156,7 +122,7 @@ def build_shapes(weights: str | Path | None = None, seed: int = 0, *, pretrained
     codec = PixelShuffleCodec(spec.spatial_compression)
     if pretrained:
         if weights is not None and not Path(weights).is_file():
-            raise FileNotFoundError(f"shapes weights not found: {weights}")
+            raise WeightsMissing(f"shapes weights not found: {weights}")
         path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         if path.is_file():
             load_weights(text_encoder, transformer, path)

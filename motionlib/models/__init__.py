@@ -1,17 +1,33 @@
-"""Model registry and loading: `load_model("tiny-5b")`, `load_model("THUDM/CogVideoX-5b")`."""
+"""Model registry and loading: `load_model("tiny-5b")`, `load_model("THUDM/CogVideoX-5b")`.
+
+The registry (specs, `known_models`, `resolve_spec`) imports neither torch nor diffusers, so the
+catalogue commands can read it at once; `load_model` and `Model` bring them in when used.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .._compat import check_diffusers
-from .base import Model
+from ..errors import ModelError, ParameterError, WeightsMissing
 from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
 from .spec import GuidanceDefaults, ModelSpec
 from .tiny import tiny_spec
+
+if TYPE_CHECKING:
+    import torch
+
+    from .base import Model
+
+
+def __getattr__(name: str):
+    if name == "Model":  # torch-backed: imported on first use
+        from .base import Model
+
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec"]
 
@@ -21,14 +37,14 @@ _HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
 
 
 def _shapes() -> dict[str, ModelSpec]:
-    from ..demo.model import SHAPES_SPEC
+    from ..demo.spec import SHAPES_SPEC
 
     return {"shapes": SHAPES_SPEC}
 
 
 def shapes_available() -> bool:
     """Whether the bundled demo model's trained weights are installed."""
-    from ..demo.model import DEFAULT_WEIGHTS
+    from ..demo.spec import DEFAULT_WEIGHTS
 
     return DEFAULT_WEIGHTS.is_file()
 
@@ -53,7 +69,7 @@ def resolve_spec(name_or_path: str) -> ModelSpec:
     if path.is_dir():
         return spec_from_folder(path)
     names = ", ".join(known_models())
-    raise ValueError(f"unknown model {name_or_path!r}: use one of {names}, a CogVideoX hub id or a local folder")
+    raise ParameterError(f"unknown model {name_or_path!r}: use one of {names}, a CogVideoX hub id or a local folder")
 
 
 def spec_from_folder(path: Path) -> ModelSpec:
@@ -64,7 +80,7 @@ def spec_from_folder(path: Path) -> ModelSpec:
     def config(part: str) -> dict:
         f = path / part / "config.json"
         if not f.is_file():
-            raise ValueError(f"{path} is not a CogVideoX pipeline folder (no {part}/config.json)")
+            raise ParameterError(f"{path} is not a CogVideoX pipeline folder (no {part}/config.json)")
         return json.loads(f.read_text())
 
     tr, vae = config("transformer"), config("vae")
@@ -84,6 +100,8 @@ def spec_from_folder(path: Path) -> ModelSpec:
 
 
 def default_device() -> torch.device:
+    import torch
+
     return torch.device(os.environ.get("MOTIONLIB_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
@@ -100,6 +118,9 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
     (``motionlib.memory``; the choice is ``model.plan``). num_frames/height/width override the
     spec's geometry (``motionlib.catalog.with_geometry``) before the choice.
     """
+    import torch
+
+    from .base import Model
     from .. import memory, offload as placement
 
     check_diffusers()
@@ -114,7 +135,7 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
         from ..demo.model import DEFAULT_WEIGHTS, build_shapes
 
         if not DEFAULT_WEIGHTS.is_file():
-            raise FileNotFoundError(f"the shapes demo weights are not installed ({DEFAULT_WEIGHTS}); "
+            raise WeightsMissing(f"the shapes demo weights are not installed ({DEFAULT_WEIGHTS}); "
                                     f"train them with: python -m motionlib.demo.train")
         parts = build_shapes(DEFAULT_WEIGHTS, seed=seed)
     elif spec.source.startswith("builtin:"):
@@ -124,7 +145,11 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
     else:
         from .cogvideox import load_components
 
-        parts = load_components(spec, spec.source, dtype)
+        try:
+            parts = load_components(spec, spec.source, dtype)
+        except OSError as e:  # from_pretrained without network or cache, or an unreadable folder
+            raise ModelError(f"could not load {spec.source}: {(str(e).strip() or type(e).__name__).splitlines()[0]} "
+                             "(no weights offline? try --model tiny-5b, or a local CogVideoX folder)") from e
     tokenizer, text_encoder, vae, transformer, scheduler = parts
     for m in (text_encoder, vae, transformer):
         m.requires_grad_(False).eval()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import string
 
-import torch
-
 from .spec import GuidanceDefaults, ModelSpec
 
 TINY_GUIDANCE = GuidanceDefaults(blocks=(2,), lr_start=0.05, lr_end=0.02, opt_steps=3,
@@ -53,6 +51,7 @@ def build_tokenizer(text_len: int):
 
 def build_tiny(spec: ModelSpec, seed: int = 0):
     """(tokenizer, text_encoder, vae, transformer, scheduler) for a tiny preset."""
+    import torch
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 

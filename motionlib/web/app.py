@@ -192,7 +192,7 @@ class Core:
             if name not in self.models:
                 try:
                     self.models[name] = load_model(name, device=self.settings.device)
-                except (OSError, ValueError) as exc:
+                except MotionlibError as exc:  # unknown model, weights missing or not downloadable offline
                     raise HTTPProblem(400, f"could not load model {name}: {str(exc).splitlines()[0]}") from exc
         return with_geometry(self.models[name], **geometry)
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from motionlib.errors import MotionlibError
+from motionlib.progress import DenoiseStep, ProgressEvent
 
 #: a render function: (job, progress callback) -> result dict (the CLI's `apply --json` keys)
 RenderFn = Callable[["Job", Callable[[dict], None]], dict]
@@ -107,10 +108,10 @@ class RenderQueue:
                 continue
             job.status, job.message = "running", "loading the model"
 
-            def progress(event: dict, job: Job = job) -> None:
-                if event.get("phase") == "denoise" and event.get("total"):
-                    job.progress = event["step"] / event["total"]
-                    job.message = f"denoising step {event['step']}/{event['total']}"
+            def progress(event: ProgressEvent, job: Job = job) -> None:
+                if isinstance(event, DenoiseStep) and event.total:
+                    job.progress = event.step / event.total
+                    job.message = f"denoising step {event.step}/{event.total}"
 
             try:
                 job.result = self._render(job, progress)
