@@ -9,10 +9,11 @@ With the standard wheel a rightward flow is red, leftward cyan-blue, upward viol
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .fsutil import atomic_write
 
 __all__ = ["flow_to_rgb", "wheel_legend", "amf_thumbnail", "amf_animation", "save_thumbnails",
            "thumbnail_layout"]
@@ -253,19 +254,7 @@ def amf_thumbnail(frames, amf, grid: tuple[int, int], *, max_columns: int = 8,
 
 
 def _atomic_save(image: Image.Image, path, **kwargs) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        image.save(tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: image.save(tmp, **kwargs))
 
 
 def amf_animation(frames, amf, grid: tuple[int, int], path, fps: float = 4, *,
