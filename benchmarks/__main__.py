@@ -26,6 +26,7 @@ SECTIONS = {  # key -> module; in report order
     "assets": "benchmarks.assets",
     "search": "benchmarks.search",
     "catalogue": "benchmarks.catalogue",
+    "reliability": "benchmarks.reliability",
     "gpu": "benchmarks.gpu",
     "serve": "benchmarks.serve",
 }

@@ -134,9 +134,9 @@ def warn(msg: str) -> None:
 
 
 @contextmanager
-def shown_warnings():
+def shown_warnings(about: str):
     """motionlib's own warnings raised inside (e.g. an asset without a content hash) print as one
-    'Warning:' line each, once; other warnings pass through."""
+    'Warning: ABOUT: …' line each, once; other warnings pass through."""
     from motionlib.integrity import UnverifiedAsset
 
     caught: list = []
@@ -147,7 +147,7 @@ def shown_warnings():
     finally:
         ours = [w for w in caught if issubclass(w.category, UnverifiedAsset)]
         for msg in dict.fromkeys(str(w.message) for w in ours):
-            warn(msg)
+            warn(f"{about}: {msg}")
         for w in caught:
             if w not in ours:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -306,7 +306,7 @@ def apply(
     memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
     row = lib.get(name)  # everything the render needs is read now: the catalogue may change meanwhile
-    with shown_warnings():
+    with shown_warnings(f"motion '{name}'"):
         asset = load_motion(lib, row)
     m = model_for_asset(asset.spec, model, memory)
     asset.check_compatible(m.spec)
@@ -542,7 +542,7 @@ def import_(file: Path = typer.Argument(..., help="A motion asset file (.safeten
     from motionlib.catalog import import_motion
 
     name = name or file.stem
-    with shown_warnings():
+    with shown_warnings(file.name):
         row = import_motion(state.library(), file, name, force=force)
     emit({"name": row.name, "model": row.model_name},
          lambda: out.print(f"imported {row.name} ({row.model_name})"))

@@ -124,8 +124,8 @@ class MotionAsset:
         if not verify(path, head):
             if meta["version"] >= 2:
                 raise DamagedAsset(f"{path}: damaged: its content hash is missing")
-            warnings.warn(UnverifiedAsset(f"{Path(path).name}: motion format version {meta['version']} carries no "
-                                          "content hash, so damage cannot be detected (export it again to add one)"),
+            warnings.warn(UnverifiedAsset(f"motion format version {meta['version']} carries no content hash, so "
+                                          "damage cannot be detected (export it again to add one)"),
                           stacklevel=2)
         spec = ModelSpec.from_dict(meta["spec"])
         rho, amf, conf = {}, {}, {}

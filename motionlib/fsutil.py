@@ -54,10 +54,8 @@ def no_space_is_an_error(where: str | os.PathLike) -> Iterator[None]:
     """Turn a full-disk error raised inside (by any library) into ``NoSpaceLeft(where)``."""
     try:
         yield
-    except NoSpaceLeft:
-        raise
     except Exception as exc:
-        if is_no_space(exc):
+        if is_no_space(exc):  # also a NoSpaceLeft from inside: name the place the caller knows
             raise NoSpaceLeft(where) from exc
         raise
 

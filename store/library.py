@@ -371,30 +371,31 @@ class Library:
         if not force and self.exists(name):
             raise MotionExists(name)  # fail fast, before copying anything
 
-        sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
-        replaced: Motion | None = None
-        try:
-            rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
-            with self._write_session() as s, no_space_is_an_error(self.home):  # 3. one transaction
-                old = s.exec(select(Motion).where(Motion.name == name)).first()
-                if old is not None:
-                    if not force:
-                        raise MotionExists(name)
-                    replaced = old
-                    s.delete(old)
-                    s.flush()  # the DELETE must reach the DB before the INSERT of the same name
-                motion = Motion(name=name, blob_sha256=sha, blob_bytes=nbytes, thumb_png=rel.get("png"),
-                                thumb_gif=rel.get("gif"), descriptor=desc.astype("<f4").tobytes(),
-                                descriptor_version=version, **cols)
-                motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
-                s.add(motion)
-                try:
-                    s.commit()
-                except IntegrityError:
-                    raise MotionExists(name) from None
-        except BaseException:
-            self._gc_sha(sha)  # nothing half-stored: no row, so the blob and thumbnails go
-            raise
+        with no_space_is_an_error(self.home):  # a full disk: NoSpaceLeft, and nothing half-stored
+            sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
+            replaced: Motion | None = None
+            try:
+                rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
+                with self._write_session() as s:  # 3. one transaction
+                    old = s.exec(select(Motion).where(Motion.name == name)).first()
+                    if old is not None:
+                        if not force:
+                            raise MotionExists(name)
+                        replaced = old
+                        s.delete(old)
+                        s.flush()  # the DELETE must reach the DB before the INSERT of the same name
+                    motion = Motion(name=name, blob_sha256=sha, blob_bytes=nbytes, thumb_png=rel.get("png"),
+                                    thumb_gif=rel.get("gif"), descriptor=desc.astype("<f4").tobytes(),
+                                    descriptor_version=version, **cols)
+                    motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
+                    s.add(motion)
+                    try:
+                        s.commit()
+                    except IntegrityError:
+                        raise MotionExists(name) from None
+            except BaseException:
+                self._gc_sha(sha)  # nothing half-stored: no row, so the blob and thumbnails go
+                raise
         # A concurrent doctor/remove may have collected the blob between steps 1 and 3: re-put.
         if not self.blobs.exists(sha):
             self.blobs.put(Path(asset_file))
