@@ -303,7 +303,7 @@ def fuzz(n: int, seed: int = 0, workdir: Path | None = None) -> FuzzResult:
 
 
 def run(cfg: Config) -> Section:
-    n = 300 if cfg.quick else 1500
+    n = 100 if cfg.quick else 1500
     sec = Section("reliability", "Reliability: fuzzed import of damaged motion files",
                   "≥ 1,000 mutants (full run): 0 tracebacks, 0 damaged files accepted, catalogue unchanged after "
                   "every rejection")

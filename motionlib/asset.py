@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 from .fsutil import atomic_write
-from .integrity import FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal, verify
+from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
+                        verify)
 from .models.spec import ModelSpec
 from .rho import check_parametrisation, names_for
 

@@ -18,8 +18,8 @@ from typing import BinaryIO, Callable, Iterator, Union
 
 from .errors import MotionlibError
 
-__all__ = ["NoSpaceLeft", "TMP_MARKER", "CHUNK", "atomic_write", "atomic_copy", "sha256_file", "fsync_dir",
-           "temp_path", "is_no_space", "no_space_is_an_error"]
+__all__ = ["NoSpaceLeft", "TMP_MARKER", "CHUNK", "atomic_write", "atomic_copy", "sha256_file", "fsync_file",
+           "fsync_dir", "temp_path", "is_no_space", "no_space_is_an_error"]
 
 CHUNK = 1 << 20
 TMP_MARKER = ".tmp"
@@ -78,6 +78,12 @@ def sha256_file(path: str | os.PathLike, start: int = 0, end: int | None = None)
     return h.hexdigest(), n
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """fsync a file written by someone else (a library that opened it itself)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """fsync a folder so a rename inside it is durable (no-op where unsupported, e.g. Windows)."""
     if os.name == "nt":
@@ -123,8 +129,7 @@ def atomic_write(path: str | os.PathLike, content: Content, *, stream: bool = Fa
                     result = content(f)
             if callable(content) and not stream:
                 result = content(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_file(tmp)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -188,7 +188,8 @@ class Guidance:
 
     def _diverged(self, index: int, n: int, t, what: str) -> Diverged:
         stored = "; nothing was stored" if self.mode == "rho" else ""
-        return Diverged(f"the {'ρ' if self.mode == 'rho' else 'z_t'} optimisation diverged at guided step {index + 1}/{n} "
+        what_var = "ρ" if self.mode == "rho" else "z_t"
+        return Diverged(f"the {what_var} optimisation diverged at guided step {index + 1}/{n} "
                         f"(timestep {int(t)}), {what}{stored}; try a lower learning rate (--lr)")
 
     def _loss_and_backward(self, run, latents, t, kw, opt, scale: float) -> torch.Tensor:

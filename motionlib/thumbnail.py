@@ -260,8 +260,8 @@ def _atomic_save(image: Image.Image, path, **kwargs) -> None:
 def amf_animation(frames, amf, grid: tuple[int, int], path, fps: float = 4, *,
                   max_cell_side: int | None = MAX_CELL_SIDE) -> str:
     """Animated GIF: for each latent frame i < F-1, the frame beside its flow map to frame i+1 and
-    the legend (shared max magnitude). F-1 GIF frames (one still frame when F == 1). Written to a
-    temporary file in the same folder and moved into place with ``os.replace``; returns the path."""
+    the legend (shared max magnitude). F-1 GIF frames (one still frame when F == 1). Written with
+    ``fsutil.atomic_write``; returns the path."""
     frames = _to_uint8_frames(frames)
     amf = _to_numpy_amf(amf)
     num_latent = amf.shape[0]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fsutil import atomic_write, fsync_dir
+from ..fsutil import atomic_write, fsync_dir, fsync_file
 
 CKPT_KEEP = 2
 
@@ -79,8 +79,7 @@ def save_checkpoint(out: Path, state: dict, tensors: dict[str, torch.Tensor], lo
     with open(tmp / "state.json", "w") as f:
         json.dump(state, f, indent=1)
     for part in ("state.json", "state.safetensors"):
-        with open(tmp / part, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp / part)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
