@@ -245,7 +245,7 @@ def _read(path: str | os.PathLike) -> tuple[Header, dict]:
                          f"(this motionlib reads versions {', '.join(map(str, READS))})")
     try:
         expected = _expected(meta)
-    except (KeyError, TypeError, ValueError, ArithmeticError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
         raise AssetError(f"{path}: motion metadata is invalid ({e})") from None
     tensors = head.table
     if set(tensors) != set(expected):
