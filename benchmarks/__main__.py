@@ -26,9 +26,9 @@ SECTIONS = {  # key -> module; in report order
     "assets": "benchmarks.assets",
     "search": "benchmarks.search",
     "catalogue": "benchmarks.catalogue",
-    "reliability": "benchmarks.reliability",
     "gpu": "benchmarks.gpu",
     "serve": "benchmarks.serve",
+    "reliability": "benchmarks.reliability",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

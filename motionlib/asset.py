@@ -198,6 +198,9 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     params = meta.get("params")
     if not isinstance(params, dict):
         raise ValueError("params must be a table")
+    for key, kind in (("steps", int), ("scheduler", dict), ("losses", list), ("source", dict), ("created_at", str)):
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{key} must be a {kind.__name__}")
     _int_list(list(params.get("inject_blocks", [])), 0, spec.num_layers, "params.inject_blocks")
     param = params.get("parametrisation", "table")
     check_parametrisation(param)
