@@ -29,6 +29,7 @@ SECTIONS = {  # key -> module; in report order
     "gpu": "benchmarks.gpu",
     "serve": "benchmarks.serve",
     "startup": "benchmarks.startup",
+    "reliability": "benchmarks.reliability",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

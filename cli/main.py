@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -146,6 +147,30 @@ def model_for_asset(spec, override: Optional[str], memory: Memory):
 
 class UserError(MotionlibError):
     """A bad command-line value the CLI itself checks; shown as one line."""
+
+
+def warn(msg: str) -> None:
+    err.print(f"[yellow]Warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def shown_warnings(about: str):
+    """motionlib's own warnings raised inside (e.g. an asset without a content hash) print as one
+    'Warning: ABOUT: …' line each, once; other warnings pass through."""
+    from motionlib.integrity import UnverifiedAsset
+
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnverifiedAsset)
+            yield
+    finally:
+        ours = [w for w in caught if issubclass(w.category, UnverifiedAsset)]
+        for msg in dict.fromkeys(str(w.message) for w in ours):
+            warn(f"{about}: {msg}")
+        for w in caught:
+            if w not in ours:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def progress_bar():
@@ -298,7 +323,9 @@ def apply(
     path = check_output(output or default_output(f"{name}-{seed}", gif))
     memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
-    asset = load_motion(lib, name)
+    row = lib.get(name)  # everything the render needs is read now: the catalogue may change meanwhile
+    with shown_warnings(f"motion '{name}'"):
+        asset = load_motion(lib, row)
     m = model_for_asset(asset.spec, model, memory)
     asset.check_compatible(m.spec)
     started = time.monotonic()
@@ -307,9 +334,16 @@ def apply(
                              inject=inject, progress=bar)
     write(video, path, m.spec.fps)
     seconds = round(time.monotonic() - started, 2)
-    lib.record_render(name, prompt=prompt, output_path=str(path.resolve()), seed=seed,
-                      steps=steps or asset.steps, strength=strength, seconds=seconds)
-    emit({"output": str(path), "motion": name, "seconds": seconds},
+    from motionlib.store import MotionNotFound
+
+    try:
+        lib.record_render(name, prompt=prompt, output_path=str(path.resolve()), seed=seed,
+                          steps=steps or asset.steps, strength=strength, seconds=seconds, motion_id=row.id)
+        recorded = True
+    except MotionNotFound:
+        recorded = False
+        warn(f"the render could not be recorded: motion '{name}' was removed or renamed while it rendered")
+    emit({"output": str(path), "motion": name, "seconds": seconds, "recorded": recorded},
          lambda: out.print(f"wrote {path} ({seconds} s)"))
 
 
@@ -456,12 +490,14 @@ def motion_details(lib, name: str) -> dict:
 
 def asset_facts(lib, name: str) -> dict:
     """What the asset file's header says that the catalogue row does not (read without torch)."""
-    from motionlib.assetheader import read_header
+    from motionlib.integrity import read_header
 
     try:
         meta = read_header(lib.asset_path(name, verify=False)).meta
     except MotionlibError as e:  # missing or damaged file: show still shows the row
         return {"error": str(e)}
+    if meta is None:
+        return {"error": "not a motionlib motion (no motionlib metadata)"}
     return {"format_version": meta.get("version"), "guided_timesteps": meta.get("timesteps"),
             "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name")}
 
@@ -522,29 +558,38 @@ def tag(name: str = typer.Argument(...),
 @app.command()
 def export(name: str, file: Path = typer.Argument(..., help="Destination file or folder."),
            force: bool = typer.Option(False, "--force", "-f", help="Overwrite FILE.")):
-    """Copy a motion's asset file (safetensors) out of the library."""
+    """Copy a motion's asset file (safetensors, with its content hash) out of the library."""
+    from motionlib.integrity import seal_file
+
     path = state.library().export(name, file, overwrite=force)
-    emit({"name": name, "file": str(path)}, lambda: out.print(f"exported {name} to {path}"))
+    sealed = seal_file(path)  # a motion stored in an older format leaves with its hash added
+    emit({"name": name, "file": str(path), "sealed": sealed},
+         lambda: out.print(f"exported {name} to {path}" + (" (upgraded to the current format, with its content "
+                                                           "hash)" if sealed else "")))
 
 
 @app.command("import")
 def import_(file: Path = typer.Argument(..., help="A motion asset file (.safetensors)."),
             name: Optional[str] = typer.Option(None, "--name", "-n", help="Name in this library (default: file stem)."),
             force: bool = typer.Option(False, "--force", "-f")):
-    """Import a motion asset file; its header is validated and nothing in it is executed."""
+    """Import a motion asset file: its header, content hash and values are checked; nothing in it is executed."""
     from motionlib.catalog import import_motion
 
     name = name or file.stem
-    row = import_motion(state.library(), file, name, force=force)
+    with shown_warnings(file.name):
+        row = import_motion(state.library(), file, name, force=force)
     emit({"name": row.name, "model": row.model_name},
          lambda: out.print(f"imported {row.name} ({row.model_name})"))
 
 
 @app.command()
 def doctor(repair: bool = typer.Option(False, "--repair", help="Remove orphans and temp files, rebuild the index.")):
-    """Check the library: orphan blobs (e.g. from a killed learn), corrupt files, stale index."""
-    report = state.library().doctor(repair=repair)
-    data = {"ok": report.ok, "problems": report.problems(), "repaired": report.repaired,
+    """Check the library: orphan blobs (e.g. from a killed learn), corrupt or damaged files (checksums and each
+    file's embedded content hash), stale index."""
+    from motionlib.integrity import check_file
+
+    report = state.library().doctor(repair=repair, check_content=check_file)
+    data = {"ok": report.ok, "problems": report.problems(), "notes": report.notes(), "repaired": report.repaired,
             "skipped": report.skipped}
     emit(data, lambda: out.print(str(report)))
     if report.needs_attention or (report.problems() and not repair):

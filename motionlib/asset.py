@@ -12,24 +12,31 @@ Tensors:
   frames, so thumbnails can be redrawn from the file alone (e.g. after import).
 
 The JSON header metadata holds the format name and version, the model spec, the guided timesteps,
-scheduler, every learn parameter and the loss history. `load` checks the header size, every
-tensor's name, shape and dtype against that metadata before reading any tensor data.
+scheduler, every learn parameter, the loss history and (version 2) the SHA-256 of the tensor data
+and of the rest of the header (motionlib.integrity). `load` checks the header size, every tensor's
+name, shape and dtype against that metadata before reading any tensor data, then both hashes, and
+refuses NaN or Inf in any tensor. Version-1 files (no hash) load with an ``UnverifiedAsset`` warning.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from .assetheader import FORMAT, MAX_HEADER_BYTES, VERSION, AssetError, read_header  # noqa: F401  (re-exported)
+from .fsutil import atomic_write
+from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
+                        verify)
 from .models.spec import ModelSpec
 from .rho import check_parametrisation, names_for
+
+__all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
+
 
 
 @dataclass
@@ -97,48 +104,53 @@ class MotionAsset:
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temp file in the same folder, fsync, rename)."""
+        """Write atomically (fsutil.atomic_write), sealed with its hashes; refuses non-finite tensors."""
         from safetensors.torch import save
 
+        tensors = self.tensors()
+        for name, t in tensors.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise AssetError(f"cannot save the motion: tensor {name} holds NaN or Inf "
+                                 "(values beyond ±65504 do not fit float16)")
+        data = seal(save(tensors, metadata={"motionlib": json.dumps(self._metadata(), allow_nan=False)}))
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = save(self.tensors(), metadata={"motionlib": json.dumps(self._metadata())})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "MotionAsset":
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        meta = inspect(path)
+        head, meta = _read(path)
+        if not verify(path, head):
+            if meta["version"] >= 2:
+                raise DamagedAsset(f"{path}: damaged: its content hash is missing")
+            warnings.warn(UnverifiedAsset(f"motion format version {meta['version']} carries no content hash, so "
+                                          "damage cannot be detected (export it again to add one)"),
+                          stacklevel=2)
         spec = ModelSpec.from_dict(meta["spec"])
         rho, amf, conf = {}, {}, {}
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            latent = f.get_tensor("ref.latent").float()
-            for t in meta["timesteps"]:
-                names = names_for(spec.family, meta["params"].get("parametrisation", "table"))
-                rho[t] = {n: f.get_tensor(f"rho.{t}.{n}").float() for n in names}
-            for b in meta["blocks"]:
-                amf[b] = f.get_tensor(f"ref.amf.{b}").float()
-                conf[b] = f.get_tensor(f"ref.conf.{b}").float()
-            frames = f.get_tensor("ref.frames") if meta.get("frames_shape") else None
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                latent = f.get_tensor("ref.latent")
+                for t in meta["timesteps"]:
+                    names = names_for(spec.family, meta["params"].get("parametrisation", "table"))
+                    rho[t] = {n: f.get_tensor(f"rho.{t}.{n}") for n in names}
+                for b in meta["blocks"]:
+                    amf[b] = f.get_tensor(f"ref.amf.{b}")
+                    conf[b] = f.get_tensor(f"ref.conf.{b}")
+                frames = f.get_tensor("ref.frames") if meta.get("frames_shape") else None
+        except SafetensorError as e:
+            raise AssetError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+        named = {"ref.latent": latent, **{f"rho.{t}.{n}": v for t, d in rho.items() for n, v in d.items()},
+                 **{f"ref.conf.{b}": c for b, c in conf.items()}}
+        for name, v in named.items():
+            if not bool(torch.isfinite(v).all()):
+                raise AssetError(f"{path}: tensor {name} holds NaN or Inf")
+        latent = latent.float()
+        rho = {t: {n: v.float() for n, v in d.items()} for t, d in rho.items()}
+        amf = {b: a.float() for b, a in amf.items()}
+        conf = {b: c.float() for b, c in conf.items()}
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
@@ -186,6 +198,9 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     params = meta.get("params")
     if not isinstance(params, dict):
         raise ValueError("params must be a table")
+    for key, kind in (("steps", int), ("scheduler", dict), ("losses", list), ("source", dict), ("created_at", str)):
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{key} must be a {kind.__name__}")
     _int_list(list(params.get("inject_blocks", [])), 0, spec.num_layers, "params.inject_blocks")
     param = params.get("parametrisation", "table")
     check_parametrisation(param)
@@ -218,26 +233,59 @@ def inspect(path: str | os.PathLike) -> dict:
 
     Raises AssetError naming the problem: not safetensors, header too large, wrong format or
     version, or any tensor whose name, shape or dtype differs from what the metadata implies.
+    The hashes are checked by ``MotionAsset.load`` (which reads the data anyway).
     """
-    path = Path(path)
+    return _read(path)[1]
+
+
+def _read(path: str | os.PathLike) -> tuple[Header, dict]:
     head = read_header(path)
-    meta, tensors, n, size = head.meta, head.tensors, head.header_bytes, head.file_bytes
+    meta = head.meta
+    if meta is None or meta.get("format") != FORMAT:
+        raise AssetError(f"{path}: not a motionlib motion (no motionlib metadata)")
+    if meta.get("version") not in READS:
+        raise AssetError(f"{path}: motion format version {meta.get('version')} is not supported "
+                         f"(this motionlib reads versions {', '.join(map(str, READS))})")
     try:
         expected = _expected(meta)
-    except (KeyError, TypeError, ValueError, ArithmeticError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
         raise AssetError(f"{path}: motion metadata is invalid ({e})") from None
+    tensors = head.table
     if set(tensors) != set(expected):
         extra = sorted(set(tensors) - set(expected))[:3]
         missing = sorted(set(expected) - set(tensors))[:3]
         raise AssetError(f"{path}: unexpected tensors {extra} / missing {missing}")
-    end = 0
+    spans = []
     for name, (shape, dtype) in expected.items():
         info = tensors[name]
-        got = tuple(info.get("shape", ()))
-        ok_shape = got == shape
-        if info.get("dtype") != dtype or not ok_shape:
-            raise AssetError(f"{path}: tensor {name} is {info.get('dtype')}{list(got)}, expected {dtype}{list(shape)}")
-        end = max(end, int(info["data_offsets"][1]))
-    if end + 8 + n != size:
+        got = info.get("shape") if isinstance(info, dict) else None
+        if (not isinstance(info, dict) or info.get("dtype") != dtype or not isinstance(got, list)
+                or not all(type(x) is int for x in got) or tuple(got) != shape):
+            got = got if isinstance(got, list) else []
+            dt = info.get("dtype") if isinstance(info, dict) else None
+            raise AssetError(f"{path}: tensor {name} is {dt}{got}, expected {dtype}{list(shape)}")
+        offsets = info.get("data_offsets")
+        nbytes = _ITEMSIZE[dtype] * _numel(shape)
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+                or offsets[0] < 0 or offsets[1] - offsets[0] != nbytes):
+            raise AssetError(f"{path}: tensor {name} has data offsets {str(offsets)[:40]} that do not fit "
+                             f"its {nbytes} bytes")
+        spans.append(tuple(offsets))
+    end = 0
+    for start, stop in sorted(spans):
+        if start != end:
+            raise AssetError(f"{path}: tensor data offsets overlap or leave gaps")
+        end = stop
+    if end + head.data_start != head.size:
         raise AssetError(f"{path}: file size does not match its tensor table (truncated or padded)")
-    return meta
+    return head, meta
+
+
+_ITEMSIZE = {"F16": 2, "I16": 2, "U8": 1}
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for x in shape:
+        n *= x
+    return n

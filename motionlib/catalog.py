@@ -7,7 +7,7 @@ at all (the store commits the row only after the blob is durable).
 
 from __future__ import annotations
 
-import hashlib
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .asset import MotionAsset, inspect
+from .asset import MotionAsset
 from .descriptor import DESCRIPTOR_VERSION, motion_descriptor
 from .errors import ParameterError
+from .fsutil import TMP_MARKER, no_space_is_an_error, sha256_file
 from .learn import learn, reference_motion
 from .thumbnail import save_thumbnails
 from .video import read_video, to_uint8
@@ -26,14 +27,6 @@ PREVIEW_HEIGHT = 96
 # Thumbnails leave out flow vectors whose peak attention probability is below this: on flat
 # regions attention ties and the argmax points anywhere, which would drown the real motion.
 THUMB_MIN_CONFIDENCE = 0.15
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def with_geometry(model, num_frames: int | None = None, height: int | None = None, width: int | None = None):
@@ -110,7 +103,7 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
     library.check_new_name(name, force=force)  # before minutes of learning
     s = model.spec
     video, info = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
-    source = {"name": Path(video_path).name, "sha256": sha256_of(Path(video_path)), "fps": info.fps,
+    source = {"name": Path(video_path).name, "sha256": sha256_file(video_path)[0], "fps": info.fps,
               "frames": info.frame_count, "width": info.width, "height": info.height, "sampling": sampling}
     asset = learn(model, video, prompt=prompt, seed=seed, steps=steps, source=source, progress=progress,
                   **overrides)
@@ -119,34 +112,38 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
 
 
 def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool = False):
-    work = Path(tempfile.mkdtemp(prefix="learn-", suffix=".tmp", dir=library.home / "tmp"))
-    try:
-        path = asset.save(work / "asset.safetensors")
-        thumbs = thumbnails_of(asset, work)
-        return library.add_motion(name, asset_file=path, meta=meta_of(asset), descriptor=descriptor_of(asset),
-                                  thumbnails=thumbs, tags=tags, force=force)
-    finally:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
+    """Save, thumbnail and add the asset; whole or not at all (a full disk raises NoSpaceLeft)."""
+    with no_space_is_an_error(library.home / "tmp"):
+        work = Path(tempfile.mkdtemp(prefix="learn-", suffix=TMP_MARKER, dir=library.home / "tmp"))
+        try:
+            path = asset.save(work / "asset.safetensors")
+            thumbs = thumbnails_of(asset, work)
+            return library.add_motion(name, asset_file=path, meta=meta_of(asset), descriptor=descriptor_of(asset),
+                                      thumbnails=thumbs, tags=tags, force=force)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def import_motion(library, path: str | Path, name: str, *, force: bool = False, tags=()):
-    """Import an asset file: validated by header (nothing executed), described and thumbnailed."""
+    """Import an asset file: validated by header, hashes and values (nothing executed), described
+    and thumbnailed. A file of an older format without hashes imports with an UnverifiedAsset warning."""
+    loaded: dict[Path, MotionAsset] = {}
 
-    def validate(p: Path) -> dict:
-        inspect(p)
-        return meta_of(MotionAsset.load(p))
+    def asset(p: Path) -> MotionAsset:  # the staged copy, read (and verified) once
+        if p not in loaded:
+            loaded[p] = MotionAsset.load(p)
+        return loaded[p]
 
-    return library.import_file(path, name=name, validate=validate,
-                               descriptor_fn=lambda p, meta: descriptor_of(MotionAsset.load(p)),
-                               thumbnails_fn=lambda p, meta, work: thumbnails_of(MotionAsset.load(p), work),
+    return library.import_file(path, name=name, validate=lambda p: meta_of(asset(p)),
+                               descriptor_fn=lambda p, meta: descriptor_of(asset(p)),
+                               thumbnails_fn=lambda p, meta, work: thumbnails_of(asset(p), work),
                                force=force, tags=tags)
 
 
-def load_motion(library, name: str) -> MotionAsset:
-    """The stored asset of `name`, its checksum verified."""
-    return MotionAsset.load(library.asset_path(name, verify=True))
+def load_motion(library, motion) -> MotionAsset:
+    """The stored asset of `motion` (a name, or a row read earlier), its checksum verified."""
+    m = library.get(motion) if isinstance(motion, str) else motion
+    return MotionAsset.load(library.blobs.verify(m.blob_sha256, motion=m.name))
 
 
 def clip_descriptor(model, video_path: str | Path, sampling: str = "spread") -> np.ndarray:

@@ -3,21 +3,28 @@
 At each of the first ``guided_fraction`` of the denoising steps, ρ_t (or z_t) is optimised with
 Adam for ``opt_steps`` steps so that the soft AMF of the generation at the guidance block(s)
 matches the reference's hard AMF. ρ_t is warm-started from ρ_{t-1}; a new Adam is made per step.
+A non-finite loss, ρ_t (or a ρ_t that would overflow the asset's float16) or z_t stops the run
+with ``Diverged`` naming the step.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
 from .amf import amf_loss, motion_flow
-from .errors import ParameterError
+from .errors import MotionlibError, ParameterError
 from .injection import reference_kv
 from .progress import OptimiseStep, ProgressFn
 from .rho import Parametrised, check_parametrisation
 from .transformer import Controls, forward
+
+
+class Diverged(MotionlibError, RuntimeError):
+    """The optimisation produced a non-finite loss or variable; its message names the step."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,9 @@ class Guidance:
                 if all(bool(torch.isfinite(g).all()) for g in grads):
                     opt.step()
                 step_losses.append(float(loss.detach()))
+                if not math.isfinite(step_losses[-1]):
+                    raise self._diverged(state.index, n, t, f"Adam step {k + 1}/{p.opt_steps}: the AMF loss is "
+                                                            f"{step_losses[-1]}")
                 if self.progress:
                     self.progress(OptimiseStep(step=state.index + 1, total=n, k=k + 1, opt_steps=p.opt_steps,
                                                loss=step_losses[-1], lr=lr))
@@ -166,11 +176,22 @@ class Guidance:
         self.timesteps.append(int(t))
         state.controls.inject = kv
         if self.mode == "rho":
-            self.rho_per_t[int(t)] = self.rho.stored()
+            stored = self.rho.stored()
+            if not all(bool(torch.isfinite(v.detach().half()).all()) for v in stored.values()):
+                raise self._diverged(state.index, n, t, "ρ is not finite in float16 (NaN, or beyond ±65504)")
+            self.rho_per_t[int(t)] = stored
             state.controls.rho = self.rho.detached()
         else:
+            if not bool(torch.isfinite(latents.detach()).all()):
+                raise self._diverged(state.index, n, t, "the latent z_t is not finite")
             state.latents = latents.detach().to(model.dtype)
         return not (self.stop_after_guided and state.index == n - 1)
+
+    def _diverged(self, index: int, n: int, t, what: str) -> Diverged:
+        stored = "; nothing was stored" if self.mode == "rho" else ""
+        what_var = "ρ" if self.mode == "rho" else "z_t"
+        return Diverged(f"the {what_var} optimisation diverged at guided step {index + 1}/{n} "
+                        f"(timestep {int(t)}), {what}{stored}; try a lower learning rate (--lr)")
 
     def _loss_and_backward(self, run, latents, t, kw, opt, scale: float) -> torch.Tensor:
         """Eq. (8) and its gradients for one Adam step. Without checkpointing, a CUDA out-of-memory

@@ -9,10 +9,11 @@ With the standard wheel a rightward flow is red, leftward cyan-blue, upward viol
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .fsutil import atomic_write
 
 __all__ = ["flow_to_rgb", "wheel_legend", "amf_thumbnail", "amf_animation", "save_thumbnails",
            "thumbnail_layout"]
@@ -253,26 +254,14 @@ def amf_thumbnail(frames, amf, grid: tuple[int, int], *, max_columns: int = 8,
 
 
 def _atomic_save(image: Image.Image, path, **kwargs) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        image.save(tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: image.save(tmp, **kwargs))
 
 
 def amf_animation(frames, amf, grid: tuple[int, int], path, fps: float = 4, *,
                   max_cell_side: int | None = MAX_CELL_SIDE) -> str:
     """Animated GIF: for each latent frame i < F-1, the frame beside its flow map to frame i+1 and
-    the legend (shared max magnitude). F-1 GIF frames (one still frame when F == 1). Written to a
-    temporary file in the same folder and moved into place with ``os.replace``; returns the path."""
+    the legend (shared max magnitude). F-1 GIF frames (one still frame when F == 1). Written with
+    ``fsutil.atomic_write``; returns the path."""
     frames = _to_uint8_frames(frames)
     amf = _to_numpy_amf(amf)
     num_latent = amf.shape[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MotionlibError
+from .fsutil import atomic_write
 
 __all__ = ["VideoError", "VideoInfo", "probe", "read_video", "write_video", "to_uint8"]
 
@@ -284,8 +284,8 @@ def write_video(frames, path: str | os.PathLike, fps: float = 8) -> Path:
     """Write frames to ``path`` (.mp4 as H.264, .gif looping) atomically; return the path.
 
     ``frames`` is a float tensor [F, 3, H, W] in [0, 1] or a uint8 array [F, H, W, 3]. The file is
-    written to a temporary name in the same folder and renamed into place, so a crash never leaves
-    a half-written video. Parent folders are created.
+    written with ``fsutil.atomic_write``, so a crash never leaves a half-written video and a full disk
+    raises ``NoSpaceLeft``. Parent folders are created.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -302,15 +302,11 @@ def write_video(frames, path: str | os.PathLike, fps: float = 8) -> Path:
     if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
         raise VideoError(f"cannot write {p}: no frames (shape {list(arr.shape)})")
 
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # normal permissions (umask applies)
+    writer = _write_mp4 if suffix == ".mp4" else _write_gif
     try:
-        (_write_mp4 if suffix == ".mp4" else _write_gif)(arr, tmp, float(fps))
-        os.replace(tmp, p)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, Exception) and not isinstance(e, VideoError):
-            raise VideoError(f"cannot write {p}: {_one_line(e)}") from e
-        raise
+        atomic_write(p, lambda tmp: writer(arr, tmp, float(fps)))
+    except Exception as e:
+        if isinstance(e, MotionlibError):
+            raise
+        raise VideoError(f"cannot write {p}: {_one_line(e)}") from e
     return p

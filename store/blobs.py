@@ -1,87 +1,27 @@
 """Content-addressed, crash-safe file store: ``<root>/<sha[:2]>/<sha><suffix>``.
 
-Files are written to a temp file in the destination folder, flushed and fsynced, renamed into
-place with ``os.replace`` and the folder fsynced, so a crash leaves either no file or the whole
-file (plus, at worst, a ``*.tmp*`` file that ``Library.doctor`` removes).
+Files are written with ``motionlib.fsutil.atomic_copy`` (temp file in the destination folder,
+fsync, rename, folder fsync), so a crash leaves either no file or the whole file (plus, at worst,
+a ``*.tmp*`` file that ``doctor`` removes); a full disk raises ``NoSpaceLeft`` and leaves nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import secrets
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
+
+from motionlib.fsutil import TMP_MARKER, atomic_copy, fsync_dir, sha256_file
 
 from .errors import CorruptBlob, LibraryError
 
 __all__ = ["BlobStore", "sha256_file", "atomic_copy", "fsync_dir", "TMP_MARKER", "is_sha256"]
 
-CHUNK = 1 << 20
-TMP_MARKER = ".tmp"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def is_sha256(value: str) -> bool:
     return bool(_SHA_RE.match(value or ""))
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename inside it is durable (no-op where unsupported, e.g. Windows)."""
-    if os.name == "nt":
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    while chunk := src.read(CHUNK):
-        h.update(chunk)
-        dst.write(chunk)
-        n += len(chunk)
-    return h.hexdigest(), n
-
-
-def _tmp_name(final: Path) -> Path:
-    return final.with_name(f"{final.name}{TMP_MARKER}{secrets.token_hex(4)}")
-
-
-def atomic_copy(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` durably and atomically; returns (sha256, bytes) of what was written."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(dst)
-    try:
-        with open(src, "rb") as fin, open(tmp, "xb") as fout:
-            digest = _copy_hashing(fin, fout)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(dst.parent)
-    return digest
 
 
 class BlobStore:

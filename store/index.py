@@ -34,15 +34,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
-from .blobs import TMP_MARKER, fsync_dir, sha256_file
+from motionlib.fsutil import atomic_write, fsync_dir, sha256_file
 
 __all__ = ["DescriptorIndex", "IndexState", "CatalogueSource", "normalise", "as_descriptor", "pq_factory",
            "FLAT_MAX", "K_FACTOR"]
@@ -235,16 +233,6 @@ class DescriptorIndex:
             return None, side, "index file does not match its sidecar"
         return index, side, ""
 
-    def _write_atomic(self, path: Path, writer: Callable[[Path], None]) -> None:
-        tmp = path.with_name(f"{path.name}{TMP_MARKER}{secrets.token_hex(4)}")
-        try:
-            writer(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
     def save(self) -> None:
         """Write the in-memory index and its sidecar (atomically, the sidecar last)."""
         index = self.index
@@ -266,11 +254,11 @@ class DescriptorIndex:
         # Sidecar last: a crash in between leaves no sidecar -> rebuilt from the DB.
         self.sidecar_path.unlink(missing_ok=True)
         if index is not None and index.ntotal:
-            self._write_atomic(self.faiss_path, lambda p: faiss.write_index(index, str(p)))
+            atomic_write(self.faiss_path, lambda p: faiss.write_index(index, str(p)))
             side["file_sha"] = sha256_file(self.faiss_path)[0]
         else:
             self.faiss_path.unlink(missing_ok=True)
-        self._write_atomic(self.sidecar_path, lambda p: p.write_text(json.dumps(side)))
+        atomic_write(self.sidecar_path, json.dumps(side))
         fsync_dir(self.folder)
         self._unsaved = 0
         self._must_save = False

@@ -24,8 +24,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Iterable, Mapping
@@ -37,7 +35,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlmodel import Session, select
 
-from .blobs import TMP_MARKER, BlobStore, atomic_copy
+from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_an_error
+
+from .blobs import BlobStore
+from .doctor import Report
 from .db import migrate, open_engine, write_engine
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
                      RenderNotFound)
@@ -52,7 +53,6 @@ DESCRIPTOR_VERSION = 1
 FAMILIES = ("rope", "posemb")
 NAME_MAX = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-THUMB_KINDS = ("png", "gif")
 
 #: meta keys that become Motion columns, with their types
 COLUMN_META: dict[str, type] = {
@@ -61,59 +61,8 @@ COLUMN_META: dict[str, type] = {
     "source_sha256": str, "source_name": str, "source_fps": float, "source_frames": int,
     "source_width": int, "source_height": int, "descriptor_version": int, "created_at": datetime,
 }
+THUMB_KINDS = ("png", "gif")
 REQUIRED_META = ("model_name", "family", "latent_frames", "latent_rows", "latent_cols")
-
-
-@dataclass
-class Report:
-    """What ``Library.doctor`` found (and, with repair, did). Rows are never deleted by doctor."""
-
-    orphan_blobs: list[Path] = field(default_factory=list)
-    orphan_thumbnails: list[Path] = field(default_factory=list)
-    temp_files: list[Path] = field(default_factory=list)
-    missing_blobs: list[str] = field(default_factory=list)  # motion names
-    corrupt_blobs: list[str] = field(default_factory=list)  # motion names
-    missing_thumbnails: list[tuple[str, str]] = field(default_factory=list)  # (motion, relative path)
-    other_descriptor_versions: list[str] = field(default_factory=list)  # motions not searchable now
-    index_stale: bool = False
-    index_reason: str = ""
-    index_note: str = ""  # informational (e.g. the saved index lags the catalogue), not a problem
-    repaired: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing at all was found."""
-        return not self.problems()
-
-    @property
-    def needs_attention(self) -> list[str]:
-        """Findings repair cannot fix: rows whose files are missing or corrupt."""
-        out = [f"motion '{n}': asset file is missing; re-learn/re-import it or remove the motion"
-               for n in self.missing_blobs]
-        out += [f"motion '{n}': asset file is corrupt; re-learn/re-import it or remove the motion"
-                for n in self.corrupt_blobs]
-        out += [f"motion '{n}': thumbnail {p} is missing" for n, p in self.missing_thumbnails]
-        out += [f"motion '{n}': descriptor is of another version; not searchable until re-described"
-                for n in self.other_descriptor_versions]
-        return out
-
-    def problems(self) -> list[str]:
-        out = [f"orphan blob (no motion row): {p}" for p in self.orphan_blobs]
-        out += [f"orphan thumbnail (no motion row): {p}" for p in self.orphan_thumbnails]
-        out += [f"temp file left behind: {p}" for p in self.temp_files]
-        out += self.needs_attention
-        if self.index_stale:
-            out.append(f"search index: {self.index_reason}")
-        return out
-
-    def __str__(self) -> str:
-        lines = self.problems() or ["library is healthy"]
-        if self.index_note:
-            lines.append(f"note: search index: {self.index_note}")
-        lines += [f"repaired: {r}" for r in self.repaired]
-        lines += [f"skipped: {s}" for s in self.skipped]
-        return "\n".join(lines)
 
 
 def _default_home() -> Path:
@@ -432,31 +381,31 @@ class Library:
         version = cols.pop("descriptor_version", None) or self.descriptor_version
         self._check_dim(version, desc.size)
 
-        sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
-        rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
-
-        replaced: Motion | None = None
-        try:  # 3. one transaction
-            with self._write_session() as s:
-                old = s.exec(select(Motion).where(Motion.name == name)).first()
-                if old is not None:
-                    if not force:
-                        raise MotionExists(name)
-                    replaced = old
-                    s.delete(old)
-                    s.flush()  # the DELETE must reach the DB before the INSERT of the same name
-                motion = Motion(name=name, blob_sha256=sha, blob_bytes=nbytes, thumb_png=rel.get("png"),
-                                thumb_gif=rel.get("gif"), descriptor=desc.astype("<f4").tobytes(),
-                                descriptor_version=version, **cols)
-                motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
-                s.add(motion)
-                try:
-                    s.commit()
-                except IntegrityError:
-                    raise MotionExists(name) from None
-        except BaseException:
-            self._gc_sha(sha)
-            raise
+        with no_space_is_an_error(self.home):  # a full disk: NoSpaceLeft, and nothing half-stored
+            sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
+            replaced: Motion | None = None
+            try:
+                rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
+                with self._write_session() as s:  # 3. one transaction
+                    old = s.exec(select(Motion).where(Motion.name == name)).first()
+                    if old is not None:
+                        if not force:
+                            raise MotionExists(name)
+                        replaced = old
+                        s.delete(old)
+                        s.flush()  # the DELETE must reach the DB before the INSERT of the same name
+                    motion = Motion(name=name, blob_sha256=sha, blob_bytes=nbytes, thumb_png=rel.get("png"),
+                                    thumb_gif=rel.get("gif"), descriptor=desc.astype("<f4").tobytes(),
+                                    descriptor_version=version, **cols)
+                    motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
+                    s.add(motion)
+                    try:
+                        s.commit()
+                    except IntegrityError:
+                        raise MotionExists(name) from None
+            except BaseException:
+                self._gc_sha(sha)  # nothing half-stored: no row, so the blob and thumbnails go
+                raise
         # A concurrent doctor/remove may have collected the blob between steps 1 and 3: re-put.
         if not self.blobs.exists(sha):
             self.blobs.put(Path(asset_file))
@@ -556,17 +505,24 @@ class Library:
             raise ImportRejected(f"{path}: no such file")
         if not path.is_file():
             raise ImportRejected(f"{path}: not a regular file")
+        with no_space_is_an_error(self.home / "tmp"):
+            return self._import(path, name, validate, descriptor_fn, thumbnails_fn, force, tags)
+
+    def _import(self, path: Path, name: str, validate, descriptor_fn, thumbnails_fn, force: bool, tags) -> Motion:
         work = Path(tempfile.mkdtemp(prefix="import-", suffix=TMP_MARKER, dir=self.home / "tmp"))
         try:
             staged = work / "asset.safetensors"
             try:
-                shutil.copyfile(path, staged)
+                atomic_copy(path, staged)
+            except NoSpaceLeft:
+                raise
             except OSError as exc:
                 raise ImportRejected(f"{path}: cannot read it ({exc.strerror or exc})") from exc
             try:
                 meta = validate(staged)
-            except Exception as exc:
-                raise ImportRejected(f"{path.name} is not a valid motion asset: {exc}") from exc
+            except Exception as exc:  # the validator's verdict, whatever its type; named after the user's file
+                why = str(exc).replace(f"{staged}: ", "").replace(str(staged), path.name)
+                raise ImportRejected(f"{path.name} is not a valid motion asset: {why}") from exc
             if not isinstance(meta, Mapping):
                 raise ImportRejected(f"{path.name}: the validator returned {type(meta).__name__}, not a dict")
             meta = dict(meta)
@@ -583,6 +539,8 @@ class Library:
             if thumbnails_fn is not None:
                 try:
                     thumbs = thumbnails_fn(staged, meta, work) or {}
+                except NoSpaceLeft:
+                    raise
                 except Exception as exc:  # cosmetic: import without thumbnails
                     log.warning("thumbnails for %s failed (%s); importing without them", path.name, exc)
             return self.add_motion(name, asset_file=staged, meta=meta, descriptor=desc, thumbnails=thumbs,
@@ -593,12 +551,23 @@ class Library:
     # -- renders -------------------------------------------------------------------------------
     def record_render(self, name: str | None, *, prompt: str, output_path: Path | str, seed: int | None = None,
                       steps: int | None = None, strength: float | None = None,
-                      seconds: float | None = None) -> Render:
-        """Log a render made with motion ``name`` (None: no motion)."""
-        motion_id = self.get(name).id if name is not None else None
-        r = Render(motion_id=motion_id, motion_name=name, prompt=prompt, seed=seed, steps=steps,
-                   strength=strength, output_path=str(output_path), seconds=seconds)
-        with self._write_session() as s:
+                      seconds: float | None = None, motion_id: int | None = None) -> Render:
+        """Log a render made with motion ``name`` (None: no motion).
+
+        ``motion_id`` (the row read when the render started) makes it record only if that very row
+        still has that name: a motion removed, renamed or replaced meanwhile raises MotionNotFound."""
+        with self._write_session() as s:  # the check and the insert in one write transaction
+            if name is None:
+                motion_id = None
+            elif motion_id is None:
+                motion_id = s.exec(select(Motion.id).where(Motion.name == name)).first()
+            elif s.exec(select(Motion.name).where(Motion.id == motion_id)).first() != name:
+                motion_id = None
+            if name is not None and motion_id is None:
+                s.rollback()
+                raise self._not_found(name)
+            r = Render(motion_id=motion_id, motion_name=name, prompt=prompt, seed=seed, steps=steps,
+                       strength=strength, output_path=str(output_path), seconds=seconds)
             s.add(r)
             s.commit()
         return r
@@ -678,80 +647,9 @@ class Library:
         return [(rows[i], score) for i, score in hits if i in rows]
 
     # -- health --------------------------------------------------------------------------------
-    def _temp_entries(self) -> list[Path]:
-        out: list[Path] = []
-        for sub in ("blobs", "thumbs", "index", "tmp"):
-            root = self.home / sub
-            if root.is_dir():
-                out += [p for p in root.rglob(f"*{TMP_MARKER}*")
-                        if not any(TMP_MARKER in part for part in p.relative_to(root).parts[:-1])]
-        return sorted(out)
+    def doctor(self, repair: bool = False, *, grace_seconds: float = 60.0, verify: bool = True,
+               check_content: Callable[[Path], bool] | None = None) -> Report:
+        """Check files against rows, and with repair fix what can be fixed (see ``store.doctor``)."""
+        from .doctor import doctor
 
-    def doctor(self, repair: bool = False, *, grace_seconds: float = 60.0, verify: bool = True) -> Report:
-        """Check files against rows. With repair: remove orphan blobs/thumbnails, remove temp files
-        older than ``grace_seconds`` (younger ones may belong to a running learn/import), rebuild the
-        index. Rows are never deleted; rows with missing/corrupt files are only reported."""
-        rep = Report()
-        with self._read_session() as s:
-            rows = s.exec(select(Motion.name, Motion.blob_sha256, Motion.thumb_png, Motion.thumb_gif,
-                                 Motion.descriptor_version, Motion.descriptor.is_not(None))).all()
-            signature = _Source(s, self.descriptor_version).signature()
-        used = {r[1] for r in rows}
-        searchable = any(dv == self.descriptor_version and has for *_, dv, has in rows)
-        for name, sha, png, gif, dv, _ in rows:
-            try:
-                if verify:
-                    self.blobs.verify(sha, motion=name)
-                elif not self.blobs.exists(sha):
-                    raise CorruptBlob("missing", path=self.blobs.path(sha))
-            except CorruptBlob as exc:
-                (rep.corrupt_blobs if exc.actual else rep.missing_blobs).append(name)
-            for rel in (png, gif):
-                if rel and not (self.home / rel).is_file():
-                    rep.missing_thumbnails.append((name, rel))
-            if dv != self.descriptor_version:
-                rep.other_descriptor_versions.append(name)
-        rep.orphan_blobs = [self.blobs.path(sha) for sha in self.blobs.iter_shas() if sha not in used]
-        for p in sorted(self.thumbs_dir.glob("*.*")):
-            stem, _, ext = p.name.partition(".")
-            if ext in THUMB_KINDS and stem not in used:
-                rep.orphan_thumbnails.append(p)
-        rep.temp_files = self._temp_entries()
-        state = self.index.check(signature)
-        # an index not built yet for a library with nothing to search is not a problem
-        stale = not state.usable and (searchable or self.index.sidecar_path.exists())
-        rep.index_stale, rep.index_reason = stale, (state.reason if stale else "")
-        rep.index_note = state.reason if state.behind else ""
-
-        if repair:
-            for p in rep.orphan_blobs:
-                self._gc_sha(p.name.split(".")[0])  # re-checks references right before deleting
-                if not p.exists():
-                    rep.repaired.append(f"removed orphan blob {p}")
-            for p in rep.orphan_thumbnails:
-                if p.exists():
-                    self._gc_sha(p.name.split(".")[0])
-                if not p.exists():
-                    rep.repaired.append(f"removed orphan thumbnail {p}")
-            now = time.time()
-            for p in rep.temp_files:
-                try:
-                    age = now - p.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-                if age < grace_seconds:
-                    rep.skipped.append(f"{p} is only {age:.0f}s old (may belong to a running learn/import); "
-                                       "re-run later or pass grace_seconds=0")
-                    continue
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-                rep.repaired.append(f"removed temp file {p}")
-            try:
-                n = self.rebuild_index()
-            except OSError as exc:
-                raise LibraryError(f"could not save the rebuilt search index in {self.index.folder}: "
-                                   f"{exc.strerror or exc}") from exc
-            rep.repaired.append(f"rebuilt the search index ({n} descriptors)")
-        return rep
+        return doctor(self, repair=repair, grace_seconds=grace_seconds, verify=verify, check_content=check_content)

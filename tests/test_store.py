@@ -636,3 +636,39 @@ def test_record_render_and_renders(lib, tmp_path):
     lib.remove("ocean")
     kept = lib.renders("ocean")
     assert [r.id for r in kept] == [r2.id, r1.id] and all(r.motion_id is None for r in kept)
+
+
+def test_record_render_only_for_the_row_read_at_the_start(lib, tmp_path):
+    """A render started with one motion row is recorded only if that very row still has the name."""
+    row = add(lib, tmp_path, "waves", seed=1)
+    lib.record_render("waves", prompt="kept", output_path="a.mp4", motion_id=row.id)
+    lib.rename("waves", "ocean")
+    with pytest.raises(MotionNotFound):
+        lib.record_render("waves", prompt="renamed", output_path="b.mp4", motion_id=row.id)
+    lib.rename("ocean", "waves")
+    lib.remove("waves")
+    add(lib, tmp_path, "waves", seed=2)  # another motion under the same name
+    with pytest.raises(MotionNotFound):
+        lib.record_render("waves", prompt="replaced", output_path="c.mp4", motion_id=row.id)
+    assert [r.prompt for r in lib.renders()] == ["kept"]
+
+
+def test_doctor_asks_the_caller_to_check_each_file(lib, tmp_path):
+    """The store never reads asset files: ``check_content`` says True (hash ok), False (no hash) or raises."""
+    from motionlib.errors import MotionlibError
+
+    for name, seed in (("good", 1), ("old", 2), ("bad", 3)):
+        add(lib, tmp_path, name, seed=seed)
+    verdicts = {lib.asset_path("good"): True, lib.asset_path("old"): False}
+
+    def check(path):
+        if path not in verdicts:
+            raise MotionlibError(f"{path}: damaged: content does not match its hash")
+        return verdicts[path]
+
+    rep = lib.doctor(check_content=check)
+    assert rep.damaged_content == [("bad", "damaged: content does not match its hash")] and rep.unverified == ["old"]
+    assert rep.needs_attention == ["motion 'bad': asset file is damaged (damaged: content does not match its hash); "
+                                   "re-learn it or remove the motion"]
+    assert any("'old'" in n for n in rep.notes()) and "note: motion 'old'" in str(rep)
+    assert lib.doctor().ok  # without a checker only the catalogue checksums are verified

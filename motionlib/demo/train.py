@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fsutil import atomic_write, fsync_dir, fsync_file
+
 CKPT_KEEP = 2
 
 
@@ -61,26 +63,6 @@ def sample_timesteps(n: int, gen: torch.Generator, mode: str, num_train: int = 1
     return (u * num_train).long().clamp(0, num_train - 1)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 # --- checkpoints (safetensors for tensors, JSON for the rest: no pickles) --------------------------
 def save_checkpoint(out: Path, state: dict, tensors: dict[str, torch.Tensor], log=None) -> Path:
     from safetensors.torch import save_file
@@ -96,15 +78,13 @@ def save_checkpoint(out: Path, state: dict, tensors: dict[str, torch.Tensor], lo
               metadata={"step": str(state["step"])})
     with open(tmp / "state.json", "w") as f:
         json.dump(state, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    with open(tmp / "state.safetensors", "rb+") as f:
-        os.fsync(f.fileno())
+    for part in ("state.json", "state.safetensors"):
+        fsync_file(tmp / part)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(root)
-    atomic_write_text(root / "latest", name + "\n")
+    fsync_dir(root)
+    atomic_write(root / "latest", name + "\n")
     old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)
     for p in old[:max(0, len(old) - (CKPT_KEEP - 1))]:
         shutil.rmtree(p, ignore_errors=True)
@@ -364,10 +344,8 @@ class Trainer:
                    for k, v in self.ema["transformer"].state_dict().items()}
         weights.update({f"text_encoder.{k}": v.detach().float().contiguous().cpu()
                         for k, v in self.ema["text_encoder"].state_dict().items()})
-        tmp = out / ".shapes.safetensors.tmp"
-        save_file(weights, str(tmp), metadata=weights_metadata(self.spec, step=self.step, samples_seen=self.samples))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out / "shapes.safetensors")
+        meta = weights_metadata(self.spec, step=self.step, samples_seen=self.samples)
+        atomic_write(out / "shapes.safetensors", lambda tmp: save_file(weights, str(tmp), metadata=meta))
         size = (out / "shapes.safetensors").stat().st_size
         n_params = sum(v.numel() for v in weights.values())
         card = {
@@ -388,7 +366,7 @@ class Trainer:
             "device": str(self.device), "threads": torch.get_num_threads(),
             "final_train_loss": final_loss, **val,
         }
-        atomic_write_text(out / "card.json", json.dumps(card, indent=1) + "\n")
+        atomic_write(out / "card.json", json.dumps(card, indent=1) + "\n")
         log(f"wrote {out / 'shapes.safetensors'} ({size / 1e6:.1f} MB, {n_params} params) and card.json")
 
 
