@@ -32,19 +32,29 @@ def _parts(meta: dict) -> dict[str, int]:
     return out
 
 
+def _official_tables(spec) -> int:
+    """Tables per step of the official code's ρ: q/k cos/sin for RoPE (4), the embedding (1)."""
+    from motionlib.rho import names_for
+
+    return len(names_for(spec.family, "table"))
+
+
 def _official_bytes(spec, n_steps: int) -> int:
     """ρ of the official code, fp32, per guided timestep: rope [2, 2, N, head_dim]; posemb [1, N, hidden]."""
+    from motionlib.rho import rho_width
+
     f, r, c = spec.grid
     n = f * r * c
-    per = 2 * 2 * n * spec.head_dim if spec.family == "rope" else n * spec.heads * spec.head_dim
-    return per * 4 * n_steps
+    return _official_tables(spec) * n * rho_width(spec) * 4 * n_steps
 
 
 def _official_pickle(spec, timesteps) -> int:
     """Measured: torch.save (pickle) of the official-style fp32 ρ tensors."""
+    from motionlib.rho import rho_width
+
     f, r, c = spec.grid
     n = f * r * c
-    shape = (2, 2, n, spec.head_dim) if spec.family == "rope" else (1, n, spec.heads * spec.head_dim)
+    shape = (_official_tables(spec), n, rho_width(spec))
     buf = io.BytesIO()
     torch.save({int(t): torch.zeros(shape) for t in timesteps}, buf)
     return buf.tell()

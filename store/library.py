@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlmodel import Session, select
 
+from ..families import FAMILIES
 from .blobs import TMP_MARKER, BlobStore, atomic_copy
 from .db import migrate, open_engine, write_engine
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
@@ -49,7 +50,6 @@ __all__ = ["Library", "Report", "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_M
 log = logging.getLogger("motionlib.store")
 
 DESCRIPTOR_VERSION = 1
-FAMILIES = ("rope", "posemb")
 NAME_MAX = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 THUMB_KINDS = ("png", "gif")
