@@ -104,7 +104,7 @@ def load(model_name: str, memory: Memory, **geometry):
                            job=memory.job, **geometry)
     except OSError as e:  # from_pretrained without network or cache
         raise UserError(f"could not load {spec.source}: {str(e).splitlines()[0]} "
-                        f"(no weights offline? try --model tiny-5b, or a local CogVideoX folder)") from e
+                        f"(no weights offline? try --model tiny-5b, or a local diffusers folder)") from e
     if not state.quiet and not state.as_json:
         err.print(f"[dim]{model.plan.line()}[/dim]", highlight=False)
     return model

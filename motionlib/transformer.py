@@ -25,9 +25,6 @@ class StopForward(Exception):
     """Raised inside a block once everything asked of the forward pass is captured."""
 
 
-_StopForward = StopForward
-
-
 @dataclass
 class Controls:
     rho: Rho

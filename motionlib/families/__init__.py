@@ -27,6 +27,7 @@ __all__ = ["FAMILIES", "RHO_KINDS", "adapter", "rho_kind"]
 _REGISTRY: dict[str, tuple[str, str]] = {
     "rope": ("cogvideox", "rope"),  # CogVideoX-5B: 3D RoPE
     "posemb": ("cogvideox", "additive"),  # CogVideoX-2B: additive 3D sin-cos
+    "wan": ("wan", "rope"),  # Wan 2.1: 3D RoPE on a t/h/w channel split of each head
 }
 FAMILIES: tuple[str, ...] = tuple(_REGISTRY)
 RHO_KINDS: tuple[str, ...] = ("rope", "additive")

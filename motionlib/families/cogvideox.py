@@ -322,7 +322,7 @@ class CogVideoX(ModelFamily):
 
         rope = spec.family == "rope"
         tokenizer = build_tokenizer(spec.text_len)
-        text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=4096, d_kv=64, d_ff=10240,
+        text_encoder = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240,  # T5-XXL
                                                num_layers=text_layers, num_heads=64, dropout_rate=0.0,
                                                feed_forward_proj="gated-gelu"))
         vae = AutoencoderKLCogVideoX(scaling_factor=0.7 if rope else 1.15258426)  # the real configs otherwise

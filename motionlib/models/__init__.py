@@ -12,12 +12,14 @@ from ..families import adapter
 from .base import Model
 from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
 from .spec import GuidanceDefaults, ModelSpec
-from .tiny import tiny_spec
+from .tiny import tiny_spec, tiny_wan_spec
+from .wan import WAN21_T2V_1_3B, WAN21_T2V_14B
 
 __all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec"]
 
-_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb")}
-_REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B}
+_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb"), "tiny-wan": tiny_wan_spec()}
+_REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B,
+         "wan2.1-t2v-1.3b": WAN21_T2V_1_3B, "wan2.1-t2v-14b": WAN21_T2V_14B}
 _HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
 
 
@@ -58,7 +60,7 @@ def resolve_spec(name_or_path: str) -> ModelSpec:
 
 
 # the pipeline class a diffusers folder names in model_index.json -> its ρ family's adapter
-_PIPELINE_FAMILY = {"CogVideoXPipeline": "rope"}
+_PIPELINE_FAMILY = {"CogVideoXPipeline": "rope", "WanPipeline": "wan"}
 
 
 def spec_from_folder(path: Path) -> ModelSpec:

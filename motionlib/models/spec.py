@@ -8,9 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..families import FAMILIES  # noqa: F401  (the one definition; torch-free)
-
-Family = str  # one of FAMILIES: the ρ family, which also names the model family's adapter
+Family = str  # one of motionlib.families.FAMILIES: the ρ family, which also names the model family's adapter
 
 
 @dataclass(frozen=True)

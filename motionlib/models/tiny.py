@@ -35,6 +35,17 @@ def tiny_spec(family: str) -> ModelSpec:
     )
 
 
+def tiny_wan_spec() -> ModelSpec:
+    """Wan 2.1 architecture at a tiny size (4 blocks, 2 heads x 24: t/h/w RoPE split 8/8/8)."""
+    return ModelSpec(
+        name="tiny-wan", family="wan", source="builtin:tiny-wan", num_frames=9, height=64, width=96,
+        temporal_compression=4, spatial_compression=4, patch_size=2, text_len=16, heads=2, head_dim=24,
+        num_layers=4, dtype="float32", scheduler="unipc", num_inference_steps=6, guidance_scale=5.0,
+        use_dynamic_cfg=False, fps=16, guidance=TINY_GUIDANCE,
+        description="random-weight Wan2.1 architecture for tests (renders noise)",
+    )
+
+
 def build_tokenizer(text_len: int):
     """A character-level fast tokenizer made locally (no download): any prompt tokenizes."""
     from tokenizers import Tokenizer, models, pre_tokenizers
