@@ -97,7 +97,7 @@ def run(cfg: Config) -> Section:
     from motionlib.models import known_models
 
     sec = Section("assets", "Asset size per model family and ρ parametrisation",
-                  f"<= {fmt_bytes(GOAL)} for a 5B motion, no measurable loss")
+                  f"<= {fmt_bytes(GOAL)} for a 5B and a Wan 14B-class motion ('shift'), no measurable loss")
     sec.headers = ["model", "ρ parametrisation", "guided steps", "ρ (fp16)", "ref latent", "AMF + confidence",
                    "previews", "motionlib total", "official ρ fp32 pickle", "motionlib / official", "how"]
     models = known_models()
@@ -113,7 +113,8 @@ def run(cfg: Config) -> Section:
             sec.rows.append([name, param, str(len(meta["timesteps"])), fmt_bytes(parts["ρ"]),
                              fmt_bytes(parts["ref latent"]), fmt_bytes(parts["AMF (int16)"] + parts["confidence"]),
                              fmt_bytes(parts["previews"]), fmt_bytes(size), fmt_bytes(pickle),
-                             f"{size / pickle:.2f}", "measured (file saved; tensor table + header match it to the byte)"])
+                             f"{size / pickle:.2f}",
+                             "measured (file saved; tensor table + header match it to the byte)"])
     totals = {}
     for name in REAL:
         spec = models[name]
@@ -141,7 +142,7 @@ def run(cfg: Config) -> Section:
     no_loss = q is not None and q["shift"]["dir"] >= q["table"]["dir"] and q["shift"]["psnr"] >= 40
     sec.status = "met" if small and no_loss else "missed" if q is not None or not small else "n/a"
     sec.headline = (f"5B motion: {fmt_bytes(shift5)} with 'shift' (goal {fmt_bytes(GOAL)}: "
-                    + ("size met" if small else f"MISSED by {fmt_bytes(shift5 - GOAL)}")
+                    + ("size met" if shift5 <= GOAL else f"MISSED by {fmt_bytes(shift5 - GOAL)}")
                     + f"), {fmt_bytes(table5)} with 'table' (the paper's; the default for {spec5.name})"
                     + f"; 2B: {fmt_bytes(totals['cogvideox-2b', 'shift'][0])} shift / "
                       f"{fmt_bytes(totals['cogvideox-2b', 'table'][0])} table"
@@ -158,6 +159,9 @@ def run(cfg: Config) -> Section:
     sec.notes.append("'table': fp16 ρ_t − ρ_base for every guided timestep, full [F·S, ·] tables (the paper's "
                      "parametrisation). 'shift': fp16 per-token 3D position offsets ([F·S, 3], twice for RoPE: "
                      "queries and keys), ρ recomputed from them by angle addition (motionlib/rho.py).")
+    sec.notes.append("Wan 2.1 at 81x480x832 (21x30x52 = 32,760 tokens, 10 guided steps): with 'shift' the reference "
+                     "latent, AMF + confidence and previews alone take about 9.3 MB, so the 10 MB goal needs a smaller "
+                     "file format (e.g. int8 AMF offsets, 8-bit confidence), not a smaller ρ.")
     sec.notes.append(f"Header: the safetensors JSON header measured on the tiny assets ({fmt_bytes(header_tiny)}) "
                      "is used for the real models too (it grows with the tensor count, a few kB at most).")
     sec.notes.append(f"Defaults: {spec5.name} and cogvideox-2b keep the paper's 'table' (the 'shift' lr is tuned on the "

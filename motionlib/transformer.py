@@ -35,6 +35,21 @@ class Controls:
     captured: dict = field(default_factory=dict)  # ("qk", i) -> (q [B, H, N, D], k); ("kv", i) -> family's (k, v)
 
 
+def install_processors(blocks, processor_cls) -> None:
+    """Give every block's self-attention (attn1) a `processor_cls(index)` (idempotent)."""
+    for i, block in enumerate(blocks):
+        proc = block.attn1.processor
+        if not (isinstance(proc, processor_cls) and proc.index == i):
+            block.attn1.set_processor(processor_cls(i))
+
+
+def record_kv_and_stop(controls: Controls, index: int, key: torch.Tensor, value: torch.Tensor):
+    """End of a pass truncated inside block `index` for KV injection: keep its video keys/values."""
+    if index in controls.record_kv:
+        controls.captured[("kv", index)] = (key.detach(), value.detach())
+    raise StopForward
+
+
 def run_blocks(blocks, carry: tuple, extra: tuple, controls: Controls, checkpointing: bool = True) -> tuple | None:
     """Run ``carry = block(*carry, *extra)`` through `blocks`; None when `controls.stop_at` truncated.
 

@@ -48,7 +48,8 @@ class ModelFamily:
             k = max(0, (spec.num_frames - 1) // spec.temporal_compression)
             raise ParameterError(
                 f"{spec.name} needs a frame count of the form {spec.temporal_compression}k+1 (e.g. "
-                f"{k * spec.temporal_compression + 1} or {(k + 1) * spec.temporal_compression + 1}), got {spec.num_frames}")
+                f"{k * spec.temporal_compression + 1} or {(k + 1) * spec.temporal_compression + 1}), "
+                f"got {spec.num_frames}")
         step = spec.spatial_compression * spec.patch_size
         if spec.height % step or spec.width % step or spec.height < step or spec.width < step:
             raise ParameterError(f"{spec.name} needs height and width divisible by {step}, "

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import ParameterError
 from ..rho import Rho, rope_rates, sincos_layout
-from ..transformer import Controls, StopForward, run_blocks
+from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks
 from .base import ModelFamily
 
 
@@ -92,23 +92,13 @@ class MotionAttnProcessor:
         value = _heads(attn.to_v(video), attn)
         if image_rotary_emb is not None and not attn.is_cross_attention:
             key = apply_rotary_emb(key, _rope_tables(image_rotary_emb)[1])
-        if self.index in controls.record_kv:
-            controls.captured[("kv", self.index)] = (key.detach(), value.detach())
-        raise StopForward
-
-
-def install_processors(transformer) -> None:
-    """Give every block's self-attention a MotionAttnProcessor (idempotent)."""
-    for i, block in enumerate(transformer.transformer_blocks):
-        proc = block.attn1.processor
-        if not (isinstance(proc, MotionAttnProcessor) and proc.index == i):
-            block.attn1.set_processor(MotionAttnProcessor(i))
+        record_kv_and_stop(controls, self.index, key, value)
 
 
 def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
             controls: Controls, checkpointing: bool = True) -> torch.Tensor | None:
     """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass."""
-    install_processors(transformer)
+    install_processors(transformer.transformer_blocks, MotionAttnProcessor)
     if getattr(transformer, "ofs_embedding", None) is not None:
         raise ParameterError("image-to-video CogVideoX variants (ofs embedding) are not supported")
     batch, frames, _, height, width = latents.shape

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import ParameterError
 from ..rho import Rho
-from ..transformer import Controls, StopForward, run_blocks
+from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks
 from .base import ModelFamily
 
 
@@ -99,23 +99,13 @@ class WanMotionProcessor:
         key = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1))
         value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
         key = apply_rope(key, rope.k_cos, rope.k_sin)
-        if self.index in controls.record_kv:
-            controls.captured[("kv", self.index)] = (key.detach(), value.detach())
-        raise StopForward
-
-
-def install_processors(transformer) -> None:
-    """Give every block's attn1 a WanMotionProcessor (idempotent; attn2 keeps diffusers')."""
-    for i, block in enumerate(transformer.blocks):
-        proc = block.attn1.processor
-        if not (isinstance(proc, WanMotionProcessor) and proc.index == i):
-            block.attn1.set_processor(WanMotionProcessor(i))
+        record_kv_and_stop(controls, self.index, key, value)
 
 
 def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
             controls: Controls, checkpointing: bool = True) -> torch.Tensor | None:
     """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass."""
-    install_processors(transformer)
+    install_processors(transformer.blocks, WanMotionProcessor)  # attn2 keeps diffusers' processor
     if transformer.condition_embedder.image_embedder is not None:
         raise ParameterError("image-to-video Wan variants are not supported")
     # WanTransformer3DModel takes [B, C, F, H, W] in its own dtype (float32 latents, e.g. the noised
@@ -293,7 +283,8 @@ class Wan(ModelFamily):
             temporal = downsamples[spec.temporal_compression]
             vae = AutoencoderKLWan(base_dim=8, z_dim=z, dim_mult=[1] + [2] * levels, num_res_blocks=1,
                                    temperal_downsample=[False] * (levels - len(temporal)) + temporal,
-                                   latents_mean=[0.1 * k for k in range(z)], latents_std=[1.0 + 0.5 * k for k in range(z)],
+                                   latents_mean=[0.1 * k for k in range(z)],
+                                   latents_std=[1.0 + 0.5 * k for k in range(z)],
                                    scale_factor_temporal=spec.temporal_compression,
                                    scale_factor_spatial=spec.spatial_compression).eval()
             transformer = WanTransformer3DModel(
