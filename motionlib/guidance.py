@@ -167,7 +167,7 @@ class Guidance:
             self.rho_per_t[int(t)] = self.rho.stored()
             state.controls.rho = self.rho.detached()
         else:
-            state.latents = latents.detach().to(model.dtype)
+            state.latents = latents.detach().to(state.latents.dtype)  # the family's latent dtype
         return not (self.stop_after_guided and state.index == n - 1)
 
     def _loss_and_backward(self, run, latents, t, kw, opt, scale: float) -> torch.Tensor:

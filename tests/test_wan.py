@@ -227,3 +227,11 @@ def test_cli_flow_on_tiny_wan(tmp_path, monkeypatch, capsys):
     assert run("show", "copy")["family"] == "wan"
     models = {m["name"]: m for m in run("models")}
     assert models["tiny-wan"]["offline"] and "untested" in models["wan2.1-t2v-1.3b"]["description"]
+
+
+def test_transfer_latent_mode_keeps_wans_float32_latents(wan):
+    from motionlib.learn import transfer
+
+    latents, losses = transfer(wan, clip(wan), "a cat", seed=0, steps=4, output="latent")
+    assert latents.dtype == torch.float32 and latents.shape == wan.latent_shape()
+    assert len(losses) == 2 and all(per[-1] < per[0] for per in losses)
