@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from .base import ModelFamily
 
-__all__ = ["FAMILIES", "RHO_KINDS", "adapter", "rho_kind"]
+__all__ = ["FAMILIES", "RHO_KINDS", "adapter", "for_pipeline", "rho_kind"]
 
 # ρ family (the value of ModelSpec.family, stored in assets and the catalogue) ->
 # (adapter module, ρ kind). The kind says what a ρ is made of: "rope" = cos/sin tables for
@@ -50,3 +50,16 @@ def rho_kind(family: str) -> str:
 def adapter(family: str) -> "ModelFamily":
     """The adapter of a ρ family (imported on first use)."""
     return importlib.import_module(f".{_entry(family)[0]}", __name__).FAMILY
+
+
+def for_pipeline(pipeline_class: str, where: str = "this folder") -> "ModelFamily":
+    """The adapter whose diffusers pipeline class a folder's model_index.json names."""
+    from ..errors import ParameterError
+
+    found = {}
+    for family in FAMILIES:
+        a = adapter(family)
+        found.update(dict.fromkeys(a.pipelines, a))
+    if pipeline_class not in found:
+        raise ParameterError(f"{where} holds a {pipeline_class}; motionlib loads {', '.join(found)} folders")
+    return found[pipeline_class]

@@ -24,6 +24,7 @@ class ModelFamily:
     """One family of video DiTs (e.g. CogVideoX, Wan). Subclasses implement every method."""
 
     name: str = ""
+    pipelines: tuple[str, ...] = ()  # diffusers pipeline classes whose folders this family loads
     # bytes kept per block for backward, per (token x hidden width x element size), by ρ family
     # (motionlib.checkpointing's estimate)
     activation_factor: dict[str, int] = {}

@@ -59,15 +59,11 @@ def resolve_spec(name_or_path: str) -> ModelSpec:
     raise ValueError(f"unknown model {name_or_path!r}: use one of {names}, a known hub id or a local diffusers folder")
 
 
-# the pipeline class a diffusers folder names in model_index.json -> its ρ family's adapter
-_PIPELINE_FAMILY = {"CogVideoXPipeline": "rope", "WanPipeline": "wan"}
-
-
 def spec_from_folder(path: Path) -> ModelSpec:
     """Spec of a local diffusers pipeline folder, read by its family's adapter from the configs."""
     import json
 
-    from ..families import adapter
+    from ..families import for_pipeline
 
     def config(part: str) -> dict:
         f = path / part / "config.json"
@@ -77,9 +73,7 @@ def spec_from_folder(path: Path) -> ModelSpec:
 
     index = path / "model_index.json"
     cls = json.loads(index.read_text()).get("_class_name") if index.is_file() else "CogVideoXPipeline"
-    if cls not in _PIPELINE_FAMILY:
-        raise ValueError(f"{path} holds a {cls}; motionlib loads {', '.join(_PIPELINE_FAMILY)} folders")
-    return adapter(_PIPELINE_FAMILY[cls]).spec_from_folder(path, {p: config(p) for p in ("transformer", "vae")})
+    return for_pipeline(cls, str(path)).spec_from_folder(path, {p: config(p) for p in ("transformer", "vae")})
 
 
 def default_device() -> torch.device:
