@@ -173,6 +173,7 @@ def test_wan_architecture_is_the_real_size_and_its_bench_runs_on_tiny_wan(tmp_pa
     record = tmp_path / "gpu_last.json"
     sec = gpu.measure(1, max_pairs=1, models=["wan2.1-t2v-1.3b"], build=lambda _: tiny, amf_grid=(2, 4, 6),
                       device="cpu", progress=lambda s: gpu.save_record(s, record, measured="m", device="cpu"))
+    assert any(r[1].startswith("learn peak incl. weights") and r[2] == "n/a (CUDA only)" for r in sec.tables[0][1])
     runs = {r[1] for r in sec.rows if r[0] == "wan2.1-t2v-1.3b"}
     assert runs == set(gpu.RUNS) and all(r[2].endswith("s") for r in sec.rows)
     assert "(incomplete run)" not in sec.headline
@@ -194,4 +195,7 @@ def test_a_record_without_wan_says_it_was_never_measured(tmp_path):
     sec = load_record(record, phases=shutil.copy(PHASES, tmp_path / "phases.json"))
     wan = [r for r in sec.rows if r[0] == "wan2.1-t2v-1.3b"]
     assert len(wan) == 4 and all(r[2] == r[3] == NEVER for r in wan)
-    assert [r[2] for r in sec.tables[0][1] if r[0] == "wan2.1-t2v-1.3b"] == [NEVER, NEVER]
+    ratios = [r for r in sec.tables[0][1] if r[0] == "wan2.1-t2v-1.3b"]
+    assert len(ratios) == 3 and all(r[2] == NEVER for r in ratios)  # two ratios and the 24 GB goal
+    assert [r[1] for r in sec.tables[1][1] if "21x30x52" in r[0]] == [NEVER, NEVER]  # AMF at Wan's size
+    assert "Wan2.1-1.3B" in sec.title
