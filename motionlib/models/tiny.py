@@ -69,10 +69,3 @@ def build_tiny(spec: ModelSpec, seed: int = 0):
     from ..families import adapter
 
     return adapter(spec.family).build_tiny(spec, seed)
-
-
-def build_scheduler(spec: ModelSpec):
-    """The scheduler of a tiny preset or random-weight architecture, built by its family's adapter."""
-    from ..families import adapter
-
-    return adapter(spec.family).default_scheduler(spec)
