@@ -1,12 +1,14 @@
 """Section 7 (CUDA only): CogVideoX-5B and -2B *architectures* with random weights at 49 frames
-480x720 — generate, apply, learn and the official-style learn: wall time and peak GPU memory —
-plus the AMF at the 5B size against the per-head maps.
+480x720, and Wan2.1-T2V-1.3B at 81 frames 480x832 — generate, apply, learn and the official-style
+learn: wall time and peak GPU memory — plus the AMF at the 5B and the Wan size against the
+per-head maps.
 
 Weights do not change speed or memory, so the components are built from their real configs in
-code (``motionlib.models.architecture``; nothing is downloaded). Two stand-ins, both outside the timed
-denoising work: the text encoder is a 2-layer T5 with the real width (4096; the real one has 24
-layers and runs once per prompt), and the tokenizer is motionlib's character-level one. The VAE
-decodes with tiling and slicing on every side, as it would on a 24-40 GB card.
+code (``motionlib.models.architecture``, by each family's adapter; nothing is downloaded). Two stand-ins, both
+outside the timed denoising work: the text encoder is a 2-layer T5 / UMT5 with the real width
+(4096; the real ones have 24 layers and run once per prompt), and the tokenizer is motionlib's
+character-level one. The VAE decodes with tiling and slicing on every side, as it would on a
+24-40 GB card. Modules diffusers keeps in float32 (Wan's RoPE, time embedder, norms) stay so.
 
 Denoising steps are reduced (``GPU_STEPS``, guided steps scaled with the paper's 20%) so the
 section fits a short device lease; every cost here is linear in the step count, and peak memory
@@ -38,9 +40,14 @@ from .common import Config, Pair, Section, fmt_bytes, fmt_s, log
 
 GPU_STEPS = 10  # denoising steps per run here (the paper's 50 cost 5x as much, same peak memory)
 TEXT_LAYERS = 2
-MODELS = ("cogvideox-5b", "cogvideox-2b")
+MODELS = ("cogvideox-5b", "cogvideox-2b", "wan2.1-t2v-1.3b")
+# AMF probes: (latent grid, heads, head dim) of the guidance block at each model's default size
+GRID_WAN = (21, 30, 52)  # Wan2.1 at 81 x 480 x 832: 32,760 video tokens
+AMF_SIZES = {"cogvideox-5b": (GRID_5B, HEADS, DIM), "wan2.1-t2v-1.3b": (GRID_WAN, 12, 128)}
 RECORD = Path(__file__).with_name("gpu_last.json")  # the last GPU measurement (committed)
 PHASES = Path(__file__).with_name("gpu_phases.json")  # the last `python -m benchmarks.phases` on a GPU
+RUNS = ("generate", "apply", "learn", "official-style learn")
+WEIGHTS_GOALS = {"wan2.1-t2v-1.3b": 24e9}  # learn peak GPU memory, weights included, <= this
 GOALS = {("apply", "generate"): 1.02, ("learn", "official-style learn"): 0.35}  # ratio A / B <= goal
 
 
@@ -88,6 +95,8 @@ class ModelBench:
         from .official import official_learn
 
         self.model, self.steps, self.prompt = model, steps, prompt
+        self.weights = sum(t.numel() * t.element_size() for m in (model.text_encoder, model.vae, model.transformer)
+                           for t in (*m.parameters(), *m.buffers()))
         self.video = video = disc_video(model.spec).to(model.device)
         kw = dict(prompt=prompt, seed=0, steps=steps)
         self._warm = lambda: (learn(model, video, **kw), generate(model, prompt, seed=1, steps=1))[0]
@@ -139,7 +148,7 @@ class ModelBench:
         return Pair.from_times([x for x, _ in pt], [y for _, y in pt]) if pt else None
 
 
-def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = HEADS) -> dict:
+def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = HEADS, dim: int = DIM) -> dict:
     """Peak memory of the AMF soft + backward (5B size by default): motion_flow vs the per-head maps."""
     from motionlib.amf import amf_loss, motion_flow
 
@@ -147,11 +156,11 @@ def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = 
 
     f, r, c = grid
     n = f * r * c
-    out = {"grid": list(grid), "heads": heads, "maps_formula": maps_bytes(heads, n)}
+    out = {"grid": list(grid), "heads": heads, "dim": dim, "maps_formula": maps_bytes(heads, n)}
     for key, fn in (("motion_flow", motion_flow), ("per_head", per_head_flow)):
         g = torch.Generator(device=device).manual_seed(0)
-        q = torch.randn(heads, n, DIM, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
-        k = torch.randn(heads, n, DIM, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
+        q = torch.randn(heads, n, dim, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
+        k = torch.randn(heads, n, dim, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
         ref = torch.randint(-3, 4, (f, f, r * c, 2), generator=g, device=device).float()
 
         def go():
@@ -170,10 +179,10 @@ def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = 
     return out
 
 
-def section(benches: dict[str, ModelBench], amf: dict | None, device: str, steps: int) -> Section:
-    """The GPU section from what has been measured so far."""
-    sec = Section("gpu", "GPU: CogVideoX-5B/2B architectures at 49 frames 480x720",
-                  "apply/generate <= 1.02, learn <= 0.35 x official-style, AMF <= 1/20 of the per-head maps")
+def section(benches: dict[str, ModelBench], amf: dict | None, device: str, steps: int,
+            models=MODELS) -> Section:
+    """The GPU section from what has been measured so far (`amf`: model -> amf_probe result)."""
+    sec = Section("gpu", TITLE, GOAL_TEXT)
     sec.headers = ["model", "run", "wall time (median of the pairs, context)", "peak GPU memory above the weights"]
     ratios, met = [], []
     for model_name, b in benches.items():
@@ -189,34 +198,50 @@ def section(benches: dict[str, ModelBench], amf: dict | None, device: str, steps
             why = b.failed.get(a) or b.failed.get(bb) or "not measured"
             ratios.append([model_name, f"{a} / {bb}", p.text(3) if p else f"n/a ({why})"])
             met.append(p is not None and p.ratio <= goal)
+        if model_name in WEIGHTS_GOALS:
+            goal, peak = WEIGHTS_GOALS[model_name], b.peaks.get("learn")
+            total = None if peak is None else peak + b.weights
+            ratios.append([model_name, f"learn peak incl. weights (goal <= {fmt_bytes(goal)})",
+                           "n/a (CUDA only)" if total is None else fmt_bytes(total)])
+            met.append(total is not None and total <= goal)
     sec.tables.append((["model", "ratio (side by side)", "value"], ratios))
-    amf_text = "AMF not measured"
-    if amf:
-        rows = []
-        mf, ph, maps = amf.get("motion_flow", {}), amf.get("per_head", {}), amf["maps_formula"]
-        (f, r, c), heads = amf["grid"], amf["heads"]
+    amf_texts = []
+    rows = []
+    for model_name, probe in (amf or {}).items():
+        mf, ph, maps = probe.get("motion_flow", {}), probe.get("per_head", {}), probe["maps_formula"]
+        (f, r, c), heads = probe["grid"], probe["heads"]
         for label, m in (("motion_flow", mf), ("per-head maps (official-style)", ph)):
             rows.append([f"{label} soft+backward, {f}x{r}x{c}, {heads} heads, bf16",
                          m.get("failed", "not measured") if "seconds" not in m
                          else "n/a (CUDA only)" if m["peak"] is None else fmt_bytes(m["peak"]),
                          fmt_s(m["seconds"]) if "seconds" in m else "-"])
         rows.append([f"the per-head maps alone (formula: {heads} x {f * r * c}^2 x 2 bytes)", fmt_bytes(maps), ""])
-        sec.tables.append((["measure", "peak memory", "time (one run)"], rows))
         if mf.get("peak"):
             base = ph.get("peak") or maps
-            amf_text = f"AMF at the 5B size 1/{base / mf['peak']:.1f} of the per-head " + \
-                       ("peak" if ph.get("peak") else "maps (formula)")
+            amf_texts.append(f"AMF at the {model_name} size 1/{base / mf['peak']:.1f} of the per-head "
+                             + ("peak" if ph.get("peak") else "maps (formula)"))
             met.append(mf["peak"] <= maps / 20)
-    done = len(benches) == len(MODELS) and amf is not None
+    if rows:
+        sec.tables.append((["measure", "peak memory", "time (one run)"], rows))
+    amf_text = "; ".join(amf_texts) or "AMF not measured"
+    done = len(benches) == len(models) and amf is not None and len(amf) == len([m for m in models if m in AMF_SIZES])
     sec.status = "met" if done and all(met) else "missed" if benches else "not measured"
     sec.headline = (f"{device}, {steps} denoising steps: "
                     + "; ".join(f"{m} {what} {v.split(' ')[0]}" for m, what, v in ratios)
                     + f"; {amf_text}" + ("" if done else " (incomplete run)"))
-    sec.notes.append(ARCH_NOTE)
-    sec.extra = {"device": device}
+    sec.notes += [ARCH_NOTE, WAN_NOTE]
+    sec.extra = {"device": device, "models": list(models)}
     return sec
 
 
+TITLE = "GPU: CogVideoX-5B/2B (49x480x720) and Wan2.1-1.3B (81x480x832) architectures"
+NEVER = "never measured"
+GOAL_TEXT = ("apply/generate <= 1.02, learn <= 0.35 x official-style, AMF <= 1/20 of the per-head maps; "
+             "Wan2.1-1.3B learn <= 24 GB with its weights")
+WAN_NOTE = ("Wan2.1-1.3B rows: the same runs on its random-weight architecture (the Wan-AI repo's transformer and "
+            "VAE configs in code, UMT5 stand-in, guidance block 14 of 30) at 81x480x832 = 21x30x52 tokens; goal: "
+            "learn peak memory, weights included, <= 24 GB. No GPU was lent to the session that added them: "
+            "their code path runs on tiny-wan in tests/test_wan.py, the numbers are " + NEVER + ".")
 ARCH_NOTE = (f"Random-weight architectures built in code (motionlib/models/architecture.py): {TEXT_LAYERS}-layer T5 stand-in, "
              "VAE tiling and slicing on. Steps reduced to fit a device lease: each run's time is linear in its "
              "guided and unguided step counts and peak memory does not depend on them, but learn/official-style "
@@ -281,7 +306,21 @@ def load_record(path: Path = RECORD, phases: Path = PHASES) -> Section | None:
     data = json.loads(path.read_text())
     data["tables"] = [tuple(t) for t in data.get("tables", [])]
     sec = Section(**data)
-    sec.notes = [ARCH_NOTE]  # the current wording; the numbers are the record's
+    sec.title, sec.goal = TITLE, GOAL_TEXT
+    sec.notes = [ARCH_NOTE, WAN_NOTE]  # the current wording; the numbers are the record's
+    recorded = {row[0] for row in sec.rows}
+    for model_name in sec.extra.get("models", MODELS):  # older records: every model of this version
+        if model_name not in recorded:
+            sec.rows += [[model_name, run_name, NEVER, NEVER] for run_name in RUNS]
+            if sec.tables:
+                sec.tables[0][1].extend([model_name, f"{a} / {b}", NEVER] for a, b in GOALS)
+                if model_name in WEIGHTS_GOALS:
+                    sec.tables[0][1].append([model_name, "learn peak incl. weights (goal <= "
+                                             f"{fmt_bytes(WEIGHTS_GOALS[model_name])})", NEVER])
+            if model_name in AMF_SIZES and len(sec.tables) > 1:
+                (f, r, c), heads, _ = AMF_SIZES[model_name]
+                sec.tables[1][1].extend([f"{label} soft+backward, {f}x{r}x{c}, {heads} heads, bf16", NEVER, "-"]
+                                        for label in ("motion_flow", "per-head maps (official-style)"))
     phase_tables(sec, phases)
     when, where = sec.extra.get("measured", "?"), sec.extra.get("device", "?")
     sec.headline = f"recorded {when} on {where} (no GPU in this run): " + sec.headline
@@ -294,12 +333,12 @@ def load_record(path: Path = RECORD, phases: Path = PHASES) -> Section | None:
 
 
 def measure(steps: int, max_pairs: int, budget_s: float | None = None, progress=None, *,
-            models=MODELS, build=None, amf_grid=GRID_5B, device: str = "cuda") -> Section:
+            models=MODELS, build=None, amf_grid=None, device: str = "cuda") -> Section:
     """Build each architecture, warm it up, run one pair; then more pairs, round-robin, while the
     time budget (seconds from the start) allows another. `progress(section)` after each step.
 
     `build(name)` makes the model (default: ``architecture_model`` on the GPU); tests pass tiny
-    models, a small `amf_grid` and device "cpu"."""
+    models, a small `amf_grid` (instead of each model's own, ``AMF_SIZES``) and device "cpu"."""
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     build = build or (lambda m: architecture_model(m, dev, text_layers=TEXT_LAYERS))
@@ -307,13 +346,18 @@ def measure(steps: int, max_pairs: int, budget_s: float | None = None, progress=
     benches: dict[str, ModelBench] = {}
 
     def report():
-        sec = section(benches, amf, name, steps)
+        sec = section(benches, amf, name, steps, models)
         if progress:
             progress(sec)
         return sec
 
-    log(f"gpu: AMF at {amf_grid} on {name}")
-    amf = amf_probe(device, amf_grid)
+    amf: dict = {}
+    for model_name in models:
+        if model_name in AMF_SIZES:
+            grid, heads, dim = AMF_SIZES[model_name]
+            grid = amf_grid or grid
+            log(f"gpu: AMF at {grid} ({model_name}) on {name}")
+            amf[model_name] = amf_probe(device, grid, heads, dim)
     report()
     for model_name in models:
         log(f"gpu: building {model_name}")
@@ -372,6 +416,7 @@ def run(cfg: Config) -> Section:
         rec = load_record()
         if rec is None:
             rec = section({}, None, "none", 0)
+            rec.rows = [[m, r, NEVER, NEVER] for m in MODELS for r in RUNS]
             rec.headline = "not measured: no GPU in this run, and no recorded GPU run"
         memory_tables(rec)
         return rec

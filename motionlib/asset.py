@@ -33,7 +33,8 @@ from .fsutil import atomic_write
 from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
                         verify)
 from .models.spec import ModelSpec
-from .rho import check_parametrisation, names_for
+from .families import FAMILIES
+from .rho import check_parametrisation, names_for, rho_width
 
 __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
 
@@ -178,7 +179,7 @@ def _checked_spec(meta: dict) -> ModelSpec:
         v = getattr(spec, key)
         if type(v) is not int or not 1 <= v <= high:
             raise ValueError(f"spec.{key} = {v!r} is out of range")
-    if spec.family not in ("rope", "posemb"):
+    if spec.family not in FAMILIES:
         raise ValueError(f"unknown ρ family {spec.family!r}")
     step = spec.spatial_compression * spec.patch_size
     if spec.height % step or spec.width % step or (spec.num_frames - 1) % spec.temporal_compression:
@@ -207,7 +208,7 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     frames, rows, cols = spec.grid
     s = rows * cols
     n_tok = frames * s
-    width = spec.head_dim if spec.family == "rope" else spec.heads * spec.head_dim
+    width = rho_width(spec)
     lat = tuple(int(x) for x in meta["latent_shape"])
     grid_lat = (1, frames, spec.height // spec.spatial_compression, spec.width // spec.spatial_compression)
     if len(lat) != 5 or (lat[0], lat[1], lat[3], lat[4]) != grid_lat:

@@ -33,12 +33,7 @@ def with_geometry(model, num_frames: int | None = None, height: int | None = Non
     """The same model (shared weights) with another frame count or resolution, validated."""
     s = model.spec
     spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
-    if (spec.num_frames - 1) % spec.temporal_compression:
-        raise ParameterError(f"{s.name} needs a frame count of the form {spec.temporal_compression}k+1 "
-                         f"(e.g. {s.num_frames}), got {spec.num_frames}")
-    step = spec.spatial_compression * spec.patch_size
-    if spec.height % step or spec.width % step:
-        raise ParameterError(f"{s.name} needs height and width divisible by {step}, got {spec.height}x{spec.width}")
+    model.family.check_spec(spec)
     if spec == s:
         return model
     return replace(model, spec=spec)

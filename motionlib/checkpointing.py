@@ -17,10 +17,6 @@ import torch
 from .errors import ParameterError
 
 CHOICES = ("auto", "on", "off")
-# bytes kept per block for backward, per (token x hidden width x element size), by ρ family:
-# measured 17.7 on CogVideoX-5B (RoPE, bf16) and 10.1 on -2B (sin-cos, fp16) on an H200
-# (benchmarks/gpu_phases.json), rounded up
-ACTIVATION_FACTOR = {"rope": 20, "posemb": 12}
 MARGIN = {"cuda": 0.9, "cpu": 0.5}  # share of the free memory the estimate may take
 
 
@@ -29,7 +25,8 @@ def activation_bytes(model, blocks_with_grad: int) -> int:
     s = model.spec
     frames, rows, cols = s.grid
     tokens = frames * rows * cols + s.text_len
-    factor = ACTIVATION_FACTOR.get(s.family, max(ACTIVATION_FACTOR.values()))
+    # bytes kept per block for backward, per (token x hidden width x element size): the family's
+    factor = model.family.activation_factor[s.family]
     return factor * tokens * s.heads * s.head_dim * model.dtype.itemsize * blocks_with_grad
 
 

@@ -184,7 +184,7 @@ class Guidance:
         else:
             if not bool(torch.isfinite(latents.detach()).all()):
                 raise self._diverged(state.index, n, t, "the latent z_t is not finite")
-            state.latents = latents.detach().to(model.dtype)
+            state.latents = latents.detach().to(state.latents.dtype)  # the family's latent dtype
         return not (self.stop_after_guided and state.index == n - 1)
 
     def _diverged(self, index: int, n: int, t, what: str) -> Diverged:

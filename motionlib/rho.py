@@ -1,9 +1,12 @@
 """ρ, the positional embedding DiTFlow optimises (paper §4.3, appendix A).
 
-- "rope" family (CogVideoX-5B): the 3D RoPE cos/sin tables, with separate copies for queries and
-  keys (as the official code optimises them): ``q_cos, q_sin, k_cos, k_sin`` of ``[F·S, head_dim]``.
-- "posemb" family (CogVideoX-2B): the video part of the additive 3D sin-cos embedding: ``pos``
+- "rope" kind (CogVideoX-5B, Wan): the 3D RoPE cos/sin tables, with separate copies for queries
+  and keys (as the official code optimises them): ``q_cos, q_sin, k_cos, k_sin`` of ``[F·S, head_dim]``.
+- "additive" kind (CogVideoX-2B): the video part of the additive 3D sin-cos embedding: ``pos``
   of ``[F·S, hidden]``.
+
+Which kind a model family uses is ``motionlib.families.rho_kind``; its base values come from the
+family's adapter (``base_rho``).
 
 The base ρ is exactly what diffusers would use, so an unchanged ρ reproduces plain generation.
 
@@ -26,7 +29,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import ModelError, ParameterError
+from .errors import ParameterError
+from .families import rho_kind
 
 ROPE_NAMES = ("q_cos", "q_sin", "k_cos", "k_sin")
 POSEMB_NAMES = ("pos",)
@@ -39,9 +43,15 @@ POSEMB_SHIFT_NAMES = ("pos_shift",)
 
 def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
     """The tensors an asset stores per guided step."""
+    rope = rho_kind(family) == "rope"
     if parametrisation == "shift":
-        return SHIFT_NAMES if family == "rope" else POSEMB_SHIFT_NAMES
-    return ROPE_NAMES if family == "rope" else POSEMB_NAMES
+        return SHIFT_NAMES if rope else POSEMB_SHIFT_NAMES
+    return ROPE_NAMES if rope else POSEMB_NAMES
+
+
+def rho_width(spec) -> int:
+    """Entries per video token of one ρ table: a head's RoPE table, or the additive embedding's width."""
+    return spec.head_dim if rho_kind(spec.family) == "rope" else spec.heads * spec.head_dim
 
 
 def check_parametrisation(parametrisation: str) -> None:
@@ -107,7 +117,7 @@ def shifted(base: Rho, *shifts: torch.Tensor) -> Rho:
     if base.rates is None:
         raise ValueError("shifted positions need a base ρ made by base_rho (with its rates)")
     rates = base.rates.float()
-    if base.family == "rope":
+    if rho_kind(base.family) == "rope":
         q_shift, k_shift = shifts
         out = {}
         for side, delta in (("q", q_shift), ("k", k_shift)):
@@ -219,32 +229,7 @@ def sincos_layout(hidden: int, spatial_scale: float = 1.0, temporal_scale: float
 
 
 def base_rho(model) -> Rho:
-    """The model's own ρ for its latent grid (what a plain generation uses)."""
-    transformer, spec = model.transformer, model.spec
-    cfg = transformer.config
-    if getattr(cfg, "patch_size_t", None) is not None:
-        raise ModelError("CogVideoX 1.5 checkpoints (temporal patches) are not supported")
-    frames, rows, cols = spec.grid
-    if spec.family == "rope":
-        from diffusers.models.embeddings import get_3d_rotary_pos_embed
-        from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+    """The model's own ρ for its latent grid (what a plain generation uses), from its family's adapter."""
+    from .families import adapter
 
-        p = cfg.patch_size
-        crops = get_resize_crop_region_for_grid((rows, cols), cfg.sample_width // p, cfg.sample_height // p)
-        cos, sin = get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops,
-                                           grid_size=(rows, cols), temporal_size=frames,
-                                           device=model.device)
-        rates = rope_rates(cfg.attention_head_dim, crops, (rows, cols), frames).to(cos.device)
-        return Rho("rope", {"q_cos": cos, "q_sin": sin, "k_cos": cos, "k_sin": sin}, rates)
-    pe = transformer.patch_embed
-    h, w = rows * pe.patch_size, cols * pe.patch_size
-    pixel_frames = (frames - 1) * pe.temporal_compression_ratio + 1
-    # the same choice CogVideoXPatchEmbed.forward makes between its buffer and a recomputation
-    if (pe.sample_height, pe.sample_width, pe.sample_frames) == (h, w, pixel_frames):
-        joint = pe.pos_embedding
-    else:
-        joint = pe._get_positional_embeddings(h, w, pixel_frames, device=model.device)
-    pos = joint[0, pe.max_text_seq_length:].to(device=model.device, dtype=model.dtype)
-    rates, partner, sign = sincos_layout(pos.shape[-1], pe.spatial_interpolation_scale,
-                                         pe.temporal_interpolation_scale)
-    return Rho("posemb", {"pos": pos}, rates.to(pos.device), partner.to(pos.device), sign.to(pos.device))
+    return adapter(model.spec.family).base_rho(model)

@@ -1,8 +1,10 @@
 """The denoising loop shared by generate, apply, learn and transfer (one readable loop).
 
-It reproduces diffusers' CogVideoXPipeline sampling (CFG batch, dynamic CFG, DDIM or DPM steps)
-through ``motionlib.transformer.forward``. A ``StepHook`` may change the latents (z_t optimisation)
-and the per-step `Controls` (ρ_t, KV injection) before each denoising step, or end the loop.
+It reproduces the model family's diffusers pipeline (CogVideoXPipeline: CFG batch, dynamic CFG,
+DDIM or DPM steps; WanPipeline: two CFG passes, UniPC) through the family's adapter
+(``motionlib.families``): its noise, ``predict`` (forward + CFG) and scheduler ``step``.
+A ``StepHook`` may change the latents (z_t optimisation) and the per-step `Controls` (ρ_t, KV
+injection) before each denoising step, or end the loop.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from .errors import ParameterError
 from .progress import DenoiseStep, ProgressFn
 from .rho import base_rho
-from .transformer import Controls, forward
+from .transformer import Controls
 
 
 
@@ -81,38 +83,22 @@ def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, ste
     run.generator = torch.Generator(device="cpu").manual_seed(seed)
     texts = [negative_prompt, prompt] if run.do_cfg else [prompt]
     run.embeds = model.encode_prompt(texts)
-    run.scheduler = model.new_scheduler()
-    run.scheduler.set_timesteps(run.steps, device=model.device)
+    run.scheduler = model.new_scheduler(run.steps)
     run.timesteps = run.scheduler.timesteps
-    from diffusers.utils.torch_utils import randn_tensor
-
-    noise = randn_tensor(model.latent_shape(), generator=run.generator, device=model.device, dtype=model.dtype)
-    run.init_noise = noise
+    run.init_noise = model.family.initial_noise(model, run.generator)
     run.base = base_rho(model)
     return run
 
 
 def predict(run: Run, latents: torch.Tensor, t: torch.Tensor, controls: Controls) -> torch.Tensor:
-    """CFG-combined model output for one denoising step (no gradients)."""
-    model = run.model
-    x = torch.cat([latents] * 2) if run.do_cfg else latents
-    x = run.scheduler.scale_model_input(x, t)
-    with torch.no_grad(), model.on_device(model.transformer) as tr:
-        out = forward(tr, x, run.embeds, t.expand(x.shape[0]), controls).float()
-    if run.do_cfg:
-        scale = dynamic_cfg_scale(run.guidance_scale, t.item(), run.steps) if run.use_dynamic_cfg else run.guidance_scale
-        uncond, cond = out.chunk(2)
-        out = uncond + scale * (cond - uncond)
-    return out
+    """CFG-combined model output for one denoising step (no gradients), as the family's pipeline does."""
+    return run.model.family.predict(run, latents, t, controls)
 
 
 def sample(run: Run, hooks: list[StepHook] = (), progress: ProgressFn | None = None) -> torch.Tensor | None:
     """Denoise from the run's initial noise; returns z_0, or None when a hook ended the loop early."""
-    from diffusers import CogVideoXDPMScheduler
-
     sched = run.scheduler
     latents = run.init_noise * sched.init_noise_sigma
-    old_pred_original = None
     for i, t in enumerate(run.timesteps):
         state = StepState(i, t, latents, Controls(rho=run.base), run)
         for hook in hooks:
@@ -120,13 +106,7 @@ def sample(run: Run, hooks: list[StepHook] = (), progress: ProgressFn | None = N
                 return None
         latents = state.latents.detach()
         noise_pred = predict(run, latents, t, state.controls)
-        if isinstance(sched, CogVideoXDPMScheduler):
-            prev_t = run.timesteps[i - 1] if i > 0 else None
-            latents, old_pred_original = sched.step(noise_pred, old_pred_original, t, prev_t, latents,
-                                                    eta=0.0, generator=run.generator, return_dict=False)
-        else:
-            latents = sched.step(noise_pred, t, latents, eta=0.0, generator=run.generator, return_dict=False)[0]
-        latents = latents.to(run.model.dtype)
+        latents = run.model.family.step(run, i, t, noise_pred, latents)
         if progress:
             progress(DenoiseStep(step=i + 1, total=len(run.timesteps)))
     return latents

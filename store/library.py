@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlmodel import Session, select
 
+from motionlib.families import FAMILIES
 from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_an_error
 
 from .blobs import BlobStore
@@ -50,7 +51,6 @@ __all__ = ["Library", "Report", "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_M
 log = logging.getLogger("motionlib.store")
 
 DESCRIPTOR_VERSION = 1
-FAMILIES = ("rope", "posemb")
 NAME_MAX = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -1,6 +1,8 @@
 """The GPU benchmark's code path, on a CPU: the real architectures built from configs in code
 (counted on the meta device, nothing allocated) and the measured runs on a tiny model."""
 
+import json
+
 import pytest
 import torch
 
@@ -153,3 +155,47 @@ def test_only_some_sections_prints_and_leaves_the_report_alone(monkeypatch, caps
     finally:
         torch.set_num_threads(threads)  # main() sets the benchmark's threads for the whole process
     assert "== 7. GPU" in capsys.readouterr().out and bench.REPORT.read_bytes() == before
+
+
+def test_wan_architecture_is_the_real_size_and_its_bench_runs_on_tiny_wan(tmp_path):
+    """Wan2.1-1.3B from its real config (1.42 B transformer parameters, 21x30x52 tokens at 81x480x832),
+    counted on the meta device; the device run's loop (pairs, AMF probe, record) on tiny-wan."""
+    from benchmarks import gpu
+    from motionlib.models import load_model
+
+    m = gpu.architecture_model("wan2.1-t2v-1.3b", "meta")
+    n = sum(p.numel() for p in m.transformer.parameters())
+    assert 1.40e9 < n < 1.44e9 and m.spec.grid == (21, 30, 52) and len(m.transformer.blocks) == 30
+    assert m.transformer.rope.freqs_cos.dtype == torch.float32  # kept in fp32, as from_pretrained keeps it
+    assert m.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+
+    tiny = load_model("tiny-wan", device="cpu")
+    record = tmp_path / "gpu_last.json"
+    sec = gpu.measure(1, max_pairs=1, models=["wan2.1-t2v-1.3b"], build=lambda _: tiny, amf_grid=(2, 4, 6),
+                      device="cpu", progress=lambda s: gpu.save_record(s, record, measured="m", device="cpu"))
+    assert any(r[1].startswith("learn peak incl. weights") and r[2] == "n/a (CUDA only)" for r in sec.tables[0][1])
+    runs = {r[1] for r in sec.rows if r[0] == "wan2.1-t2v-1.3b"}
+    assert runs == set(gpu.RUNS) and all(r[2].endswith("s") for r in sec.rows)
+    assert "(incomplete run)" not in sec.headline
+    amf_rows = sec.tables[1][1]  # the probe at Wan's heads (here on the small test grid)
+    assert amf_rows[0][0] == "motion_flow soft+backward, 2x4x6, 12 heads, bf16" and amf_rows[0][2].endswith("s")
+    assert gpu.load_record(record, phases=tmp_path / "none.json").rows[:4] == sec.rows[:4]
+
+
+def test_a_record_without_wan_says_it_was_never_measured(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from benchmarks.gpu import NEVER, PHASES, RECORD, load_record
+
+    record = Path(shutil.copy(RECORD, tmp_path / "gpu_last.json"))
+    data = json.loads(record.read_text())
+    data["rows"] = [r for r in data["rows"] if r[0] != "wan2.1-t2v-1.3b"]
+    record.write_text(json.dumps(data))
+    sec = load_record(record, phases=shutil.copy(PHASES, tmp_path / "phases.json"))
+    wan = [r for r in sec.rows if r[0] == "wan2.1-t2v-1.3b"]
+    assert len(wan) == 4 and all(r[2] == r[3] == NEVER for r in wan)
+    ratios = [r for r in sec.tables[0][1] if r[0] == "wan2.1-t2v-1.3b"]
+    assert len(ratios) == 3 and all(r[2] == NEVER for r in ratios)  # two ratios and the 24 GB goal
+    assert [r[1] for r in sec.tables[1][1] if "21x30x52" in r[0]] == [NEVER, NEVER]  # AMF at Wan's size
+    assert "Wan2.1-1.3B" in sec.title

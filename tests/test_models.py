@@ -19,7 +19,7 @@ def test_presets_and_real_specs():
 def test_unknown_model_message(tmp_path):
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         resolve_spec("nope")
-    with pytest.raises(ValueError, match="not a CogVideoX pipeline folder"):
+    with pytest.raises(ValueError, match="not a diffusers pipeline folder"):
         resolve_spec(str(tmp_path))
 
 

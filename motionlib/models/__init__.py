@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from .._compat import check_diffusers
 from ..errors import ModelError, ParameterError, WeightsMissing
+from ..families import adapter
 from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
 from .spec import GuidanceDefaults, ModelSpec
-from .tiny import tiny_spec
+from .tiny import tiny_spec, tiny_wan_spec
+from .wan import WAN21_T2V_1_3B, WAN21_T2V_14B
 
 if TYPE_CHECKING:
     import torch
@@ -31,8 +33,9 @@ def __getattr__(name: str):
 
 __all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec"]
 
-_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb")}
-_REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B}
+_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb"), "tiny-wan": tiny_wan_spec()}
+_REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B,
+         "wan2.1-t2v-1.3b": WAN21_T2V_1_3B, "wan2.1-t2v-14b": WAN21_T2V_14B}
 _HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
 
 
@@ -55,7 +58,7 @@ def known_models() -> dict[str, ModelSpec]:
 
 
 def resolve_spec(name_or_path: str) -> ModelSpec:
-    """Spec for a preset name, a CogVideoX hub id, or a local folder holding a CogVideoX pipeline."""
+    """Spec for a preset name, a known hub id, or a local folder holding a diffusers pipeline."""
     key = name_or_path.lower()
     if key == "shapes":
         return _shapes()["shapes"]
@@ -69,34 +72,24 @@ def resolve_spec(name_or_path: str) -> ModelSpec:
     if path.is_dir():
         return spec_from_folder(path)
     names = ", ".join(known_models())
-    raise ParameterError(f"unknown model {name_or_path!r}: use one of {names}, a CogVideoX hub id or a local folder")
+    raise ParameterError(f"unknown model {name_or_path!r}: use one of {names}, a known hub id or a local diffusers folder")
 
 
 def spec_from_folder(path: Path) -> ModelSpec:
-    """Spec of a local diffusers CogVideoX folder, read from its transformer and VAE configs."""
+    """Spec of a local diffusers pipeline folder, read by its family's adapter from the configs."""
     import json
-    from dataclasses import replace
+
+    from ..families import for_pipeline
 
     def config(part: str) -> dict:
         f = path / part / "config.json"
         if not f.is_file():
-            raise ParameterError(f"{path} is not a CogVideoX pipeline folder (no {part}/config.json)")
+            raise ParameterError(f"{path} is not a diffusers pipeline folder (no {part}/config.json)")
         return json.loads(f.read_text())
 
-    tr, vae = config("transformer"), config("vae")
-    base = COGVIDEOX_5B if tr.get("use_rotary_positional_embeddings") else COGVIDEOX_2B
-    spatial = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
-    layers = int(tr["num_layers"])
-    scale_block = lambda b: min(layers - 1, round(b * layers / base.num_layers))  # noqa: E731
-    guidance = replace(base.guidance, blocks=tuple(scale_block(b) for b in base.guidance.blocks))
-    return replace(base, name=path.name, source=str(path), heads=int(tr["num_attention_heads"]),
-                   head_dim=int(tr["attention_head_dim"]), num_layers=layers,
-                   patch_size=int(tr.get("patch_size", 2)), text_len=int(tr.get("max_text_seq_length", 226)),
-                   num_frames=int(tr.get("sample_frames", 49)),
-                   height=int(tr.get("sample_height", 60)) * spatial, width=int(tr.get("sample_width", 90)) * spatial,
-                   spatial_compression=spatial,
-                   temporal_compression=int(vae.get("temporal_compression_ratio", 4)), guidance=guidance,
-                   description=f"local CogVideoX folder ({base.family})")
+    index = path / "model_index.json"
+    cls = json.loads(index.read_text()).get("_class_name") if index.is_file() else "CogVideoXPipeline"
+    return for_pipeline(cls, str(path)).spec_from_folder(path, {p: config(p) for p in ("transformer", "vae")})
 
 
 def default_device() -> torch.device:
@@ -111,7 +104,7 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
                num_frames: int | None = None, height: int | None = None, width: int | None = None) -> Model:
     """Load a model by preset name, hub id or local folder.
 
-    dtype defaults to the spec's (bf16 for 5B, fp16 for 2B) on CUDA and fp32 on the CPU.
+    dtype defaults to the spec's (bf16 for CogVideoX-5B and Wan, fp16 for 2B) on CUDA and fp32 on the CPU.
     `offload` ("none", "model", "sequential", "auto"; True means "model") keeps components on the
     CPU between uses; `vae_tiling` ("on", "off", "auto" or a bool) enables VAE tiling and slicing.
     ``"auto"`` picks the fastest setting whose peak for `job` fits the device's free memory
@@ -128,6 +121,8 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
         offload = "model" if offload else "none"
     memory.check(offload, vae_tiling)
     spec = resolve_spec(name_or_path)
+    family = adapter(spec.family)
+    family.check_spec(spec)
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = getattr(torch, spec.dtype) if device.type == "cuda" else torch.float32
@@ -139,17 +134,13 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
                                     f"train them with: python -m motionlib.demo.train")
         parts = build_shapes(DEFAULT_WEIGHTS, seed=seed)
     elif spec.source.startswith("builtin:"):
-        from .tiny import build_tiny
-
-        parts = build_tiny(spec, seed=seed)
+        parts = family.build_tiny(spec, seed=seed)
     else:
-        from .cogvideox import load_components
-
         try:
-            parts = load_components(spec, spec.source, dtype)
+            parts = family.load_components(spec, spec.source, dtype)
         except OSError as e:  # from_pretrained without network or cache, or an unreadable folder
             raise ModelError(f"could not load {spec.source}: {(str(e).strip() or type(e).__name__).splitlines()[0]} "
-                             "(no weights offline? try --model tiny-5b, or a local CogVideoX folder)") from e
+                             "(no weights offline? try --model tiny-5b, or a local diffusers folder)") from e
     tokenizer, text_encoder, vae, transformer, scheduler = parts
     for m in (text_encoder, vae, transformer):
         m.requires_grad_(False).eval()

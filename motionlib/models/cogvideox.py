@@ -1,6 +1,6 @@
-"""Loading the real CogVideoX-2B / -5B weights (hub id or local folder) through diffusers.
+"""Specs of the real CogVideoX-2B / -5B (loaded by ``motionlib.families.cogvideox``).
 
-This path needs the weights (tens of GB) and, in practice, a GPU; it cannot run in motionlib's CI.
+Loading needs the weights (tens of GB) and, in practice, a GPU; it cannot run in motionlib's CI.
 It is kept deliberately thin: everything after loading is shared with the tiny presets.
 """
 
@@ -20,13 +20,3 @@ COGVIDEOX_2B = ModelSpec(
     name="cogvideox-2b", family="posemb", source="THUDM/CogVideoX-2b", heads=30, num_layers=30,
     dtype="float16", scheduler="ddim", use_dynamic_cfg=False,
     guidance=GuidanceDefaults(blocks=(15,)), description="CogVideoX-2B (3D sin-cos)", **_COMMON)
-
-
-def load_components(spec: ModelSpec, source: str, dtype):
-    """from_pretrained of every component; the scheduler swapped for the paper's (trailing spacing)."""
-    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXPipeline
-
-    pipe = CogVideoXPipeline.from_pretrained(source, dtype=dtype)
-    sched_cls = CogVideoXDPMScheduler if spec.scheduler == "dpm" else CogVideoXDDIMScheduler
-    scheduler = sched_cls.from_config(pipe.scheduler.config, timestep_spacing="trailing")
-    return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, scheduler

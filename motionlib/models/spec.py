@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-Family = Literal["rope", "posemb"]
+Family = str  # one of motionlib.families.FAMILIES: the ρ family, which also names the model family's adapter
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ModelSpec:
     """
 
     name: str
-    family: Family  # "rope": 3D RoPE (CogVideoX-5B); "posemb": additive 3D sin-cos (CogVideoX-2B)
+    family: Family  # "rope": 3D RoPE (CogVideoX-5B); "posemb": additive 3D sin-cos (CogVideoX-2B); "wan"
     source: str  # hub id, local folder or "builtin:<preset>"
     num_frames: int
     height: int
@@ -52,7 +52,7 @@ class ModelSpec:
     head_dim: int
     num_layers: int
     dtype: str  # dtype on CUDA; CPU always runs fp32
-    scheduler: Literal["ddim", "dpm"]
+    scheduler: Literal["ddim", "dpm", "unipc"]
     num_inference_steps: int = 50
     guidance_scale: float = 6.0  # classifier-free guidance
     use_dynamic_cfg: bool = False

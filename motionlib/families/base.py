@@ -1,0 +1,117 @@
+"""The model-family adapter interface: what the engine asks of a family of video DiTs.
+
+Conventions shared by every family: latents are ``[B, F', C, h, w]`` (latent frames first), the
+video tokens are ordered frame-major then row-major, ρ is a ``motionlib.rho.Rho`` whose
+``family`` names the adapter, and the forward pass takes a ``motionlib.transformer.Controls``.
+A family converts to its own layouts inside its module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.base import Model
+    from ..models.spec import ModelSpec
+    from ..rho import Rho
+    from ..sampling import Run
+    from ..transformer import Controls
+
+
+class ModelFamily:
+    """One family of video DiTs (e.g. CogVideoX, Wan). Subclasses implement every method."""
+
+    name: str = ""
+    pipelines: tuple[str, ...] = ()  # diffusers pipeline classes whose folders this family loads
+    # bytes kept per block for backward, per (token x hidden width x element size), by ρ family
+    # (motionlib.checkpointing's estimate)
+    activation_factor: dict[str, int] = {}
+
+    # --- ρ ---------------------------------------------------------------------------------------
+    def base_rho(self, model: "Model") -> "Rho":
+        """The ρ a plain generation uses for the model's latent grid (diffusers' own values)."""
+        raise NotImplementedError
+
+    # --- forward ---------------------------------------------------------------------------------
+    def forward(self, transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
+                controls: "Controls", checkpointing: bool = True) -> torch.Tensor | None:
+        """Model output for `latents` with ρ, capture, injection, truncation (None) and checkpointing."""
+        raise NotImplementedError
+
+    # --- grid, text, codec -----------------------------------------------------------------------
+    def check_spec(self, spec: "ModelSpec") -> None:
+        """Raise a ParameterError naming a frame count or size the family cannot take."""
+        from ..errors import ParameterError
+
+        if spec.num_frames < 1 or (spec.num_frames - 1) % spec.temporal_compression:
+            k = max(0, (spec.num_frames - 1) // spec.temporal_compression)
+            raise ParameterError(
+                f"{spec.name} needs a frame count of the form {spec.temporal_compression}k+1 (e.g. "
+                f"{k * spec.temporal_compression + 1} or {(k + 1) * spec.temporal_compression + 1}), "
+                f"got {spec.num_frames}")
+        step = spec.spatial_compression * spec.patch_size
+        if spec.height % step or spec.width % step or spec.height < step or spec.width < step:
+            raise ParameterError(f"{spec.name} needs height and width divisible by {step}, "
+                                 f"got {spec.height}x{spec.width}")
+
+    def latent_shape(self, model: "Model") -> tuple[int, int, int, int, int]:
+        s = model.spec
+        c = self.latent_channels(model)
+        return (1, s.latent_frames, c, s.height // s.spatial_compression, s.width // s.spatial_compression)
+
+    def latent_channels(self, model: "Model") -> int:
+        return int(model.transformer.config.in_channels)
+
+    def initial_noise(self, model: "Model", generator: torch.Generator) -> torch.Tensor:
+        """The run's initial noise, drawn as the family's diffusers pipeline draws it."""
+        raise NotImplementedError
+
+    def encode_prompt(self, model: "Model", prompts: list[str]) -> torch.Tensor:
+        """Text embeddings [B, text_len, D] as the pipeline computes them."""
+        raise NotImplementedError
+
+    def encode_video(self, model: "Model", video: torch.Tensor) -> torch.Tensor:
+        """[F, 3, H, W] in [-1, 1] -> normalised latent [1, F', C, h, w] (posterior mode)."""
+        raise NotImplementedError
+
+    def decode(self, model: "Model", latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latent [1, F', C, h, w] -> video [F, 3, H, W] in [0, 1] (float32, CPU)."""
+        raise NotImplementedError
+
+    # --- scheduler and sampling ------------------------------------------------------------------
+    def new_scheduler(self, model: "Model", steps: int) -> Any:
+        """A fresh scheduler of the model's kind with `steps` timesteps set (schedulers keep state)."""
+        raise NotImplementedError
+
+    def predict(self, run: "Run", latents: torch.Tensor, t: torch.Tensor, controls: "Controls") -> torch.Tensor:
+        """CFG-combined model output for one denoising step (no gradients)."""
+        raise NotImplementedError
+
+    def step(self, run: "Run", index: int, t: torch.Tensor, output: torch.Tensor,
+             latents: torch.Tensor) -> torch.Tensor:
+        """One scheduler step: the next latents (per-run solver state lives in ``run.extras``)."""
+        raise NotImplementedError
+
+    # --- loading ---------------------------------------------------------------------------------
+    def default_scheduler(self, spec: "ModelSpec") -> Any:
+        """The family's scheduler built from its config in code (tiny presets, random-weight architectures)."""
+        raise NotImplementedError
+
+    def load_components(self, spec: "ModelSpec", source: str, dtype: torch.dtype) -> tuple:
+        """(tokenizer, text_encoder, vae, transformer, scheduler) from a hub id or folder."""
+        raise NotImplementedError
+
+    def build_tiny(self, spec: "ModelSpec", seed: int = 0) -> tuple:
+        """The same five components at a tiny size with seeded random weights (tests)."""
+        raise NotImplementedError
+
+    def build_architecture(self, spec: "ModelSpec", text_layers: int = 2) -> tuple:
+        """The five components of a real model's architecture (from its configs, in code) with random
+        weights; the text encoder keeps its width but only `text_layers` layers (GPU benchmarks)."""
+        raise NotImplementedError
+
+    def spec_from_folder(self, path, configs: dict[str, dict]) -> "ModelSpec":
+        """Spec of a local diffusers folder from its component configs ({"transformer": ..., ...})."""
+        raise NotImplementedError
