@@ -103,7 +103,9 @@ def test_commands_did_their_work(home, capsys, tmp_path):
     shown = json.loads(cli(capsys, "show", "tag", "--json")[1])  # `tag` the motion, not the command
     assert shown["name"] == "tag" and shown["asset"]["guided_timesteps"] == [999, 833]
     code, out, _ = cli(capsys, "show", "walk")
-    assert code == 0 and "format v1, 6 steps (CogVideoXDPMScheduler)" in out and "999, 833" in out
+    from motionlib.integrity import VERSION
+
+    assert code == 0 and f"format v{VERSION}, 6 steps (CogVideoXDPMScheduler)" in out and "999, 833" in out
     assert json.loads(cli(capsys, "tag", "walk", "+sport", "--json")[1])["tags"] == ["sport"]
     code, _, err = cli(capsys, "rm", "spare", "ghost")
     assert code == 1 and "ghost" in err
@@ -179,7 +181,7 @@ def test_engine_user_errors_are_motionlib_errors(tmp_path):
     with pytest.raises(ParameterError, match="unknown model"):
         resolve_spec("nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ParameterError, match="not a CogVideoX pipeline folder"):
+    with pytest.raises(ParameterError, match="not a diffusers pipeline folder"):
         resolve_spec(str(tmp_path / "empty"))
     with pytest.raises(ModelError, match="could not load"):  # offline, nothing cached (conftest)
         load_model("THUDM/CogVideoX-2b", device="cpu")

@@ -111,7 +111,7 @@ def test_amf_loss_falls_within_each_guided_step(learnt):
     assert len(asset.losses) == 3 and all(len(per) == 3 for per in asset.losses)
     for per_step in asset.losses:
         assert per_step[-1] < per_step[0], per_step
-    assert not any(e["phase"] == "denoise" and e["step"] > 3 for e in events)  # stops after the last guided step
+    assert not any(e.phase == "denoise" and e.step > 3 for e in events)  # stops after the last guided step
 
 
 def test_kv_only_pass_records_what_a_full_pass_sees(wan):
