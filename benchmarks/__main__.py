@@ -30,6 +30,7 @@ SECTIONS = {  # key -> module; in report order
     "serve": "benchmarks.serve",
     "startup": "benchmarks.startup",
     "reliability": "benchmarks.reliability",
+    "robustness": "benchmarks.robustness",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

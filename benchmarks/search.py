@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from motionlib.descriptor import DESCRIPTOR_DIM
+
 from .catalogue import bulk_library, descriptors
 from .common import Config, Section, fmt_s, log, paired, percentile
 
@@ -198,7 +200,7 @@ def run(cfg: Config) -> Section:
                      "loading the saved file.")
     if alt_rows:
         sec.notes.append("Alternatives (second table, same data and queries, one thread): these synthetic descriptors "
-                         "are isotropic random 408-d vectors, a worst case for graph and cluster indexes (all but the "
+                         f"are isotropic random {DESCRIPTOR_DIM}-d vectors, a worst case for graph and cluster indexes (all but the "
                          "planted neighbour are near-orthogonal), so HNSW and IVF need far more work for the same "
                          "recall than a compressed scan with exact re-ranking.")
     return sec

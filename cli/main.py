@@ -58,8 +58,38 @@ class State:
         if self._lib is None:
             from motionlib.store import Library
 
-            self._lib = Library(self.home)
+            self._lib = Library(self.home, describe=_describe_file, progress=_RedescribeBar(not (self.as_json or self.quiet)))
         return self._lib
+
+
+def _describe_file(path):
+    """Library(describe=...): imported only when stored descriptors must be migrated (needs torch)."""
+    from motionlib.catalog import describe_file
+
+    return describe_file(path)
+
+
+class _RedescribeBar:
+    """Progress of re-describing stored motions after a descriptor version change (on stderr)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.task = enabled, None, None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        from motionlib.descriptor import DESCRIPTOR_VERSION
+
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from rich.progress import Progress
+
+            self.bar = Progress(console=err, transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(f"re-describing stored motions for search (descriptor v{DESCRIPTOR_VERSION})",
+                                          total=total)
+        self.bar.update(self.task, completed=done)
+        if done >= total:
+            self.bar.stop()
 
 
 state = State()
@@ -267,24 +297,44 @@ def learn(
         raise UserError(f"--parametrisation must be 'table' or 'shift', got {parametrisation!r}")
     check_checkpointing(checkpointing)
     memory = Memory("learn", offload, vae_tiling)
+    check_steps(steps)
+    from motionlib.catalog import NoMotionWarning, check_geometry
+    from motionlib.models import resolve_spec
+
+    model = model or default_model()
+    check_geometry(resolve_spec(model), frames, height, width)  # before any work
     lib = state.library()
     lib.check_new_name(name, force=force)  # before loading any model
     from motionlib.video import probe
 
     probe(video)  # fail on a bad clip before loading any model
-    m = load(model or default_model(), memory, num_frames=frames, height=height, width=width)
+    m = load(model, memory, num_frames=frames, height=height, width=width)
     started = time.monotonic()
-    with progress_bar() as bar, fitting(m):
+    with progress_bar() as bar, fitting(m), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoMotionWarning)
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
                            guided_fraction=guided_fraction, blocks=block or None,
                            parametrisation=parametrisation, checkpointing=checkpointing)
+    for w in caught:
+        if issubclass(w.category, NoMotionWarning):
+            err.print(f"[yellow]Warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     thumb = lib.thumb_path(row, "png")
     data = {"name": row.name, "model": row.model_name, "bytes": row.blob_bytes, "thumbnail": str(thumb),
-            "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss)}
+            "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss),
+            "searchable": row.descriptor is not None}
     emit(data, lambda: out.print(f"learnt [bold]{row.name}[/bold] with {row.model_name}: "
                                  f"{row.blob_bytes / 1e6:.2f} MB, {data['seconds']} s, final AMF loss "
                                  f"{data['final_loss']:.4f}\nthumbnail: {thumb}"))
+
+
+def check_steps(steps: Optional[int]) -> None:
+    from motionlib.errors import ParameterError
+
+    if steps is not None and steps < 1:
+        raise ParameterError(f"--steps must be at least 1, got {steps}")
 
 
 def check_checkpointing(value: str) -> None:
@@ -320,6 +370,7 @@ def apply(
 
     if strength < 0:
         raise UserError(f"--strength must be >= 0, got {strength}")
+    check_steps(steps)
     path = check_output(output or default_output(f"{name}-{seed}", gif))
     memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
@@ -409,31 +460,43 @@ def generate(
 def search(
     video: Optional[Path] = typer.Argument(None, help="Clip whose motion to look for."),
     k: int = typer.Option(5, "-k", help="How many results."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model that reads the clip (default: that of the stored motions, else the default model)."),
-    like: Optional[str] = typer.Option(None, "--like", help="Search motions like a stored one instead of a clip."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Read the clip with this model only and rank only its motions (default: every model that has stored motions)."),
+    like: Optional[str] = typer.Option(None, "--like", help="Search motions like a stored one instead of a clip (all models, or --model's)."),
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
 ):
-    """Rank stored motions by similarity of their AMF descriptors to a clip's (or to --like NAME)."""
-    from motionlib.catalog import clip_descriptor
+    """Rank stored motions by how similar their motion is to a clip's (or to --like NAME).
 
+    Without --model, every model that has stored motions reads the clip (each loaded once) and its
+    motions are scored against the clip as that model sees it. A score is the cosine similarity of
+    two motion descriptors (normalised, confidence-weighted summaries of the attention motion flow):
+    1 is the same motion, 0 unrelated, -1 the opposite direction. Every model's descriptors live in
+    the same space, so the lists are merged by score and each hit names its model. A model that finds
+    no motion in the clip is left out with a warning; if none finds any, search fails.
+    """
+    from motionlib.errors import ParameterError
+
+    if k < 1:
+        raise ParameterError(f"-k must be at least 1, got {k}")
     memory = Memory("search", offload, vae_tiling)
-    lib = state.library()
     if (video is None) == (like is None):
         raise UserError("give either a VIDEO or --like NAME")
+    lib = state.library()
     if like:
         row = lib.get(like)
-        hits = lib.search(row.descriptor_array(), k=k, model=model, exclude=like)
+        desc = row.descriptor_array() if row.descriptor_version == lib.descriptor_version else None
+        if desc is None:
+            raise UserError(f"'{like}' cannot be searched with: its clip showed no motion")
+        hits = lib.search(desc, k=k, model=model, exclude=like)
     else:
         from motionlib.video import probe
 
         probe(video)
-        stored = lib.model_names()
-        name = model or (stored[0] if len(stored) == 1 else default_model())
-        m = load(name, memory)
-        with fitting(m):
-            descriptor = clip_descriptor(m, video)
-        hits = lib.search(descriptor, k=k, model=m.spec.name)
+        from motionlib.catalog import search_clip
+
+        hits, notes = search_clip(lib, video, k=k, model=model, load=lambda name: load(name, memory), guard=fitting)
+        for note in notes:
+            err.print(f"[yellow]Warning:[/yellow] {note}", highlight=False, soft_wrap=True)
     data = [{"name": r.name, "score": round(float(s), 4), "model": r.model_name, "tags": r.tags} for r, s in hits]
 
     def human():

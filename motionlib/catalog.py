@@ -7,6 +7,7 @@ at all (the store commits the row only after the blob is durable).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from dataclasses import replace
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from .asset import MotionAsset
-from .descriptor import DESCRIPTOR_VERSION, motion_descriptor
+from .descriptor import DESCRIPTOR_VERSION, NoMotionError, described_motion, motion_descriptor
 from .errors import ParameterError
 from .fsutil import TMP_MARKER, no_space_is_an_error, sha256_file
 from .learn import learn, reference_motion
@@ -29,12 +30,28 @@ PREVIEW_HEIGHT = 96
 THUMB_MIN_CONFIDENCE = 0.15
 
 
+def check_geometry(s, num_frames: int | None = None, height: int | None = None, width: int | None = None):
+    """The spec ``s`` with another frame count or resolution, or ParameterError naming what it cannot take.
+
+    Cheap (no weights needed), so commands call it before loading a model or reading a clip."""
+    from .families import adapter
+
+    for flag, value in (("--frames", num_frames), ("--height", height), ("--width", width)):
+        if value is not None and value < 1:
+            raise ParameterError(f"{flag} must be a positive integer, got {value}")
+    spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
+    adapter(s.family).check_spec(spec)
+    if spec.latent_frames < 2:
+        t = spec.temporal_compression
+        raise ParameterError(f"--frames {spec.num_frames} gives {s.name} {spec.latent_frames} latent frame; a motion "
+                             f"needs at least 2 (--frames {t + 1} or more)")
+    return spec
+
+
 def with_geometry(model, num_frames: int | None = None, height: int | None = None, width: int | None = None):
     """The same model (shared weights) with another frame count or resolution, validated."""
-    s = model.spec
-    spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
-    model.family.check_spec(spec)
-    if spec == s:
+    spec = check_geometry(model.spec, num_frames, height, width)
+    if spec == model.spec:
         return model
     return replace(model, spec=spec)
 
@@ -57,8 +74,64 @@ def previews(video: torch.Tensor, spec) -> torch.Tensor:
 
 
 def descriptor_of(asset: MotionAsset) -> np.ndarray:
+    """The catalogue's descriptor of a motion: of its reference AMF, confidence-weighted."""
     _, rows, cols = asset.spec.grid
-    return motion_descriptor(asset.amf, (rows, cols))
+    return motion_descriptor(asset.amf, (rows, cols), asset.ref_confidence[asset.blocks[0]])
+
+
+def motion_descriptor_of(asset: MotionAsset, video: torch.Tensor | None, what: str) -> np.ndarray:
+    """The searchable descriptor of an asset whose clip is ``video`` (None: not at hand); NoMotionError
+    when the clip is still or the model found no motion in it."""
+    if video is not None:
+        check_moving(video, what)
+    _, rows, cols = asset.spec.grid
+    return described_motion(asset.amf, (rows, cols), asset.ref_confidence[asset.blocks[0]], what=what)
+
+
+def describe_asset(asset: MotionAsset, what: str) -> np.ndarray | None:
+    """A stored asset's descriptor by the rule of a new learn (its preview frames stand in for the
+    clip); None when that clip shows no motion. Import and descriptor migration use it."""
+    frames = None if asset.ref_frames is None else asset.ref_frames.permute(0, 3, 1, 2).float() / 127.5 - 1
+    try:
+        return motion_descriptor_of(asset, frames, what)
+    except NoMotionError:
+        return None
+
+
+def describe_file(path: Path) -> np.ndarray | None:
+    """``Library(describe=...)``: :func:`describe_asset` of an asset file."""
+    return describe_asset(MotionAsset.load(path), str(path))
+
+
+def searchable_descriptor(asset: MotionAsset, what: str, video: torch.Tensor | None = None) -> np.ndarray | None:
+    """The descriptor to store for a new motion; None (search will not rank it) with a NoMotionWarning
+    when its clip is still or the model found no motion in it."""
+    try:
+        return motion_descriptor_of(asset, video, what)
+    except NoMotionError as exc:
+        import warnings
+
+        warnings.warn(f"{exc}; the motion is stored, but search will not rank it", NoMotionWarning, stacklevel=2)
+        return None
+
+
+#: a clip is still when less than this share of its pixels change by more than STILL_LEVEL between frames
+STILL_SHARE = 1e-3
+STILL_LEVEL = 0.1  # of the full range (about 25 of 255): above video compression noise
+
+
+def check_moving(video: torch.Tensor, what: str) -> None:
+    """NoMotionError when the frames ``[F, 3, H, W]`` (in [-1, 1]) do not change (a still clip)."""
+    if video.shape[0] < 2:
+        raise NoMotionError(f"no motion found in {what} (too short: {video.shape[0]} frame)")
+    change = (video[1:].float() - video[:-1].float()).abs().amax(dim=1) / 2  # [F-1, H, W], 0..1
+    share = float((change > STILL_LEVEL).float().mean())
+    if share < STILL_SHARE:
+        raise NoMotionError(f"no motion found in {what} (static: {share:.2%} of its pixels change between frames)")
+
+
+class NoMotionWarning(UserWarning):
+    """A motion was learnt from a clip in which the model found no motion."""
 
 
 def thumbnails_of(asset: MotionAsset, workdir: Path) -> dict[str, Path]:
@@ -103,17 +176,20 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
     asset = learn(model, video, prompt=prompt, seed=seed, steps=steps, source=source, progress=progress,
                   **overrides)
     asset.ref_frames = previews(video, s)
-    return store_asset(library, asset, name, tags=tags, force=force)
+    return store_asset(library, asset, name, tags=tags, force=force, video=video, what=str(video_path))
 
 
-def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool = False):
-    """Save, thumbnail and add the asset; whole or not at all (a full disk raises NoSpaceLeft)."""
+def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool = False,
+                video: torch.Tensor | None = None, what: str | None = None):
+    """Save, thumbnail, describe and add the asset (``video``: its clip, to tell a still one); whole or
+    not at all (a full disk raises NoSpaceLeft)."""
+    descriptor = searchable_descriptor(asset, what or f"the clip of '{name}'", video)
     with no_space_is_an_error(library.home / "tmp"):
         work = Path(tempfile.mkdtemp(prefix="learn-", suffix=TMP_MARKER, dir=library.home / "tmp"))
         try:
             path = asset.save(work / "asset.safetensors")
             thumbs = thumbnails_of(asset, work)
-            return library.add_motion(name, asset_file=path, meta=meta_of(asset), descriptor=descriptor_of(asset),
+            return library.add_motion(name, asset_file=path, meta=meta_of(asset), descriptor=descriptor,
                                       thumbnails=thumbs, tags=tags, force=force)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -130,7 +206,7 @@ def import_motion(library, path: str | Path, name: str, *, force: bool = False, 
         return loaded[p]
 
     return library.import_file(path, name=name, validate=lambda p: meta_of(asset(p)),
-                               descriptor_fn=lambda p, meta: descriptor_of(asset(p)),
+                               descriptor_fn=lambda p, meta: describe_asset(asset(p), str(p)),
                                thumbnails_fn=lambda p, meta, work: thumbnails_of(asset(p), work),
                                force=force, tags=tags)
 
@@ -141,11 +217,82 @@ def load_motion(library, motion) -> MotionAsset:
     return MotionAsset.load(library.blobs.verify(m.blob_sha256, motion=m.name))
 
 
+def auto_levels(video: torch.Tensor, clip: float = 0.005) -> torch.Tensor:
+    """Stretch a clip's levels ([F, 3, H, W] in [-1, 1]): each channel's darkest level (the ``clip``
+    quantile) becomes black and the brightest (1 - ``clip``) white, so a grey background reads like a
+    black one. Search reads query clips through this; learn reads the reference unchanged."""
+    x = (video.float() + 1) / 2
+    flat = x.transpose(0, 1).reshape(3, -1)
+    flat = flat[:, ::max(1, flat.shape[1] // 1_000_000)]  # torch.quantile takes at most 16M values
+    lo = torch.quantile(flat, clip, dim=1).view(1, 3, 1, 1)
+    hi = torch.quantile(flat, 1 - clip)
+    return ((x - lo) / (hi - lo.min()).clamp_min(1e-3)).clamp(0, 1) * 2 - 1
+
+
+def frames_descriptor(model, video: torch.Tensor, what: str = "the clip") -> np.ndarray:
+    """Descriptor of the motion in frames ``[F, 3, H, W]`` as search reads them (auto levels, reference
+    AMF at the first guidance block, no optimisation); NoMotionError when there is none."""
+    check_moving(video, what)
+    g = model.spec.guidance
+    ref = reference_motion(model, auto_levels(video), blocks=g.blocks[:1], temperature=g.temperature)
+    _, rows, cols = model.spec.grid
+    return described_motion(ref.amf[g.blocks[0]], (rows, cols), ref.confidence[g.blocks[0]], what=what)
+
+
 def clip_descriptor(model, video_path: str | Path, sampling: str = "spread") -> np.ndarray:
-    """Descriptor of a clip's motion with `model` (reference AMF only, no optimisation)."""
+    """Descriptor of a clip's motion with `model`; NoMotionError ("no motion found in CLIP (why)").
+
+    A clip shorter than the model's frame count is read whole, at the largest frame count the model
+    takes (one it reads as fewer than 2 latent frames is too short)."""
+    from .video import probe
+
     s = model.spec
+    n = probe(video_path).frame_count
+    if n < s.num_frames:
+        t = s.temporal_compression
+        usable = (n - 1) // t * t + 1
+        if n < 2 or usable < t + 1:
+            raise NoMotionError(f"no motion found in {video_path} (too short: {n} frame{'s' * (n != 1)}; "
+                                f"{s.name} needs at least {t + 1})")
+        model = with_geometry(model, num_frames=usable)
+        s = model.spec
     video, _ = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
-    g = s.guidance
-    ref = reference_motion(model, video, blocks=g.blocks[:1], temperature=g.temperature)
-    _, rows, cols = s.grid
-    return motion_descriptor(ref.amf[g.blocks[0]], (rows, cols))
+    return frames_descriptor(model, video, what=str(video_path))
+
+
+def search_clip(library, video_path: str | Path, *, k: int, load, model: str | None = None,
+                guard=lambda m: contextlib.nullcontext()) -> tuple[list, list[str]]:
+    """Stored motions ranked by similarity to a clip's motion, across models: ``(hits, notes)``.
+
+    Without ``model`` every model with searchable motions reads the clip (``load(name)`` is called once
+    per model; ``guard(model)`` wraps the reading, e.g. an out-of-memory message) and its motions are
+    scored against the clip as that model reads it. Scores are cosines of unit descriptors of one
+    kind (1 same motion, 0 unrelated, -1 opposite), so the lists merge by score. With ``model`` only
+    that model reads the clip and only its motions rank. A model that finds no motion is left out
+    (a line in ``notes``); NoMotionError when none finds any.
+    """
+    from .models import known_models
+
+    if model:
+        targets = [model]
+    else:  # by name when it is a known model, else by where its weights came from
+        known = known_models()
+        targets = list(dict.fromkeys(name if name in known or not source else source
+                                     for name, source in library.searchable_models()))
+    hits, missing = [], []
+    for name in targets:
+        m = load(name)
+        try:
+            with guard(m):
+                desc = clip_descriptor(m, video_path)
+        except NoMotionError as e:
+            missing.append((m.spec.name, str(e)))
+            continue
+        hits += library.search(desc, k=k, model=m.spec.name if model else name)
+    if missing and not hits:
+        if len({msg for _, msg in missing}) == 1:  # e.g. a still clip: every model says the same
+            raise NoMotionError(missing[0][1])
+        raise NoMotionError(f"no motion found in {video_path} by any model ("
+                            + "; ".join(f"{n}: {msg.split(' (', 1)[-1].rstrip(')')}" for n, msg in missing) + ")")
+    notes = [f"{n}: {msg}; its motions are not ranked" for n, msg in missing]
+    return sorted(hits, key=lambda h: -h[1])[:k], notes

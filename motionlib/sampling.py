@@ -75,7 +75,7 @@ def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, ste
             guidance_scale: float | None = None, use_dynamic_cfg: bool | None = None) -> Run:
     spec = model.spec
     run = Run(model, prompt, negative_prompt, seed,
-              steps or spec.num_inference_steps,
+              spec.num_inference_steps if steps is None else steps,
               spec.guidance_scale if guidance_scale is None else guidance_scale,
               spec.use_dynamic_cfg if use_dynamic_cfg is None else use_dynamic_cfg)
     if run.steps < 1:

@@ -63,7 +63,8 @@ class Report:
         out += [f"motion '{n}': asset file is damaged ({why}); re-learn it or remove the motion"
                 for n, why in self.damaged_content]
         out += [f"motion '{n}': thumbnail {p} is missing" for n, p in self.missing_thumbnails]
-        out += [f"motion '{n}': descriptor is of another version; not searchable until re-described"
+        out += [f"motion '{n}': descriptor is of another version; not searchable until re-described "
+                "(any motionlib command re-describes it)"
                 for n in self.other_descriptor_versions]
         return out
 

@@ -6,7 +6,7 @@ Index type (chosen by measurement, see BENCHMARKS.md section "Descriptor search"
 * above: ``index_factory(d, "IDMap2,PQ{d/2}x4fs,RFlat", METRIC_INNER_PRODUCT)``: a 4-bit product-quantised
   fast scan (``IndexPQFastScan``) proposes ``k_factor * k`` candidates and ``IndexRefineFlat`` re-ranks
   them with the exact float32 inner product, so the scores are exact and only the candidate set is
-  approximate. (HNSW and IVF were measured too; on these 408-d descriptors they were slower at the same
+  approximate. (HNSW and IVF were measured too; on these descriptors they were slower at the same
   recall.)
 
 Vectors are L2-normalised float32, so the inner product is the cosine similarity. Ids are motion ids:

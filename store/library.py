@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlmodel import Session, select
 
+from motionlib.descriptor import DESCRIPTOR_VERSION  # numpy-only: the one definition, without torch
 from motionlib.families import FAMILIES
 from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_an_error
 
@@ -50,7 +51,6 @@ __all__ = ["Library", "Report", "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_M
 
 log = logging.getLogger("motionlib.store")
 
-DESCRIPTOR_VERSION = 1
 NAME_MAX = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -146,11 +146,24 @@ class _Source:
         return set(self.conn.execute(select(Motion.id)).scalars().all())
 
 
+#: ``describe(asset_file) -> descriptor or None``: re-describes a stored motion from its asset file
+Describe = Callable[[Path], Any]
+#: ``progress(done, total, name)`` while stored motions are re-described
+RedescribeProgress = Callable[[int, int, str], None]
+
+
 class Library:
-    """The motion catalogue. Thread-unsafe per instance; safe across processes sharing one home."""
+    """The motion catalogue. Thread-unsafe per instance; safe across processes sharing one home.
+
+    ``describe`` (see ``Describe``; the CLI passes ``motionlib.catalog.describe_file``) lets the library
+    migrate descriptors: when opened, motions described with another ``descriptor_version`` are
+    re-described from their asset files (``progress`` is told about each one). Without it such motions
+    stay unsearchable until a library with ``describe`` opens the catalogue; a warning says so.
+    """
 
     def __init__(self, home: Path | str | None = None, db_url: str | None = None, *,
-                 descriptor_version: int = DESCRIPTOR_VERSION):
+                 descriptor_version: int = DESCRIPTOR_VERSION, describe: Describe | None = None,
+                 progress: RedescribeProgress | None = None):
         self.home = (Path(home).expanduser() if home is not None else _default_home()).resolve()
         try:
             for sub in ("blobs", "thumbs", "index", "tmp"):
@@ -170,6 +183,15 @@ class Library:
         except Exception as exc:
             self.engine.dispose()
             raise LibraryError(f"could not open or upgrade the catalogue at {self.db_url}: {exc}") from exc
+        with self._read_session() as s:  # one cheap query: stops at the first stale row
+            stale = s.exec(select(Motion.id).where(Motion.descriptor_version != self.descriptor_version)
+                           .limit(1)).first() is not None
+        if stale and describe is not None:
+            self.redescribe(describe, progress)
+        elif stale:
+            log.warning("%d motion(s) have descriptors of another version and are not searchable; open the "
+                        "library with describe= (the motionlib CLI does) to re-describe them",
+                        len(self.stale_descriptors()))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -269,6 +291,43 @@ class Library:
             raise LibraryError(f"descriptor has {dim} values but this library's version-{version} "
                                f"descriptors have {len(blob) // 4}; bump the descriptor version")
 
+    # -- descriptor versions -------------------------------------------------------------------
+    def stale_descriptors(self) -> list[str]:
+        """Names of the motions whose descriptor is of another version than this library's."""
+        with self._read_session() as s:
+            return list(s.exec(select(Motion.name).where(Motion.descriptor_version != self.descriptor_version)
+                               .order_by(Motion.id)).all())
+
+    def redescribe(self, describe: Describe, progress: RedescribeProgress | None = None) -> int:
+        """Re-describe every motion of another descriptor version from its (verified) asset file.
+
+        One transaction per motion, so an interrupted migration resumes where it stopped. A motion
+        whose file is missing or corrupt is skipped with a warning (``doctor`` reports it). Returns
+        the number of motions re-described; the index is rebuilt when it is more than zero."""
+        with self._read_session() as s:
+            rows = s.exec(select(Motion.id, Motion.name, Motion.blob_sha256)
+                          .where(Motion.descriptor_version != self.descriptor_version).order_by(Motion.id)).all()
+        done = 0
+        for j, (mid, name, sha) in enumerate(rows):
+            if progress is not None:
+                progress(j, len(rows), name)
+            try:
+                vec = describe(self.blobs.verify(sha, motion=name))
+                blob = None if vec is None else as_descriptor(vec).astype("<f4").tobytes()
+            except (CorruptBlob, ValueError) as exc:
+                log.warning("cannot re-describe motion '%s' (%s); it stays unsearchable, see doctor", name, exc)
+                continue
+            with self._write_session() as s:
+                s.exec(update(Motion).where(Motion.id == mid)
+                       .values(descriptor=blob, descriptor_version=self.descriptor_version))
+                s.commit()
+            done += 1
+        if progress is not None and rows:
+            progress(len(rows), len(rows), "")
+        if done:
+            self._sync_index(force_rebuild=True)
+        return done
+
     # -- reading -------------------------------------------------------------------------------
     def names(self) -> list[str]:
         with self._read_session() as s:
@@ -278,6 +337,14 @@ class Library:
         """The distinct models the stored motions were learnt with."""
         with self._read_session() as s:
             return list(s.exec(select(Motion.model_name).distinct().order_by(Motion.model_name)).all())
+
+    def searchable_models(self) -> list[tuple[str, str | None]]:
+        """Distinct (model_name, model_source) of the motions search can rank (current descriptors)."""
+        with self._read_session() as s:
+            return [tuple(r) for r in s.exec(
+                select(Motion.model_name, Motion.model_source).distinct()
+                .where(Motion.descriptor_version == self.descriptor_version, Motion.descriptor.is_not(None))
+                .order_by(Motion.model_name, Motion.model_source)).all()]
 
     def exists(self, name: str) -> bool:
         with self._read_session() as s:
@@ -369,17 +436,19 @@ class Library:
         """Store a learned motion. See ``COLUMN_META``/``REQUIRED_META`` for the meta keys.
 
         Thumbnail files are copied (the caller's files are left in place). With ``force`` an
-        existing motion of that name is replaced in the same transaction.
+        existing motion of that name is replaced in the same transaction. ``descriptor=None`` stores
+        a motion that search cannot rank (its clip showed no motion).
         """
         self.check_new_name(name, force=force)  # fail fast, before copying anything
         tag_list = self._clean_tags(tags)
         cols = self._meta_to_columns(meta)
         try:
-            desc = as_descriptor(descriptor)
+            desc = None if descriptor is None else as_descriptor(descriptor)
         except ValueError as exc:
             raise LibraryError(f"bad descriptor for '{name}': {exc}") from None
         version = cols.pop("descriptor_version", None) or self.descriptor_version
-        self._check_dim(version, desc.size)
+        if desc is not None:
+            self._check_dim(version, desc.size)
 
         with no_space_is_an_error(self.home):  # a full disk: NoSpaceLeft, and nothing half-stored
             sha, nbytes = self.blobs.put(Path(asset_file))  # 1. durable blob
@@ -395,7 +464,8 @@ class Library:
                         s.delete(old)
                         s.flush()  # the DELETE must reach the DB before the INSERT of the same name
                     motion = Motion(name=name, blob_sha256=sha, blob_bytes=nbytes, thumb_png=rel.get("png"),
-                                    thumb_gif=rel.get("gif"), descriptor=desc.astype("<f4").tobytes(),
+                                    thumb_gif=rel.get("gif"),
+                                    descriptor=None if desc is None else desc.astype("<f4").tobytes(),
                                     descriptor_version=version, **cols)
                     motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
                     s.add(motion)
@@ -495,7 +565,7 @@ class Library:
         """Import a motion asset made elsewhere. Nothing in the file is executed by the library.
 
         The file is first copied into ``<home>/tmp`` and every callback sees only that copy:
-        ``validate(copy) -> meta`` (raise to reject), ``descriptor_fn(copy, meta) -> vector``,
+        ``validate(copy) -> meta`` (raise to reject), ``descriptor_fn(copy, meta) -> vector`` (or None),
         ``thumbnails_fn(copy, meta, workdir) -> {"png": path, "gif": path}`` (optional; failures
         only lose the thumbnails). Rejections raise ImportRejected.
         """
@@ -532,7 +602,8 @@ class Library:
             except LibraryError as exc:
                 raise ImportRejected(f"{path.name}: {exc}") from None
             try:
-                desc = as_descriptor(descriptor_fn(staged, meta))
+                desc = descriptor_fn(staged, meta)  # None: a motion search cannot rank (no motion)
+                desc = None if desc is None else as_descriptor(desc)
             except Exception as exc:
                 raise ImportRejected(f"{path.name}: could not compute its descriptor: {exc}") from exc
             thumbs: Mapping[str, Path] = {}

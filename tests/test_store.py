@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from motionlib.store import (
-    CorruptBlob, ImportRejected, InvalidName, Library, LibraryError, MotionExists, MotionNotFound,
+    DESCRIPTOR_VERSION, CorruptBlob, ImportRejected, InvalidName, Library, LibraryError, MotionExists, MotionNotFound,
     migrate, open_engine,
 )
 from motionlib.store.db import alembic_config, current_revision, head_revision
@@ -509,10 +509,11 @@ def test_index_rebuilt_when_version_differs(lib, tmp_path):
     assert rep.index_stale and "version" in rep.index_reason
     with Library(lib.home) as other:
         assert other.search(vec(0), k=1)[0][0].name == "m0"
-    assert json.loads(side.read_text())["version"] == 1
-    # a library using descriptor version 2 has its own index file and ignores v1 descriptors
-    with Library(lib.home, descriptor_version=2) as v2:
-        assert v2.index.faiss_path.name == "descriptors-v2.faiss"
+    assert json.loads(side.read_text())["version"] == DESCRIPTOR_VERSION
+    # a library using another descriptor version has its own index file and ignores these descriptors
+    other_version = DESCRIPTOR_VERSION + 1
+    with Library(lib.home, descriptor_version=other_version) as v2:
+        assert v2.index.faiss_path.name == f"descriptors-v{other_version}.faiss"
         assert v2.search(vec(0), k=1) == []
         assert v2.doctor().other_descriptor_versions == ["m0"]
 
@@ -672,3 +673,40 @@ def test_doctor_asks_the_caller_to_check_each_file(lib, tmp_path):
                                    "re-learn it or remove the motion"]
     assert any("'old'" in n for n in rep.notes()) and "note: motion 'old'" in str(rep)
     assert lib.doctor().ok  # without a checker only the catalogue checksums are verified
+
+
+def test_descriptor_versions_migrate_on_open(tmp_path, caplog):
+    """Motions of an older descriptor version are re-described from their asset files, with progress."""
+    home = tmp_path / "home"
+    with Library(home, descriptor_version=1) as old:
+        for i in range(3):
+            add(old, tmp_path, f"m{i}", seed=i)
+    with caplog.at_level("WARNING", logger="motionlib.store"):
+        with Library(home, descriptor_version=2) as lib:  # no way to re-describe: said, never silent
+            assert lib.search(vec(0), k=1) == [] and lib.stale_descriptors() == ["m0", "m1", "m2"]
+    assert "3 motion(s) have descriptors of another version and are not searchable" in caplog.text
+
+    def describe(path: Path):  # the asset's content is "asset:NAME:SEED"; m2's clip "showed no motion"
+        seed = int(path.read_bytes().decode().split(":")[2])
+        return None if seed == 2 else vec(100 + seed)
+
+    seen = []
+    with Library(home, descriptor_version=2, describe=describe, progress=lambda *a: seen.append(a)) as lib:
+        assert lib.stale_descriptors() == []
+        assert lib.search(vec(101), k=1)[0][0].name == "m1"
+        assert [m.name for m, _ in lib.search(vec(100), k=5)] == ["m0", "m1"]  # m2 kept, unsearchable
+        assert lib.get("m2").descriptor is None and lib.get("m2").descriptor_version == 2
+        assert lib.doctor().ok
+    assert seen == [(0, 3, "m0"), (1, 3, "m1"), (2, 3, "m2"), (3, 3, "")]
+    with Library(home, descriptor_version=2, describe=lambda p: 1 / 0) as lib:  # nothing left to do
+        assert len(lib.search(vec(100), k=5)) == 2
+
+
+def test_a_motion_that_cannot_be_redescribed_stays_reported(tmp_path):
+    home = tmp_path / "home"
+    with Library(home, descriptor_version=1) as old:
+        add(old, tmp_path, "m0", seed=0)
+        old.blobs.path(old.get("m0").blob_sha256).write_bytes(b"tampered")
+    with Library(home, descriptor_version=2, describe=lambda p: vec(0)) as lib:
+        assert lib.stale_descriptors() == ["m0"]
+        assert lib.doctor().other_descriptor_versions == ["m0"]

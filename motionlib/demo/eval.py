@@ -485,7 +485,7 @@ def _descriptor(model, frames, cfg: EvalConfig | None = None) -> np.ndarray:
     g = _guidance(model, cfg)
     ref = reference_motion(model, data.to_model_range(frames), blocks=g.blocks[:1], temperature=g.temperature)
     _, rows, cols = model.spec.grid
-    return motion_descriptor(ref.amf[g.blocks[0]], (rows, cols))
+    return motion_descriptor(ref.amf[g.blocks[0]], (rows, cols), ref.confidence[g.blocks[0]])
 
 
 def eval_generation(model, cfg: EvalConfig, log) -> tuple[dict, list]:
@@ -649,13 +649,15 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
 
 
 def eval_search(model, cfg: EvalConfig, log) -> dict:
+    from ..catalog import frames_descriptor
+
     dirs = list(DIRECTIONS)
     refs = np.stack([_descriptor(model, directional_clip(d, cfg.ref_colour)[0], cfg) for d in dirs])
     queries, labels = [], []
     for i, colour in enumerate(cfg.search_colours):
         for d in dirs:
             frames = directional_clip(d, colour, speed=(2.0, 1.5, 3.0)[i % 3], offset=(3.0, -4.0, 0.0)[i % 3])[0]
-            queries.append(_descriptor(model, frames, cfg))
+            queries.append(frames_descriptor(model, data.to_model_range(frames)))  # as `search` reads a clip
             labels.append(d)
     acc, sim = top1_accuracy(refs, np.stack(queries), dirs, labels)
     log(f"search: top-1 {acc:.2f} over {len(labels)} queries")

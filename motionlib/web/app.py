@@ -196,17 +196,15 @@ class Core:
                     raise HTTPProblem(400, f"could not load model {name}: {str(exc).splitlines()[0]}") from exc
         return with_geometry(self.models[name], **geometry)
 
-    def search_model(self, requested: Optional[str]) -> str:
-        """As `motionlib search`: the requested model, else the only stored one, else the default model."""
-        from motionlib.cli.main import default_model
-
-        with self.lock:
-            stored = self.lib.model_names()
+    def search_model(self, requested: Optional[str]) -> Optional[str]:
+        """As `motionlib search`: the requested model (or `serve --model`'s), else None: every stored model."""
+        requested = requested or self.settings.search_model
         if requested:
+            with self.lock:
+                stored = self.lib.model_names()
             if requested not in stored:
                 raise HTTPProblem(400, f"no stored motions of model {requested!r}; stored: {', '.join(stored) or 'none'}")
-            return requested
-        return self.settings.search_model or (stored[0] if len(stored) == 1 else default_model())
+        return requested
 
     # -- renders -----------------------------------------------------------------------------------
     def render(self, job, progress) -> dict:
@@ -508,20 +506,29 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
         return path, shown
 
     def search_clip(upload: UploadFile, k: int, model: Optional[str]) -> list[tuple[Any, float]]:
-        from motionlib.catalog import clip_descriptor
+        from motionlib.catalog import search_clip as ranked
+        from motionlib.descriptor import NoMotionError
         from motionlib.video import VideoError
 
         name = core.search_model(model or None)
         path, shown = stage_upload(upload)
         try:
-            m = core.model(name)
-            with core.compute:
-                desc = clip_descriptor(m, path)
-        except VideoError as exc:
+            hits, _ = ranked(LockedLibrary(), path, k=k, model=name, load=core.model,
+                             guard=lambda m: core.compute)
+        except (VideoError, NoMotionError) as exc:
             raise HTTPProblem(400, str(exc).replace(str(path), shown)) from None
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
-        return lib_call(lib.search, desc, k=k, model=m.spec.name)
+        return hits
+
+    class LockedLibrary:
+        """The catalogue calls search_clip makes, each under the library lock."""
+
+        def searchable_models(self):
+            return lib_call(lib.searchable_models)
+
+        def search(self, *args, **kwargs):
+            return lib_call(lib.search, *args, **kwargs)
 
     def like(name: str, k: int) -> list[tuple[Any, float]]:
         lib.validate_name(name)
