@@ -3,6 +3,8 @@
 Files are written with ``motionlib.fsutil.atomic_copy`` (temp file in the destination folder,
 fsync, rename, folder fsync), so a crash leaves either no file or the whole file (plus, at worst,
 a ``*.tmp*`` file that ``doctor`` removes); a full disk raises ``NoSpaceLeft`` and leaves nothing.
+Several processes (on several machines sharing the folder) may write the same blob at once: each
+writes its own temp file and the renames replace identical bytes with identical bytes.
 """
 
 from __future__ import annotations
@@ -84,10 +86,8 @@ class BlobStore:
         except FileNotFoundError:
             return False
         fsync_dir(p.parent)
-        try:
-            p.parent.rmdir()  # drop the shard folder when it became empty
-        except OSError:
-            pass
+        # The shard folder stays, even empty: another process may be writing a blob into it right now
+        # (removing it between that writer's mkdir and its temp file would fail the writer).
         return True
 
     def iter_shas(self) -> Iterator[str]:

@@ -7,6 +7,10 @@ on the busy timeout instead of failing with a stale-snapshot "database is locked
 Opening a library costs one query on the ``alembic_version`` table: migrations are numbered
 (``migrations/versions/NNNN_*.py`` holds revision ``NNNN``), so the head is the largest number and
 alembic is imported only when the catalogue is older than that (or new).
+
+PostgreSQL (``postgresql+psycopg://…``, the ``[postgres]`` extra) runs at READ COMMITTED; what
+must be serialised there takes a transaction-scoped advisory lock (``lock``): the schema upgrade,
+and the check "is this blob still used?" before its file is deleted.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = ["open_engine", "migrate", "write_engine", "alembic_config", "current_revision", "head_revision",
-           "schema_revision", "BUSY_TIMEOUT_S"]
+           "schema_revision", "BUSY_TIMEOUT_S", "lock"]
 
 BUSY_TIMEOUT_S = 30.0
 _IMMEDIATE = "motionlib_begin_immediate"
@@ -61,6 +65,13 @@ def open_engine(url: str, *, echo: bool = False) -> Engine:
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def lock(conn, key: str) -> None:
+    """Serialise transactions on ``key`` until this one ends: a PostgreSQL advisory lock; on SQLite a
+    no-op, because write transactions there (``write_engine``) already hold the database's write lock."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"motionlib:{key}"})
 
 
 def write_engine(engine: Engine) -> Engine:
@@ -119,5 +130,6 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     # One transaction around the whole upgrade; on SQLite it is BEGIN IMMEDIATE, so a second
     # process opening the library at the same moment waits and then finds the schema current.
     with write_engine(engine).begin() as conn:
+        lock(conn, "migrate")  # PostgreSQL: the second process waits here, then finds nothing to do
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

@@ -41,7 +41,7 @@ from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_a
 
 from .blobs import BlobStore
 from .doctor import Report
-from .db import migrate, open_engine, write_engine
+from .db import lock, migrate, open_engine, write_engine
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
                      RenderNotFound)
 from .index import DescriptorIndex, as_descriptor
@@ -422,13 +422,16 @@ class Library:
 
     def _gc_sha(self, sha: str) -> None:
         """Delete the blob and thumbnails of ``sha`` if no row references it any more."""
-        with self._read_session() as s:
+        # In a write transaction holding the blob's lock, so that no add_motion of the same bytes can
+        # commit between the count and the deletion (add_motion checks the file under the same lock).
+        with self._write_session() as s:
+            lock(s.connection(), f"blob:{sha}")
             n = s.exec(select(func.count()).select_from(Motion).where(Motion.blob_sha256 == sha)).one()
-        if n:
-            return
-        self.blobs.delete(sha)
-        for kind in THUMB_KINDS:
-            (self.thumbs_dir / f"{sha}.{kind}").unlink(missing_ok=True)
+            if n:
+                return
+            self.blobs.delete(sha)
+            for kind in THUMB_KINDS:
+                (self.thumbs_dir / f"{sha}.{kind}").unlink(missing_ok=True)
 
     def add_motion(self, name: str, *, asset_file: Path, meta: Mapping[str, Any], descriptor,
                    thumbnails: Mapping[str, Path] | None = None, tags: Iterable[str] = (),
@@ -456,7 +459,7 @@ class Library:
             try:
                 rel = self._put_thumbs(sha, thumbnails)  # 2. thumbnails
                 with self._write_session() as s:  # 3. one transaction
-                    old = s.exec(select(Motion).where(Motion.name == name)).first()
+                    old = s.exec(select(Motion).where(Motion.name == name).with_for_update()).first()
                     if old is not None:
                         if not force:
                             raise MotionExists(name)
@@ -470,17 +473,23 @@ class Library:
                     motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
                     s.add(motion)
                     try:
+                        s.flush()
+                    except IntegrityError:
+                        raise MotionExists(name) from None
+                    # A concurrent remove/doctor may have collected the blob (same bytes, another motion)
+                    # between steps 1 and 3: under the blob's lock, put back what is missing, then commit.
+                    lock(s.connection(), f"blob:{sha}")
+                    if not self.blobs.exists(sha):
+                        self.blobs.put(Path(asset_file))
+                    if any(not (self.home / r).exists() for r in rel.values()):
+                        self._put_thumbs(sha, thumbnails)
+                    try:
                         s.commit()
                     except IntegrityError:
                         raise MotionExists(name) from None
             except BaseException:
                 self._gc_sha(sha)  # nothing half-stored: no row, so the blob and thumbnails go
                 raise
-        # A concurrent doctor/remove may have collected the blob between steps 1 and 3: re-put.
-        if not self.blobs.exists(sha):
-            self.blobs.put(Path(asset_file))
-        if any(not (self.home / r).exists() for r in rel.values()):
-            self._put_thumbs(sha, thumbnails)
         if replaced is not None and replaced.blob_sha256 != sha:
             self._gc_sha(replaced.blob_sha256)
         self._refresh_index()  # 4. cache
@@ -494,7 +503,7 @@ class Library:
         """``remove`` for several motions in one transaction: all of them, or none when one is missing."""
         names = list(dict.fromkeys(names))
         with self._write_session() as s:
-            rows = {m.name: m for m in s.exec(select(Motion).where(Motion.name.in_(names))).all()}
+            rows = {m.name: m for m in s.exec(select(Motion).where(Motion.name.in_(names)).with_for_update()).all()}
             missing = [n for n in names if n not in rows]
             if missing:
                 raise self._not_found(missing[0])
@@ -509,7 +518,7 @@ class Library:
     def rename(self, old: str, new: str) -> Motion:
         self.validate_name(new)
         with self._write_session() as s:
-            m = s.exec(select(Motion).where(Motion.name == old)).first()
+            m = s.exec(select(Motion).where(Motion.name == old).with_for_update()).first()
             if m is None:
                 raise self._not_found(old)
             if old == new:
@@ -528,7 +537,7 @@ class Library:
     def tag(self, name: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Motion:
         add_l, rm_l = self._clean_tags(add), self._clean_tags(remove)
         with self._write_session() as s:
-            m = s.exec(select(Motion).where(Motion.name == name)).first()
+            m = s.exec(select(Motion).where(Motion.name == name).with_for_update()).first()
             if m is None:
                 raise self._not_found(name)
             have = {t.tag for t in m.tag_rows}
@@ -640,7 +649,10 @@ class Library:
             r = Render(motion_id=motion_id, motion_name=name, prompt=prompt, seed=seed, steps=steps,
                        strength=strength, output_path=str(output_path), seconds=seconds)
             s.add(r)
-            s.commit()
+            try:
+                s.commit()
+            except IntegrityError:  # the motion was removed by another process meanwhile
+                raise self._not_found(name) from None
         return r
 
     def renders(self, name: str | None = None, limit: int | None = None) -> list[Render]:

@@ -27,3 +27,33 @@ def tiny2b():
 @pytest.fixture(params=["tiny-5b", "tiny-2b"], scope="session")
 def tiny(request, tiny5b, tiny2b):
     return tiny5b if request.param == "tiny-5b" else tiny2b
+
+
+# -- catalogue backends: SQLite, and a throwaway PostgreSQL server ------------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the whole session (initdb in a temp folder, 127.0.0.1, a free port).
+
+    Skips with the reason when none can be started here; under CI (CI=true) that is a failure."""
+    from motionlib.store.throwaway import PostgresUnavailable, ThrowawayPostgres
+
+    try:
+        pg = ThrowawayPostgres().__enter__()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the PostgreSQL cases, but no server could be started: {exc}")
+        pytest.skip(f"PostgreSQL cases skipped: {exc}")
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalogue_db(request, monkeypatch):
+    """The catalogue backend under test: sets (postgres: a fresh database) or clears $MOTIONLIB_DB_URL
+    and returns the URL (None for SQLite in the library home). Store and CLI tests use only this."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+        return None
+    url = request.getfixturevalue("postgres_server").create_database()
+    monkeypatch.setenv("MOTIONLIB_DB_URL", url)
+    return url

@@ -23,9 +23,17 @@ DIM = 16
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
+def _no_env(monkeypatch, catalogue_db):
+    """Every test runs on SQLite and on PostgreSQL (``catalogue_db`` in conftest sets $MOTIONLIB_DB_URL)."""
     monkeypatch.delenv("MOTIONLIB_HOME", raising=False)
-    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+
+
+#: for the few tests about SQLite itself (its file, its pragmas)
+sqlite_only = pytest.mark.parametrize("catalogue_db", ["sqlite"], indirect=True)
+
+
+def db_url(tmp_path, catalogue_db) -> str:
+    return catalogue_db or f"sqlite:///{tmp_path / 'blank.db'}"
 
 
 @pytest.fixture
@@ -68,8 +76,8 @@ def add(lib, tmp_path, name, *, seed=0, content=None, tags=(), force=False, thum
 
 
 # -- schema --------------------------------------------------------------------------------------
-def test_migrate_blank_db_schema(tmp_path):
-    engine = open_engine(f"sqlite:///{tmp_path / 'blank.db'}")
+def test_migrate_blank_db_schema(tmp_path, catalogue_db):
+    engine = open_engine(db_url(tmp_path, catalogue_db))
     migrate(engine)
     insp = sa.inspect(engine)
     assert {"motions", "motion_tags", "renders", "alembic_version"} <= set(insp.get_table_names())
@@ -84,6 +92,11 @@ def test_migrate_blank_db_schema(tmp_path):
     assert {c["name"] for c in insp.get_columns("motion_tags")} == {"motion_id", "tag"}
     assert any(ix["unique"] and ix["column_names"] == ["name"] for ix in insp.get_indexes("motions"))
     assert current_revision(engine) == "0001" == head_revision()
+    migrate(engine)  # idempotent
+    if catalogue_db:  # PostgreSQL: a serial id, never reused
+        assert insp.get_columns("motions")[0]["autoincrement"] is True
+        engine.dispose()
+        return
     with engine.connect() as c:  # ids are never reused (the descriptor index is keyed by id)
         assert "AUTOINCREMENT" in c.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name='motions'").scalar()
     with engine.connect() as c:
@@ -94,7 +107,7 @@ def test_migrate_blank_db_schema(tmp_path):
     engine.dispose()
 
 
-def test_models_match_migrations(tmp_path):
+def test_models_match_migrations(tmp_path, catalogue_db):
     """Autogenerate must find nothing to do: models.py and the 0001 history agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -102,7 +115,7 @@ def test_models_match_migrations(tmp_path):
 
     from motionlib.store.models import TABLES
 
-    engine = open_engine(f"sqlite:///{tmp_path / 'cmp.db'}")
+    engine = open_engine(db_url(tmp_path, catalogue_db))
     migrate(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -117,6 +130,7 @@ def test_models_match_migrations(tmp_path):
     assert alembic_config().get_main_option("script_location").endswith("migrations")
 
 
+@sqlite_only
 def test_library_defaults_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "envhome"))
     with Library() as lib:
@@ -482,6 +496,7 @@ def test_index_catches_up_with_other_writers(lib, tmp_path):
     assert _side(lib)["db_count"] == 1 and lib.doctor().index_note == ""
 
 
+@sqlite_only
 def test_index_rebuilt_when_catalogue_replaced(tmp_path):
     """A new DB under a kept index folder reuses ids for other descriptors: the load spot check rebuilds."""
     home = tmp_path / "home"
