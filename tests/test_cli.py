@@ -18,10 +18,10 @@ LEFT, RIGHT = EXAMPLES / "disc_left.mp4", EXAMPLES / "disc_right.mp4"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, catalogue_db):
+    """A fresh library home; its catalogue on SQLite or PostgreSQL (``catalogue_db`` in conftest)."""
     h = tmp_path / "lib"
     monkeypatch.setenv("MOTIONLIB_HOME", str(h))
-    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
     monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
     monkeypatch.chdir(tmp_path)
     return h
@@ -172,25 +172,39 @@ def _motionlib(*args, env):
     return [sys.executable, "-c", "from motionlib.cli.main import main; main()", *args]
 
 
-def test_kill_dash_9_mid_learn_leaves_no_partial_motion(home, tmp_path):
+def wait_for(path: Path, marker: str, proc, timeout: float = 180) -> None:
+    """Wait until ``marker`` appears in the file ``path`` (a subprocess's stderr)."""
+    deadline = time.monotonic() + timeout
+    while marker not in path.read_text(errors="replace"):
+        assert proc.poll() is None, f"exited with {proc.returncode} before {marker!r}: {path.read_text()}"
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s: {path.read_text()}"
+        time.sleep(0.05)
+
+
+def test_kill_dash_9_mid_learn_leaves_no_partial_motion(home, tmp_path, capsys):
     env = {**os.environ, "MOTIONLIB_HOME": str(home), "MOTIONLIB_MODEL": "tiny-5b"}
-    proc = subprocess.Popen(_motionlib("learn", str(LEFT), "--name", "killed", "--steps", "40",
-                                       "--opt-steps", "20", env=env),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    # wait until the learn is under way (its library is open and optimisation has begun)
-    while time.time() < deadline and not (home / "motionlib.db").exists():
-        time.sleep(0.2)
-    time.sleep(4)
-    assert proc.poll() is None, proc.communicate()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    listed = subprocess.run(_motionlib("--json", "list", env=env), env=env, capture_output=True, text=True)
-    assert listed.returncode == 0 and json.loads(listed.stdout) == []
-    doctor = subprocess.run(_motionlib("--json", "doctor", "--repair", env=env), env=env,
-                            capture_output=True, text=True)
-    assert json.loads(doctor.stdout)["problems"] == [] or doctor.returncode in (0, 1)
-    assert not list((home / "blobs").rglob("*.safetensors"))
+    kept = cli_json(capsys, "learn", str(RIGHT), "--name", "kept")  # learnt before: its blob must survive
+    stderr = tmp_path / "learn.err"
+    with open(stderr, "w") as errf:
+        proc = subprocess.Popen(_motionlib("learn", str(LEFT), "--name", "killed", "--steps", "40",
+                                           "--opt-steps", "20", env=env), env=env, stdout=subprocess.DEVNULL,
+                                stderr=errf)
+        try:
+            # the progress marker: the reference AMF is extracted and the ρ optimisation begins
+            wait_for(stderr, "reference motion extracted", proc)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # it was killed mid-way, not finished
+    assert [r["name"] for r in cli_json(capsys, "list")] == ["kept"]
+    sha = cli_json(capsys, "show", "kept")["blob_sha256"]
+    assert sorted(p.name for p in (home / "blobs").rglob("*")  if p.is_file()) == [f"{sha}.safetensors"]
+    assert not [p for p in home.rglob("*") if ".tmp" in p.name]  # no staging or temp file left
+    report = cli_json(capsys, "doctor")
+    assert report["ok"] and report["problems"] == [], report
+    assert Path(cli_json(capsys, "export", "kept", str(tmp_path / "k.safetensors"))["file"]).is_file()
+    assert kept["bytes"] == (tmp_path / "k.safetensors").stat().st_size  # the blob verifies, whole
 
 
 def test_two_concurrent_learns_both_land(home):
