@@ -235,3 +235,98 @@ def test_learn_with_shift_parametrisation_makes_a_smaller_motion(home, capsys):
     assert cli_json(capsys, "show", "t")["params"]["parametrisation"] == "table"
     code, out, err = cli(capsys, "apply", "s", "a red disc", "-o", str(home / "s.mp4"))
     assert code == 0, err
+
+
+# -- a team on one PostgreSQL catalogue ---------------------------------------------------------
+def _run(*args) -> tuple[int, str]:
+    """`motionlib ARGS` in this process: (exit code, last stderr line)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        try:
+            main(["-q", "--json", *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    lines = buf.getvalue().strip().splitlines()
+    return code, lines[-1] if lines else ""
+
+
+def _team_member(i: int, asset: str, out: str) -> None:
+    """One of 8 processes: learners (0, 1) learn, tag and rename; the others import the same asset
+    (the same blob) repeatedly, tag, rename and remove, and all race for the name 'shared'."""
+    os.environ["MOTIONLIB_MODEL"] = "tiny-5b"
+    done: dict = {"committed": [], "removed": [], "errors": [], "shared": False}
+
+    def ok(*args) -> bool:
+        code, msg = _run(*args)
+        if code:
+            done["errors"].append(f"{' '.join(args)}: {msg}")
+        return code == 0
+
+    if i < 2:
+        if ok("learn", str(LEFT if i == 0 else RIGHT), "--name", f"learn-{i}", "--steps", "4"):
+            ok("tag", f"learn-{i}", f"+team{i}")
+            if ok("rename", f"learn-{i}", f"learnt-{i}"):
+                done["committed"].append(f"learnt-{i}")
+    else:
+        for j in range(3):
+            if not ok("import", asset, "--name", f"imp-{i}-{j}"):
+                continue
+            ok("tag", f"imp-{i}-{j}", f"+t{i}")
+            if ok("rename", f"imp-{i}-{j}", f"ren-{i}-{j}"):
+                done["committed"].append(f"ren-{i}-{j}")
+                if j == 1 and ok("rm", f"ren-{i}-{j}"):
+                    done["removed"].append(f"ren-{i}-{j}")
+        code, msg = _run("import", asset, "--name", "shared")
+        done["shared"] = code == 0
+        if code and "already exists" not in msg:
+            done["errors"].append(f"import shared: {msg}")
+    Path(out).write_text(json.dumps(done))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("catalogue_db", ["postgres"], indirect=True)
+def test_eight_processes_share_one_postgres_catalogue(home, tmp_path, capsys):
+    import multiprocessing as mp
+
+    cli_json(capsys, "learn", str(LEFT), "--name", "seed")
+    asset = str(tmp_path / "seed.safetensors")
+    cli_json(capsys, "export", "seed", asset)
+    cli_json(capsys, "rm", "seed")  # its blob goes; the importers put the same bytes back, concurrently
+    env = {**os.environ, "MOTIONLIB_MODEL": "tiny-5b"}
+    stderr = tmp_path / "doomed.err"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_team_member, args=(i, asset, str(tmp_path / f"m{i}.json"))) for i in range(8)]
+    with open(stderr, "w") as errf:
+        doomed = subprocess.Popen(_motionlib("learn", str(RIGHT), "--name", "doomed", "--steps", "40",
+                                             "--opt-steps", "20", env=env), env=env,
+                                  stdout=subprocess.DEVNULL, stderr=errf)
+        for p in procs:
+            p.start()
+        try:
+            wait_for(stderr, "reference motion extracted", doomed, timeout=400)
+            os.kill(doomed.pid, signal.SIGKILL)  # kill -9 in the middle of the others' work
+        finally:
+            doomed.kill()
+            doomed.wait()
+            for p in procs:
+                p.join(600)
+    assert doomed.returncode == -signal.SIGKILL
+    assert [p.exitcode for p in procs] == [0] * 8
+    results = [json.loads((tmp_path / f"m{i}.json").read_text()) for i in range(8)]
+    assert [r["errors"] for r in results] == [[]] * 8
+    assert sum(r["shared"] for r in results) == 1  # exactly one process got the contested name
+    expected = {n for r in results for n in r["committed"]} - {n for r in results for n in r["removed"]}
+    expected.add("shared")
+    listed = {r["name"]: r for r in cli_json(capsys, "list")}
+    assert set(listed) == expected  # every committed motion is listed; nothing of 'doomed'
+    assert listed["learnt-0"]["tags"] == ["team0"] and listed["ren-3-0"]["tags"] == ["t3"]
+    used = {cli_json(capsys, "show", n)["blob_sha256"] for n in listed}
+    on_disk = {p.name.split(".")[0] for p in (home / "blobs").rglob("*.safetensors")}
+    assert on_disk == used  # no orphan, no missing blob
+    report = cli_json(capsys, "doctor")  # every blob re-hashed against its row
+    assert report["ok"] and report["problems"] == [], report
+    assert cli_json(capsys, "search", "--like", "ren-2-0", "-k", "1")[0]["score"] == pytest.approx(1.0, abs=1e-4)
