@@ -169,9 +169,9 @@ def fitting(model):
 
 
 def model_for_asset(spec, override: Optional[str], memory: Memory):
-    from motionlib.models import known_models
+    from motionlib.catalog import model_name_for
 
-    name = override or (spec.name if spec.name in known_models() else spec.source)
+    name = override or model_name_for(spec)
     return load(name, memory, num_frames=spec.num_frames, height=spec.height, width=spec.width)
 
 
@@ -751,6 +751,8 @@ def eval_(
 
     emit(results, human)
 
+
+from . import batch as _batch  # noqa: E402,F401  (registers apply-batch on the app)
 
 # --------------------------------------------------------------------------------------------
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q")

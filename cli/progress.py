@@ -42,3 +42,7 @@ class EngineProgress:
         elif isinstance(event, DenoiseStep):
             task = self._task("denoise", "denoising", event.total)
             self.bar.update(task, completed=event.step)
+
+    def advance(self, key: str, description: str, total: int, n: int = 1, info: str = "") -> None:
+        """Count ``n`` units of a task fed by something other than engine events (a batch's jobs)."""
+        self.bar.update(self._task(key, description, total), advance=n, info=info)

@@ -56,6 +56,13 @@ def with_geometry(model, num_frames: int | None = None, height: int | None = Non
     return replace(model, spec=spec)
 
 
+def model_name_for(spec) -> str:
+    """What to load for an asset learnt with ``spec``: its preset name when known here, else its source."""
+    from .models import known_models
+
+    return spec.name if spec.name in known_models() else spec.source
+
+
 def latent_frame_indices(spec) -> list[int]:
     """The pixel frame each latent frame mostly stands for (CogVideoX: 0, 4, 8, ...)."""
     return [min(i * spec.temporal_compression, spec.num_frames - 1) for i in range(spec.latent_frames)]

@@ -1,0 +1,76 @@
+"""`motionlib apply-batch JOBS.jsonl`: many renders with stored motions, spread over Ray workers.
+
+Thin over ``motionlib.batch``; registered on the main app by ``cli.main``. Heavy imports (Ray,
+torch) happen inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .main import app, emit, err, out, progress_bar, state
+
+
+@app.command("apply-batch")
+def apply_batch(
+    jobs_file: Path = typer.Argument(..., metavar="JOBS.jsonl",
+                                     help='One JSON job a line: {"motion": NAME, "prompt": TEXT, "seed": N, '
+                                          '"output": FILE.mp4|.gif} plus optional "strength" and "steps". '
+                                          "Relative outputs are taken from the current folder."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w",
+                                          help="Ray workers (default: one per GPU; on CPUs 1). Each loads "
+                                               "the model once and renders many jobs."),
+    address: Optional[str] = typer.Option(None, "--address",
+                                          help="Join this Ray cluster (e.g. ray://head:10001 or auto) instead "
+                                               "of starting a local one. Workers need the same "
+                                               "MOTIONLIB_HOME (a shared folder) and MOTIONLIB_DB_URL."),
+    in_process: bool = typer.Option(False, "--in-process",
+                                    help="Do not use Ray: run the jobs here, one after another."),
+):
+    """Render every job of JOBS.jsonl with its stored motion (zero-shot, like `apply`).
+
+    Jobs whose output already exists are skipped, so re-running resumes; a failing job is reported
+    with its error and the others go on (exit code 1 if any failed). Renders are recorded in the
+    catalogue like apply's. One progress bar counts all jobs, with ETA."""
+    from motionlib.batch import pending, read_jobs, run_batch
+
+    jobs, bad = read_jobs(jobs_file)
+    todo, skipped = pending(jobs)
+    lib = state.library()
+    by_line = {j.line: j for j in jobs}
+    talk = not (state.as_json or state.quiet)
+    if talk and skipped:
+        err.print(f"[dim]{len(skipped)} job(s) already have their output: skipped[/dim]")
+
+    with progress_bar() as bar:
+        def on_start(plan):
+            if talk:
+                err.print(f"[dim]{plan.note}[/dim]")
+            bar.advance("jobs", "rendering", len(todo), n=0)
+
+        def on_result(r):
+            job = by_line[r.line]
+            if r.status == "done":
+                lib.record_render(job.motion, prompt=job.prompt, output_path=str(job.output), seed=job.seed,
+                                  steps=r.steps, strength=job.strength, seconds=r.seconds)
+            elif talk:
+                err.print(f"[red]failed:[/red] {r.error}", highlight=False, soft_wrap=True)
+            bar.advance("jobs", "rendering", len(todo), info=f"{r.motion} → {Path(r.output).name}")
+
+        results = run_batch(todo, home=str(lib.home), db_url=lib.db_url, workers=workers, address=address,
+                            use_ray=not in_process, device=state.device, on_start=on_start, on_result=on_result)
+    everything = sorted(bad + skipped + results, key=lambda r: r.line)
+    count = {s: sum(r.status == s for r in everything) for s in ("done", "skipped", "failed")}
+    data = {**count, "jobs": [r.to_dict() for r in everything]}
+
+    def human():
+        for r in bad:
+            err.print(f"[red]failed:[/red] {r.error}", highlight=False, soft_wrap=True)
+        out.print(f"rendered {count['done']}, skipped {count['skipped']} (output exists), failed {count['failed']}")
+
+    emit(data, human)
+    if count["failed"]:
+        raise typer.Exit(1)
