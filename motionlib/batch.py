@@ -243,12 +243,12 @@ def _ray_plan(workers: int | None, address: str | None) -> Plan:
             ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count())
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
-    if gpus and workers is None:
-        return Plan("ray", gpus, gpus_per_worker=1.0, cpus_per_worker=1.0,
-                    note=f"{gpus} Ray worker(s), one per GPU")
+    if gpus:
+        n = workers or gpus
+        share = min(1.0, gpus / n)  # more workers than GPUs: they share the GPUs
+        return Plan("ray", n, gpus_per_worker=share, cpus_per_worker=1.0,
+                    note=f"{n} Ray worker(s) on {gpus} GPU(s)" + (", one per GPU" if share == 1 else ""))
     n = workers or 1
-    if n < 1:
-        raise BatchError(f"--workers must be >= 1, got {n}")
     per = max(1, cpus // n)
     return Plan("ray", n, cpus_per_worker=per, note=f"{n} Ray worker(s) on CPUs, {per} thread(s) each"
                 + ("" if workers else " (--workers N for more)"))

@@ -143,3 +143,5 @@ def test_without_ray_runs_in_process_and_says_so(home, tmp_path, capsys, monkeyp
     assert (tmp_path / "out" / "a.mp4").is_file() and (tmp_path / "out" / "c.mp4").is_file()
     code, _, err = run_cli(capsys, "apply-batch", str(jobs), "--address", "auto")
     assert code == 1 and "--address needs Ray" in err
+    code, _, err = run_cli(capsys, "apply-batch", str(jobs), "--workers", "0")
+    assert code == 1 and "--workers must be >= 1" in err
