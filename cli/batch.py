@@ -36,6 +36,7 @@ def apply_batch(
     with its error and the others go on (exit code 1 if any failed). Renders are recorded in the
     catalogue like apply's. One progress bar counts all jobs, with ETA."""
     from motionlib.batch import pending, read_jobs, run_batch
+    from motionlib.errors import MotionlibError
 
     jobs, bad = read_jobs(jobs_file)
     todo, skipped = pending(jobs)
@@ -54,8 +55,13 @@ def apply_batch(
         def on_result(r):
             job = by_line[r.line]
             if r.status == "done":
-                lib.record_render(job.motion, prompt=job.prompt, output_path=str(job.output), seed=job.seed,
-                                  steps=r.steps, strength=job.strength, seconds=r.seconds)
+                try:
+                    lib.record_render(job.motion, prompt=job.prompt, output_path=str(job.output), seed=job.seed,
+                                      steps=r.steps, strength=job.strength, seconds=r.seconds)
+                except MotionlibError as exc:  # e.g. removed meanwhile: the video is there, say so
+                    r.error = f"line {r.line} ({r.motion}): rendered, but not recorded: {exc}"
+                    if talk:
+                        err.print(f"[yellow]warning:[/yellow] {r.error}", highlight=False, soft_wrap=True)
             elif talk:
                 err.print(f"[red]failed:[/red] {r.error}", highlight=False, soft_wrap=True)
             bar.advance("jobs", "rendering", len(todo), info=f"{r.motion} → {Path(r.output).name}")
