@@ -86,6 +86,11 @@ def batch_rows(sec: Section, cfg: Config) -> None:
                      f"per worker, {n_jobs} jobs) on a local Ray cluster of {cores} CPUs; 1 worker gets "
                      f"{cores} torch threads, each of 2 workers {max(1, cores // 2)}. Runs alternate "
                      f"({'/'.join(map(str, order))} workers) and the ratio is of the summed walls.")
+    if j1 > 1.5 * j2:
+        sec.notes.append(f"Read the ratio with care: each job took {j1 / j2:.1f}x longer on the single 2-thread "
+                         "worker than on a 1-thread worker of the pair. On a machine loaded by other work a "
+                         "multi-threaded torch process stalls on its slowest thread, so the ratio overstates "
+                         "what an idle 2-core machine gives (at most about 2x).")
     sec.notes.append("On GPUs apply-batch starts one worker per GPU (each holds its own copy of the model), so "
                      "throughput scales with the number of GPUs as long as jobs outnumber them; the per-worker "
                      "start-up (model load) is paid once per worker, not per job.")
