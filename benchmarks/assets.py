@@ -130,7 +130,6 @@ def run(cfg: Config) -> Section:
                              f"formula from the engine's tensor table ({spec.num_frames} frames, "
                              f"{spec.height}x{spec.width})"])
     spec5 = models["cogvideox-5b"]
-    default = spec5.guidance.parametrisation
     table5, shift5 = totals["cogvideox-5b", "table"][0], totals["cogvideox-5b", "shift"][0]
     if cfg.quick:
         q = None

@@ -163,7 +163,7 @@ def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = 
         k = torch.randn(heads, n, dim, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
         ref = torch.randint(-3, 4, (f, f, r * c, 2), generator=g, device=device).float()
 
-        def go():
+        def go(q=q, k=k, ref=ref, fn=fn):  # bound now: the tensors are deleted below, before the next case
             q.grad = k.grad = None
             amf_loss(fn(q, k, num_frames=f, height=r, width=c), ref).backward()
 
@@ -173,7 +173,7 @@ def amf_probe(device="cuda", grid: tuple[int, int, int] = GRID_5B, heads: int = 
             out[key] = {"seconds": seconds, "peak": peak}
         except torch.cuda.OutOfMemoryError as exc:
             out[key] = {"failed": _oom_text(exc)}
-        del q, k, ref
+        del q, k, ref, go
         gc.collect()
         torch.cuda.empty_cache()
     return out

@@ -143,7 +143,9 @@ def test_corrupt_blob_is_named(home, capsys):
 
 
 def test_verbose_shows_traceback(home, capsys):
-    with pytest.raises(Exception):
+    from motionlib.store import MotionNotFound
+
+    with pytest.raises(MotionNotFound):  # --verbose re-raises the error itself instead of one line
         main(["--verbose", "apply", "ghost", "x"])
 
 

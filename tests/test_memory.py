@@ -293,7 +293,7 @@ def test_memory_table_measures_every_job_and_setting_on_tiny_models(tmp_path):
     assert len(saved) == 3 * 2 and not table.get("incomplete")
     results = table["models"]["tiny-5b"]
     assert list(results) == ["learn", "generate", "apply"]
-    for job, by_setting in results.items():
+    for by_setting in results.values():
         assert list(by_setting) == [s.key for s in settings]
         assert all(r["seconds"] > 0 and "peak" not in r for r in by_setting.values())  # peaks: CUDA only
     rows = gpu_memory.rows(table)

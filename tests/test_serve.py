@@ -182,8 +182,8 @@ def test_api_documentation_is_offline(client):
     assert {"/api/motions", "/api/motions/{name}", "/api/search", "/api/render", "/api/jobs/{job_id}"} <= set(schema["paths"])
     page = client.get("/api").text
     assert "/api/motions/{name}/like" in page and "cdn" not in page.lower()
-    for html in (page, client.get("/").text):
-        assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing loaded from elsewhere
+    for text in (page, client.get("/").text):
+        assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing loaded from elsewhere
 
 
 # --- read-only, editing and renders ------------------------------------------------------------------

@@ -569,7 +569,7 @@ def eval_amf(model, cfg: EvalConfig, log) -> dict:
 
 def _disc_coverage(meta, patch: int) -> np.ndarray:
     """Coverage of the true disc (for textured backgrounds, where brightness does not separate it)."""
-    n, size, r = len(meta["track"]), data.SIZE, meta["radius"]
+    size, r = data.SIZE, meta["radius"]
     alpha = data.render(meta["track"], (255, 255, 255), np.zeros((size, size, 3), np.uint8), r)
     return patch_coverage(alpha, patch)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelError, ParameterError
+from ..errors import ModelError
 from ..rho import Rho, rope_rates, sincos_layout
 from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks
 from .base import ModelFamily
