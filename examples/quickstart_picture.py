@@ -33,7 +33,7 @@ def main() -> int:
     clip, _ = read_video(HERE / "shapes_left.mp4", s.num_frames, s.height, s.width)
     reference = ev.to_uint8((clip + 1) / 2)
     ref_track = ev.blob_track(reference, disc_only=False)
-    asset = learn(model, clip, seed=0)
+    asset = learn(model, clip, seed=0).asset
     rows = [("reference: shapes_left.mp4", reference)]
     for colour in ("green", "blue", "yellow"):
         prompt = f"a {colour} circle on a black background"

@@ -27,7 +27,7 @@ def learnt(tiny5b, tiny2b):
     out = {}
     for m in (tiny5b, tiny2b):
         events = []
-        asset = learn(m, clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"})
+        asset = learn(m, clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"}).asset
         out[m.spec.family] = (m, asset, events)
     return out
 
@@ -242,7 +242,7 @@ def test_fp16_learn_gets_nonzero_updates():
     from motionlib.models import load_model
 
     m = load_model("tiny-2b", device="cpu", dtype=torch.float16)
-    asset = learn(m, clip(m).half(), seed=1, opt_steps=2)
+    asset = learn(m, clip(m).half(), seed=1, opt_steps=2).asset
     assert all(torch.isfinite(d["pos"]).all() and d["pos"].abs().max() > 0 for d in asset.rho_delta.values())
 
 
@@ -257,7 +257,8 @@ def test_transfer_latent_mode(tiny5b):
 
 
 def test_learn_preview_renders_video(tiny2b):
-    asset, video = learn(tiny2b, clip(tiny2b), seed=0, preview=True, opt_steps=1)
+    result = learn(tiny2b, clip(tiny2b), seed=0, preview=True, opt_steps=1)
+    asset, video = result.asset, result.preview
     assert video.shape[0] == tiny2b.spec.num_frames
     assert asset.params["opt_steps"] == 1
 

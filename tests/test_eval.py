@@ -222,7 +222,7 @@ def test_search_descriptor_is_the_catalogues(random_shapes):
     from motionlib.learn import learn
 
     frames = ev.directional_clip("up", "yellow")[0]
-    asset = learn(random_shapes, data.to_model_range(frames), seed=1, steps=2, opt_steps=1)
+    asset = learn(random_shapes, data.to_model_range(frames), seed=1, steps=2, opt_steps=1).asset
     assert np.allclose(ev._descriptor(random_shapes, frames), descriptor_of(asset), atol=1e-6)
 
 
