@@ -31,6 +31,7 @@ SECTIONS = {  # key -> module; in report order
     "startup": "benchmarks.startup",
     "reliability": "benchmarks.reliability",
     "robustness": "benchmarks.robustness",
+    "samples": "benchmarks.samples",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

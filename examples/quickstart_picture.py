@@ -23,6 +23,7 @@ def main() -> int:
 
     from motionlib.apply import apply
     from motionlib.demo import eval as ev
+    from motionlib.demo.pictures import picture
     from motionlib.learn import learn
     from motionlib.models import load_model
     from motionlib.sampling import generate
@@ -43,7 +44,7 @@ def main() -> int:
             d = ev.blob_direction(v, ref_track)
             rows.append((f"{label} {colour}: dir {d:.2f}" if np.isfinite(d) else f"{label} {colour}: dir n/a", v))
     out = HERE.parent / "docs" / "quickstart.png"
-    ev.picture(rows).save(out)
+    picture(rows).save(out)
     print(f"wrote {out}")
     return 0
 
