@@ -199,3 +199,36 @@ def test_learn_reports_why_it_stopped_early(tiny5b):
             bar(e)
     text = console.export_text()
     assert f"denoised {n - 1}/6, stopped" in text and "not needed" in text
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def test_cli_learn_samples_and_prompts(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from motionlib.cli.main import main
+
+    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
+    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+    clip_path = Path(__file__).resolve().parent.parent / "examples" / "disc_left.mp4"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red ball\n\na blue ball\n")
+
+    def run(*args):
+        try:
+            main(["--json", "-q", *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        return code, capsys.readouterr()
+
+    code, out = run("learn", str(clip_path), "--name", "multi", "--samples", "2", "--prompts", str(prompts),
+                    "--steps", "4", "--opt-steps", "1", "--parametrisation", "shift", "--shift-grid", "2",
+                    "--frame-shift")
+    assert code in (0, None), out.err
+    code, out = run("show", "multi")
+    params = json.loads(out.out)["params"]
+    assert params["samples"] == 2 and params["prompts"] == ["a red ball", "a blue ball"]
+    assert params["shift_grid"] == 2 and params["frame_shift"] is True
+    code, out = run("learn", str(clip_path), "--name", "bad", "--samples", "0")
+    assert code == 1 and "samples" in out.err and "Traceback" not in out.err

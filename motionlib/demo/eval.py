@@ -268,20 +268,40 @@ def data_smoothness(n: int = 64) -> dict:
             "smooth_rms_px_data_by_family": {k: round(worst_axis(v), 3) for k, v in sorted(per_family.items())}}
 
 
+def amf_clip(n: int, background: str = "black"):
+    """The n-th held-out clip of known (linear) motion of the (b) protocol: (frames, prompt, meta)."""
+    return data.make_clip(EVAL_SEED_BASE + 500 + n + (0 if background == "black" else 50),
+                          color=list(data.COLORS)[n % len(data.COLORS)], background=background, trajectory="linear")
+
+
+def amf_block_scores(model, blocks, clips: int = 8, temperature: float = 2.0) -> dict[int, float]:
+    """Appendix-D AMF direction agreement, (cos+1)/2, of each block on `clips` black-background clips
+    of known motion (one reference pass per clip captures every block)."""
+    from ..learn import reference_motion
+
+    patch = model.spec.spatial_compression * model.spec.patch_size
+    pooled: dict[int, list] = {b: [] for b in blocks}
+    for n in range(clips):
+        frames, _, meta = amf_clip(n)
+        ref = reference_motion(model, data.to_model_range(frames), blocks=tuple(blocks), temperature=temperature)
+        cov = patch_coverage(frames, patch)
+        for b in blocks:
+            pooled[b].append(amf_direction_cosines(ref.amf[b], meta["track"], cov, patch=patch))
+    return {b: float(cos_to_unit(np.concatenate(c).mean())) for b, c in pooled.items()}
+
+
 def eval_amf(model, cfg: EvalConfig, log) -> dict:
     from ..learn import reference_motion
 
     g = _guidance(model, cfg)
     block = g.blocks[0]
     patch = model.spec.spatial_compression * model.spec.patch_size
-    colours = list(data.COLORS)
     out = {"block": block, "temperature": g.temperature}
     pooled_all = []
     for bg in cfg.amf_backgrounds:
         pooled, per, conf_obj, conf_bg = [], [], [], []
         for n in range(cfg.amf_clips):
-            frames, _, meta = data.make_clip(EVAL_SEED_BASE + 500 + n + (0 if bg == "black" else 50),
-                                             color=colours[n % len(colours)], background=bg, trajectory="linear")
+            frames, _, meta = amf_clip(n, bg)
             ref = reference_motion(model, data.to_model_range(frames), blocks=(block,), temperature=g.temperature)
             cov = patch_coverage(frames, patch) if bg == "black" else _disc_coverage(meta, patch)
             c = amf_direction_cosines(ref.amf[block], meta["track"], cov, patch=patch)
