@@ -310,6 +310,7 @@ def learn(
 ):
     """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
     from motionlib.catalog import learn_motion
+    from motionlib.learn import parse_prompts
 
     if sampling not in ("spread", "start"):
         raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
@@ -336,7 +337,7 @@ def learn(
                            tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
                            guided_fraction=guided_fraction, blocks=block or None,
                            parametrisation=parametrisation, checkpointing=checkpointing, samples=samples,
-                           prompts=read_prompts(prompts), shift_grid=shift_grid, frame_shift=frame_shift,
+                           prompts=parse_prompts(prompts), shift_grid=shift_grid, frame_shift=frame_shift,
                            smoothness=smoothness)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
@@ -357,21 +358,6 @@ def check_steps(steps: Optional[int]) -> None:
 
     if steps is not None and steps < 1:
         raise ParameterError(f"--steps must be at least 1, got {steps}")
-
-
-def read_prompts(value: Optional[str]) -> Optional[list[str]]:
-    """--prompts: a text file with one prompt per line, else a comma-separated list."""
-    if value is None:
-        return None
-    path = Path(value)
-    if path.is_file():
-        items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    else:
-        items = [p.strip() for p in value.split(",")]
-    items = [p for p in items if p]
-    if not items:
-        raise UserError(f"--prompts {value!r} holds no prompt")
-    return items
 
 
 def check_checkpointing(value: str) -> None:
@@ -758,13 +744,14 @@ def eval_(
 ):
     """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
     from motionlib.demo.eval import evaluate, summary_rows
+    from motionlib.learn import parse_prompts
 
     overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
                      blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
                      shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness)
     log = (lambda msg: None) if (state.as_json or state.quiet) else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
     results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
-                       families=family, seeds=seed, learn_prompts=read_prompts(learn_prompts) or (),
+                       families=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
                        overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir)
     info = results.get("model", {})
 

@@ -136,3 +136,18 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
                      checkpointing=ckpt.resolve(checkpointing, model, params.blocks))
     latents = sample(run, [guide], progress=progress)
     return (latents if output == "latent" else model.decode(latents)), guide.losses
+
+
+def parse_prompts(value: str | None) -> list[str] | None:
+    """Learn prompts from the command line: a text file with one prompt per line, else P1,P2,...
+    (blank entries dropped); None for None. An option that names no prompt is a ParameterError."""
+    if value is None:
+        return None
+    from pathlib import Path
+
+    path = Path(value)
+    items = path.read_text(encoding="utf-8").splitlines() if path.is_file() else value.split(",")
+    prompts = [p.strip() for p in items if p.strip()]
+    if not prompts:
+        raise ParameterError(f"prompts {value!r} holds no prompt")
+    return prompts

@@ -204,7 +204,6 @@ def test_sweep_tool_runs_and_parses_overrides(capsys):
         "parametrisation": "shift", "lr_start": 0.3, "blocks": [2]}
     with pytest.raises(SystemExit):
         sweep.parse_overrides(["lr_start"])
-    assert sweep.parse_prompts("a,b ,") == ["a", "b"] and sweep.parse_prompts(None) is None
     assert sweep.main(["opt_steps=1", "--families", "linear", "--clips", "1", "--colours", "green",
                        "--seeds", "0", "--steps", "3", "--learn-seed"]) == 0
     out = capsys.readouterr().out

@@ -202,6 +202,17 @@ def test_learn_reports_why_it_stopped_early(tiny5b):
 
 
 # --- CLI ------------------------------------------------------------------------------------------
+def test_parse_prompts(tmp_path):
+    from motionlib.learn import parse_prompts
+
+    f = tmp_path / "p.txt"
+    f.write_text("a red ball\n\n  a cat \n")
+    assert parse_prompts(str(f)) == ["a red ball", "a cat"]
+    assert parse_prompts("a, b ,") == ["a", "b"] and parse_prompts(None) is None
+    with pytest.raises(ParameterError, match="no prompt"):
+        parse_prompts(" , ")
+
+
 def test_cli_learn_samples_and_prompts(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 

@@ -48,15 +48,6 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def parse_prompts(value: str | None) -> list[str] | None:
-    """A file with one prompt per line, or P1,P2,..."""
-    if not value:
-        return None
-    p = Path(value)
-    items = p.read_text(encoding="utf-8").splitlines() if p.is_file() else value.split(",")
-    return [x.strip() for x in items if x.strip()] or None
-
-
 def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -> dict:
     """Learn on every held-out clip with `overrides`, render zero-shot; per-render records (as eval's)."""
     from ..apply import apply
@@ -157,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results to this JSON file")
     a = ap.parse_args(argv)
     overrides = parse_overrides(a.overrides)
+    from ..learn import parse_prompts
+
     prompts = parse_prompts(a.prompts)
 
     import torch
