@@ -21,7 +21,7 @@ def run(cfg: Config) -> Section:
     kw = {} if name != "tiny-5b" else {"guided_fraction": 0.2, "opt_steps": 5}
     log(f"apply: learning an asset on {name}")
     asset = learn(m, disc_video(m.spec), prompt="a red disc", seed=0, steps=steps, **kw).asset
-    frac = asset.params["guided_fraction"]
+    frac = asset.guidance.guided_fraction
 
     common = dict(seed=0, steps=steps)
     gen = lambda out="video": lambda: generate(m, PROMPT, output=out, **common)  # noqa: E731
