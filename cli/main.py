@@ -287,9 +287,10 @@ def learn(
         None, "--samples",
         help="Learn one shared ρ on N generations at once (noise seeds SEED, SEED+1, ...; prompts cycled "
              "from --prompts), their AMF losses averaged, so the motion depends less on where one "
-             "generation put its content. The N generations go through the transformer as one batch: "
-             "on shapes (2 CPU threads) N=2 / 4 take about 1.6x / 2.9x the time of N=1 and activation "
-             "memory grows about linearly in N. Default: the model's (1 for CogVideoX)."),
+             "generation put its content. The N generations go through the transformer as one batch "
+             "(one batched pass, not N runs); measured on shapes (`python -m benchmarks --only samples`, one "
+             "thread of a loaded CPU): N=2 takes 2.1x the time and 1.6x the memory of N=1, N=4 3.8x and "
+             "3.1x. Default: the model's (1 for every model now)."),
     prompts: Optional[str] = typer.Option(
         None, "--prompts",
         help="Prompts of the --samples generations: a text file (one prompt per line) or P1,P2,... "
