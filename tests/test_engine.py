@@ -10,7 +10,7 @@ from motionlib.apply import apply, nearest_timestep
 from motionlib.asset import AssetError, MotionAsset, inspect
 from motionlib.guidance import GuidanceParams, guided_step_count, learning_rate
 from motionlib.learn import learn, reference_motion, transfer
-from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted
+from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted, Stopped
 from motionlib.rho import base_rho
 from motionlib.sampling import dynamic_cfg_scale, generate
 
@@ -86,7 +86,8 @@ def test_learn_stops_after_last_guided_step(learnt):
         assert len(opt) == n * m.spec.guidance.opt_steps
         assert asset.timesteps == sorted(asset.timesteps, reverse=True)
         assert events[0] == ReferenceExtracted() and {type(e) for e in events} == {
-            ReferenceExtracted, OptimiseStep, DenoiseStep}
+            ReferenceExtracted, OptimiseStep, DenoiseStep, Stopped}
+        assert isinstance(events[-1], Stopped) and events[-1].step == n - 1  # says why it ended early
         assert [e.done for e in opt] == list(range(1, len(opt) + 1))  # typed, ordered, no gaps
         assert [e.loss for e in opt] == [x for step in asset.losses for x in step]
 

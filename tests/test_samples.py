@@ -186,13 +186,14 @@ def test_learn_reports_why_it_stopped_early(tiny5b):
     from rich.console import Console
 
     from motionlib.cli.progress import EngineProgress
+    from motionlib.progress import Stopped
 
     events = []
     learn(tiny5b, clip(tiny5b), seed=1, progress=events.append, **KW)
     n = guidance_mod.guided_step_count(6, tiny5b.spec.guidance.guided_fraction)
     stop = events[-1]
-    assert stop["phase"] == "stopped" and stop["step"] == n - 1 and stop["total"] == 6
-    assert f"all {n} guided steps" in stop["reason"]
+    assert isinstance(stop, Stopped) and stop.step == n - 1 and stop.total == 6
+    assert f"all {n} guided steps" in stop.reason
     console = Console(record=True, width=200, force_terminal=False)
     with EngineProgress(console) as bar:
         for e in events:
