@@ -32,6 +32,7 @@ SECTIONS = {  # key -> module; in report order
     "reliability": "benchmarks.reliability",
     "robustness": "benchmarks.robustness",
     "team": "benchmarks.team",
+    "samples": "benchmarks.samples",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

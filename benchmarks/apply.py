@@ -20,8 +20,8 @@ def run(cfg: Config) -> Section:
     # the asset: the model's own learn defaults, except tiny-5b takes the paper's 20% guided steps
     kw = {} if name != "tiny-5b" else {"guided_fraction": 0.2, "opt_steps": 5}
     log(f"apply: learning an asset on {name}")
-    asset = learn(m, disc_video(m.spec), prompt="a red disc", seed=0, steps=steps, **kw)
-    frac = asset.params["guided_fraction"]
+    asset = learn(m, disc_video(m.spec), prompt="a red disc", seed=0, steps=steps, **kw).asset
+    frac = asset.guidance.guided_fraction
 
     common = dict(seed=0, steps=steps)
     gen = lambda out="video": lambda: generate(m, PROMPT, output=out, **common)  # noqa: E731

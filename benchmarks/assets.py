@@ -81,7 +81,7 @@ def _tiny_measured(name: str, parametrisation: str, tmp: Path) -> tuple[dict, di
 
     m = model(name)
     video = disc_video(m.spec)
-    asset = learn(m, video, prompt="a red disc", seed=0, parametrisation=parametrisation)
+    asset = learn(m, video, prompt="a red disc", seed=0, parametrisation=parametrisation).asset
     asset.ref_frames = previews(video, m.spec)
     path = asset.save(tmp / f"{name}-{parametrisation}.safetensors")
     with open(path, "rb") as f:
@@ -198,7 +198,7 @@ def _quality(sec: Section) -> dict | None:
             x = data.to_model_range(frames)
             for param in PARAMS:
                 log(f"assets: shapes quality, {fam} clip, {param}")
-                asset = learn(m, x, seed=ev.LEARN_SEED, parametrisation=param)
+                asset = learn(m, x, seed=ev.LEARN_SEED, parametrisation=param).asset
                 stored = MotionAsset.load(asset.save(Path(tmp) / f"{fam}-{param}.safetensors"))
                 for j, (colour, seed) in enumerate(targets):
                     prompt = data.prompt_for(colour, "black")

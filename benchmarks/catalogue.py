@@ -133,7 +133,7 @@ def _learn_share(cfg: Config, libs: dict, tmp: Path) -> dict:
         i = next(counter)
         t0 = time.perf_counter()
         video, _ = read_video(clip, s.num_frames, s.height, s.width)
-        asset = learn(m, video, prompt="a red disc", seed=i)
+        asset = learn(m, video, prompt="a red disc", seed=i).asset
         asset.ref_frames = previews(video, s)
         t1 = time.perf_counter()
         store_asset(lib, asset, f"learnt-{i}")

@@ -99,7 +99,7 @@ class ModelBench:
                            for t in (*m.parameters(), *m.buffers()))
         self.video = video = disc_video(model.spec).to(model.device)
         kw = dict(prompt=prompt, seed=0, steps=steps)
-        self._warm = lambda: (learn(model, video, **kw), generate(model, prompt, seed=1, steps=1))[0]
+        self._warm = lambda: (learn(model, video, **kw).asset, generate(model, prompt, seed=1, steps=1))[0]
         self.asset = None
         self.runs = {
             "generate": lambda: generate(model, prompt, seed=1, steps=steps),

@@ -38,7 +38,8 @@ class Jobs:
     def learn(self):
         from motionlib.learn import learn
 
-        self.asset = learn(self.model, self.video, prompt=self.prompt, seed=0, steps=self.steps, checkpointing="on")
+        self.asset = learn(self.model, self.video, prompt=self.prompt, seed=0, steps=self.steps,
+                           checkpointing="on").asset
 
     def generate(self):
         from motionlib.sampling import generate

@@ -78,6 +78,8 @@ def _learn_run(state):
     model, video, a = state
     kw = dict(prompt="a red disc", seed=0, steps=a["steps"], guided_fraction=a["guided_fraction"],
               opt_steps=a["opt_steps"])
+    if a.get("samples"):
+        kw["samples"] = a["samples"]
     if a["impl"] == "learn":
         from motionlib.learn import learn
 

@@ -46,7 +46,7 @@ def _learnt_motion(home: Path, name: str) -> None:
 
     m = model("tiny-5b")
     with Library(home) as lib:
-        store_asset(lib, learn(m, disc_video(m.spec), seed=0), name)
+        store_asset(lib, learn(m, disc_video(m.spec), seed=0).asset, name)
 
 
 def run(cfg: Config) -> Section:

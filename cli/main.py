@@ -283,6 +283,27 @@ def learn(
         None, "--parametrisation",
         help="What is optimised: 'table' (every ρ entry, as in the paper) or 'shift' (a learnt 3D position "
              "offset per token: motions 15-100x smaller). Default: the model's."),
+    samples: Optional[int] = typer.Option(
+        None, "--samples",
+        help="Learn one shared ρ on N generations at once (noise seeds SEED, SEED+1, ...; prompts cycled "
+             "from --prompts), their AMF losses averaged, so the motion depends less on where one "
+             "generation put its content. The N generations go through the transformer as one batch "
+             "(one batched pass, not N runs); measured on shapes (`python -m benchmarks --only samples`, one "
+             "thread of a loaded CPU): N=2 takes 2.1x the time and 1.6x the memory of N=1, N=4 3.8x and "
+             "3.1x. Default: the model's (1 for every model now)."),
+    prompts: Optional[str] = typer.Option(
+        None, "--prompts",
+        help="Prompts of the --samples generations: a text file (one prompt per line) or P1,P2,... "
+             "(default: --prompt for all)."),
+    shift_grid: Optional[int] = typer.Option(
+        None, "--shift-grid",
+        help="Shift parametrisation: a coarse G x G shift field per frame upsampled to the tokens "
+             "(spatially smooth) instead of a free shift per token (0: per token)."),
+    frame_shift: Optional[bool] = typer.Option(
+        None, "--frame-shift/--no-frame-shift",
+        help="Shift parametrisation: add one shift shared by all tokens of a frame."),
+    smoothness: Optional[float] = typer.Option(
+        None, "--smoothness", help="Shift parametrisation: weight of a penalty on neighbouring tokens' shift differences."),
     checkpointing: str = CHECKPOINTING,
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
@@ -290,6 +311,7 @@ def learn(
 ):
     """Learn the motion of VIDEO (ρ optimisation) and store it in the library."""
     from motionlib.catalog import learn_motion
+    from motionlib.learn import parse_prompts
 
     if sampling not in ("spread", "start"):
         raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
@@ -315,7 +337,9 @@ def learn(
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
                            guided_fraction=guided_fraction, blocks=block or None,
-                           parametrisation=parametrisation, checkpointing=checkpointing)
+                           parametrisation=parametrisation, checkpointing=checkpointing, samples=samples,
+                           prompts=parse_prompts(prompts), shift_grid=shift_grid, frame_shift=frame_shift,
+                           smoothness=smoothness)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
             err.print(f"[yellow]Warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
@@ -701,7 +725,7 @@ def eval_(
     quick: bool = typer.Option(False, "--quick", help="1 family, 1 target prompt, 1 seed (about 2 minutes on one CPU thread)."),
     out_dir: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for the picture grids and eval.json."),
     family: List[str] = typer.Option([], "--family", help="Trajectory family for the transfer metrics (repeatable)."),
-    section: List[str] = typer.Option([], "--section", help="generation, amf, transfer, search (repeatable; default all)."),
+    section: List[str] = typer.Option([], "--section", help="generation, amf, transfer or search (repeatable; default all)."),
     zt: bool = typer.Option(True, "--zt/--no-zt", help="Include one-shot z_t transfer (the slowest part)."),
     mf: bool = typer.Option(True, "--mf/--no-mf", help="Include MF-LK (needs opencv-python-headless)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (model default)."),
@@ -712,38 +736,29 @@ def eval_(
     block: List[int] = typer.Option([], "--block", help="Guidance override: block(s) (repeatable)."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Guidance override: confidence mask threshold."),
     parametrisation: Optional[str] = typer.Option(None, "--parametrisation", help="Guidance override: 'table' or 'shift'."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Guidance override: learn on N generations at once."),
+    learn_prompts: Optional[str] = typer.Option(None, "--learn-prompts", help="Prompts of the learn generations: a file (one per line) or P1,P2 (default: the empty prompt); at least one target prompt is not among them."),
+    shift_grid: Optional[int] = typer.Option(None, "--shift-grid", help="Guidance override: coarse G x G shift field per frame."),
+    frame_shift: Optional[bool] = typer.Option(None, "--frame-shift/--no-frame-shift", help="Guidance override: a shift shared by each frame's tokens."),
+    smoothness: Optional[float] = typer.Option(None, "--smoothness", help="Guidance override: shift smoothness penalty weight."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
 ):
     """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
-    import torch
+    from motionlib.demo.eval import evaluate, summary_rows
+    from motionlib.learn import parse_prompts
 
-    from motionlib.demo import eval as ev
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    sections = tuple(section) or ("generation", "amf", "transfer", "search")
-    bad = [s for s in sections if s not in ("generation", "amf", "transfer", "search")]
-    if bad:
-        raise UserError(f"unknown --section {', '.join(bad)}: use generation, amf, transfer, search")
-    bad = [f for f in family if f not in ev.FAMILIES]
-    if bad:
-        raise UserError(f"unknown --family {', '.join(bad)}: use {', '.join(ev.FAMILIES)}")
-    overrides = {k: v for k, v in dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
-                                       blocks=tuple(block) or None, confidence=confidence,
-                                       parametrisation=parametrisation).items() if v is not None}
-    cfg = ev.EvalConfig.make(quick=quick, seeds=tuple(seed) or None, families=tuple(family) or None, zt=zt, mf=mf,
-                             steps=steps, overrides=overrides, out_dir=out_dir)
-    device = state.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, info = ev.load_eval_model(weights, random=random, ema=ema, device=device)
-    if mf and not ev.have_cv2() and "transfer" in sections and not state.as_json:
-        err.print("[yellow]MF-LK skipped: OpenCV missing (pip install opencv-python-headless)[/yellow]")
+    overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
+                     blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
+                     shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness)
     log = (lambda msg: None) if (state.as_json or state.quiet) else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
-    log(f"evaluating {info.get('weights')} on {device}{' (quick)' if quick else ''}")
-    results = ev.run_eval(model, cfg, sections=sections, log=log, info=info)
+    results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
+                       families=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
+                       overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir)
+    info = results.get("model", {})
 
     def human():
         t = Table("metric", "value", "threshold / note", title=f"shapes eval: {info.get('weights')}")
-        for row in ev.summary_rows(results):
+        for row in summary_rows(results):
             t.add_row(*row)
         out.print(t)
         for name, path in (results.get("pictures") or {}).items():

@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from motionlib.progress import DenoiseStep, OptimiseStep, ProgressEvent, ReferenceExtracted
+from motionlib.progress import DenoiseStep, OptimiseStep, ProgressEvent, ReferenceExtracted, Stopped
 
 
 class EngineProgress:
@@ -42,6 +42,10 @@ class EngineProgress:
         elif isinstance(event, DenoiseStep):
             task = self._task("denoise", "denoising", event.total)
             self.bar.update(task, completed=event.step)
+        elif isinstance(event, Stopped):  # a hook ended the loop early (learn: after the last guided step)
+            task = self._task("denoise", "denoising", event.total)
+            self.bar.update(task, description=f"denoised {event.step}/{event.total}, stopped",
+                            total=max(event.step, 1), completed=max(event.step, 1), info=event.reason)
 
     def advance(self, key: str, description: str, total: int, n: int = 1, info: str = "") -> None:
         """Count ``n`` units of a task fed by something other than engine events (a batch's jobs)."""

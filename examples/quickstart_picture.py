@@ -23,6 +23,7 @@ def main() -> int:
 
     from motionlib.apply import apply
     from motionlib.demo import eval as ev
+    from motionlib.demo.pictures import picture
     from motionlib.learn import learn
     from motionlib.models import load_model
     from motionlib.sampling import generate
@@ -33,7 +34,7 @@ def main() -> int:
     clip, _ = read_video(HERE / "shapes_left.mp4", s.num_frames, s.height, s.width)
     reference = ev.to_uint8((clip + 1) / 2)
     ref_track = ev.blob_track(reference, disc_only=False)
-    asset = learn(model, clip, seed=0)
+    asset = learn(model, clip, seed=0).asset
     rows = [("reference: shapes_left.mp4", reference)]
     for colour in ("green", "blue", "yellow"):
         prompt = f"a {colour} circle on a black background"
@@ -43,7 +44,7 @@ def main() -> int:
             d = ev.blob_direction(v, ref_track)
             rows.append((f"{label} {colour}: dir {d:.2f}" if np.isfinite(d) else f"{label} {colour}: dir n/a", v))
     out = HERE.parent / "docs" / "quickstart.png"
-    ev.picture(rows).save(out)
+    picture(rows).save(out)
     print(f"wrote {out}")
     return 0
 

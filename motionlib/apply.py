@@ -26,19 +26,19 @@ class AssetHook:
 
     def __init__(self, asset, strength: float = 1.0, inject: bool = True):
         self.asset, self.strength, self.inject = asset, strength, inject
+        self.guidance = asset.guidance  # the typed parameters it was learnt with
         self.used: list[tuple[int, int]] = []  # (render timestep, stored timestep)
 
     def __call__(self, state) -> bool:
-        run, a = state.run, self.asset
-        n = guided_step_count(run.steps, float(a.params.get("guided_fraction", 0.2)))
+        run, a, g = state.run, self.asset, self.guidance
+        n = guided_step_count(run.steps, g.guided_fraction)
         if state.index >= n or not a.timesteps:
             return True
         t_val = int(state.t)
         stored = nearest_timestep(a.timesteps, t_val)
         state.controls.rho = from_stored(run.base, a.rho_delta[stored], a.parametrisation, self.strength)
-        blocks = tuple(a.params.get("inject_blocks", ()))
-        if self.inject and a.params.get("inject", True) and blocks:
-            state.controls.inject = reference_kv(run, a.ref_latent, state.t, blocks)
+        if self.inject and g.inject and g.inject_blocks:
+            state.controls.inject = reference_kv(run, a.ref_latent, state.t, g.inject_blocks)
         self.used.append((t_val, stored))
         return True
 

@@ -32,6 +32,7 @@ import torch
 from .fsutil import atomic_write
 from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
                         verify)
+from .guidance import GuidanceParams
 from .models.spec import ModelSpec
 from .families import FAMILIES
 from .rho import check_parametrisation, names_for, rho_width
@@ -61,8 +62,14 @@ class MotionAsset:
         return self.spec.family
 
     @property
+    def guidance(self) -> GuidanceParams:
+        """The typed guidance parameters the motion was learnt with (a GuidanceParams; keys an older
+        file lacks take their defaults)."""
+        return GuidanceParams.from_dict(self.params)
+
+    @property
     def parametrisation(self) -> str:
-        return self.params.get("parametrisation", "table")
+        return self.guidance.parametrisation
 
     @property
     def blocks(self) -> list[int]:
@@ -135,7 +142,7 @@ class MotionAsset:
             with safe_open(str(path), framework="pt", device=str(device)) as f:
                 latent = f.get_tensor("ref.latent")
                 for t in meta["timesteps"]:
-                    names = names_for(spec.family, meta["params"].get("parametrisation", "table"))
+                    names = names_for(spec.family, GuidanceParams.from_dict(meta["params"]).parametrisation)
                     rho[t] = {n: f.get_tensor(f"rho.{t}.{n}") for n in names}
                 for b in meta["blocks"]:
                     amf[b] = f.get_tensor(f"ref.amf.{b}")
@@ -202,8 +209,9 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     for key, kind in (("steps", int), ("scheduler", dict), ("losses", list), ("source", dict), ("created_at", str)):
         if not isinstance(meta.get(key), kind):
             raise ValueError(f"{key} must be a {kind.__name__}")
-    _int_list(list(params.get("inject_blocks", [])), 0, spec.num_layers, "params.inject_blocks")
-    param = params.get("parametrisation", "table")
+    guidance = GuidanceParams.from_dict(params)
+    _int_list(list(guidance.inject_blocks), 0, spec.num_layers, "params.inject_blocks")
+    param = guidance.parametrisation
     check_parametrisation(param)
     frames, rows, cols = spec.grid
     s = rows * cols

@@ -181,7 +181,7 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
     source = {"name": Path(video_path).name, "sha256": sha256_file(video_path)[0], "fps": info.fps,
               "frames": info.frame_count, "width": info.width, "height": info.height, "sampling": sampling}
     asset = learn(model, video, prompt=prompt, seed=seed, steps=steps, source=source, progress=progress,
-                  **overrides)
+                  **overrides).asset
     asset.ref_frames = previews(video, s)
     return store_asset(library, asset, name, tags=tags, force=force, video=video, what=str(video_path))
 

@@ -66,10 +66,10 @@ def check(setting: bool | str) -> None:
         raise ParameterError(f"checkpointing must be one of {', '.join(CHOICES)}, got {setting!r}")
 
 
-def resolve(setting: bool | str, model, blocks: tuple[int, ...], *, truncate: bool = True) -> bool:
+def resolve(setting: bool | str, model, blocks: tuple[int, ...], *, truncate: bool = True, batch: int = 1) -> bool:
     """True to checkpoint: ``"on"``/True, ``"off"``/False, or ``"auto"`` by the estimate above for a
     pass that keeps the activations of the blocks up to the last guidance block in `blocks`
-    (every block when the pass is not truncated there)."""
+    (every block when the pass is not truncated there), for `batch` generations at once."""
     check(setting)
     if isinstance(setting, bool):
         return setting
@@ -81,4 +81,4 @@ def resolve(setting: bool | str, model, blocks: tuple[int, ...], *, truncate: bo
     if free is None:
         return True
     kept = max(blocks) + 1 if truncate else model.spec.num_layers
-    return activation_bytes(model, kept) > MARGIN.get(model.device.type, 0.5) * free
+    return batch * activation_bytes(model, kept) > MARGIN.get(model.device.type, 0.5) * free

@@ -18,9 +18,12 @@ import torch
 from .amf import amf_loss, motion_flow
 from .errors import MotionlibError, ParameterError
 from .injection import reference_kv
+from .models.spec import GuidanceDefaults
 from .progress import OptimiseStep, ProgressFn
 from .rho import Parametrised, check_parametrisation
 from .transformer import Controls, forward
+
+_TUPLES = ("blocks", "inject_blocks", "latent_lr", "shift_lr")
 
 
 class Diverged(MotionlibError, RuntimeError):
@@ -28,25 +31,23 @@ class Diverged(MotionlibError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class GuidanceParams:
-    """Every knob of a learn/transfer run (defaults: the model spec's, i.e. the paper's)."""
+class GuidanceParams(GuidanceDefaults):
+    """Every knob of a learn/transfer run: the model spec's GuidanceDefaults (the paper's), plus
+    what only a run decides. An asset records it (``MotionAsset.guidance`` reads it back)."""
 
-    blocks: tuple[int, ...] = (20,)
-    lr_start: float = 0.002
-    lr_end: float = 0.001
-    opt_steps: int = 5
-    guided_fraction: float = 0.2
-    temperature: float = 2.0
-    inject: bool = True
-    inject_blocks: tuple[int, ...] = (0,)
-    confidence: float = 0.0
-    parametrisation: str = "table"  # ρ mode: free "table" entries (paper) or per-token "shift"s
+    inject: bool = True  # KV injection of the noised reference at inject_blocks
 
     @classmethod
     def from_spec(cls, spec, **overrides) -> "GuidanceParams":
         g = spec.guidance
-        base = cls(**{f.name: getattr(g, f.name) for f in fields(cls) if hasattr(g, f.name)})
+        base = cls(**{f.name: getattr(g, f.name) for f in fields(g)})
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ParameterError(f"unknown guidance parameter(s): {', '.join(unknown)}")
+        for k in _TUPLES:
+            if k in overrides:
+                overrides[k] = tuple(overrides[k])
         for k in ("blocks", "inject_blocks"):
             if k in overrides:
                 overrides[k] = tuple(int(b) for b in overrides[k])
@@ -55,6 +56,17 @@ class GuidanceParams:
             params = replace(params, lr_start=g.shift_lr[0], lr_end=g.shift_lr[1])
         params.validate(spec)
         return params
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "GuidanceParams":
+        """The typed value of what an asset records: other keys (prompt, seed, ...) are ignored, keys
+        an older asset lacks take this class's defaults (one definition of them)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        for k in _TUPLES:
+            if values.get(k) is not None:
+                values[k] = tuple(values[k])
+        return cls(**values)
 
     def validate(self, spec) -> None:
         if not self.blocks:
@@ -69,6 +81,18 @@ class GuidanceParams:
         if self.temperature <= 0:
             raise ParameterError(f"temperature must be > 0, got {self.temperature}")
         check_parametrisation(self.parametrisation)
+        if not (isinstance(self.samples, int) and self.samples >= 1):
+            raise ParameterError(f"samples must be an integer >= 1, got {self.samples!r}")
+        if not (isinstance(self.shift_grid, int) and self.shift_grid >= 0):
+            raise ParameterError(f"shift_grid must be an integer >= 0 (0: a shift per token), got {self.shift_grid!r}")
+        if self.smoothness < 0:
+            raise ParameterError(f"smoothness must be >= 0, got {self.smoothness}")
+        if self.parametrisation != "shift":
+            used = [k for k, v in (("shift_grid", self.shift_grid), ("frame_shift", self.frame_shift),
+                                   ("smoothness", self.smoothness)) if v]
+            if used:
+                raise ParameterError(f"{', '.join(used)} need parametrisation='shift' "
+                                     f"(got {self.parametrisation!r})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,22 +119,25 @@ def reference_mask(confidence: torch.Tensor | None, threshold: float) -> torch.T
 
 def guidance_loss(run, latents, t, controls_kw: dict, reference, params: GuidanceParams, *,
                   flow_fn=motion_flow, truncate: bool = True, checkpointing: bool = True) -> torch.Tensor:
-    """Eq. (8) averaged over the guidance blocks, for one forward pass.
+    """Eq. (8) averaged over the guidance blocks and the batch's generations, for one forward pass.
 
-    The pass stops inside the last guidance block (`truncate`) and checkpoints block activations;
-    `flow_fn` computes the soft AMF (benchmarks swap in a naive per-head one).
+    `latents` holds the run's generations ([N, ...], ``run.cond_embeds`` one prompt each), which go
+    through the transformer as one batch. The pass stops inside the last guidance block
+    (`truncate`) and checkpoints block activations; `flow_fn` computes the soft AMF (benchmarks swap
+    in a naive per-head one).
     """
     model = run.model
     frames, rows, cols = model.spec.grid
     controls = Controls(capture=params.blocks, stop_at=max(params.blocks) if truncate else None, **controls_kw)
     x = run.scheduler.scale_model_input(latents, t)
-    forward(model.transformer, x, run.cond_embeds, t.expand(1), controls, checkpointing=checkpointing)
+    forward(model.transformer, x, run.cond_embeds, t.expand(x.shape[0]), controls, checkpointing=checkpointing)
     losses = []
     for b in params.blocks:
         q, k = controls.captured[("qk", b)]
-        flow = flow_fn(q[0], k[0], num_frames=frames, height=rows, width=cols, temperature=params.temperature)
         mask = reference_mask(reference.confidence.get(b), params.confidence)
-        losses.append(amf_loss(flow, reference.amf[b].to(flow.device), mask))
+        for i in range(q.shape[0]):
+            flow = flow_fn(q[i], k[i], num_frames=frames, height=rows, width=cols, temperature=params.temperature)
+            losses.append(amf_loss(flow, reference.amf[b].to(flow.device), mask))
     return torch.stack(losses).mean()
 
 
@@ -131,6 +158,7 @@ class Guidance:
         self.rho_per_t: dict[int, dict] = {}  # t -> what the asset stores (rho.Parametrised.stored)
         self.timesteps: list[int] = []
         self.losses: list[list[float]] = []
+        self.stop_reason: str | None = None  # why the hook ended the loop early (for progress)
 
     def __call__(self, state) -> bool:
         run, p = state.run, self.params
@@ -144,21 +172,24 @@ class Guidance:
         with model.on_device(model.transformer):
             if self.mode == "rho":
                 if self.rho is None:
-                    self.rho = Parametrised(run.base, p.parametrisation)
+                    self.rho = Parametrised(run.base, p.parametrisation, grid=model.spec.grid,
+                                            shift_grid=p.shift_grid, frame_shift=p.frame_shift)
                 variables = self.rho.params()
                 latents = state.latents
                 kw = lambda: {"rho": self.rho.rho(), "inject": kv}  # noqa: E731
+                penalty = (lambda: p.smoothness * self.rho.roughness()) if p.smoothness else None
             else:
                 latents = state.latents.detach().float().requires_grad_(True)
                 variables = [latents]
                 kw = lambda: {"rho": run.base, "inject": kv}  # noqa: E731
+                penalty = None
             opt = torch.optim.Adam(variables, lr=lr)
             # fp16 (CogVideoX-2B): scale the loss so small gradients survive the half-precision
             # backward, unscale before Adam, and skip a step whose gradients overflowed
             scale = 2.0 ** 12 if model.dtype == torch.float16 else 1.0
             step_losses = []
             for k in range(p.opt_steps):
-                loss = self._loss_and_backward(run, latents, t, kw, opt, scale)
+                loss = self._loss_and_backward(run, latents, t, kw, opt, scale, penalty)
                 grads = [v.grad for v in variables if v.grad is not None]
                 if scale != 1.0:
                     for g in grads:
@@ -185,7 +216,11 @@ class Guidance:
             if not bool(torch.isfinite(latents.detach()).all()):
                 raise self._diverged(state.index, n, t, "the latent z_t is not finite")
             state.latents = latents.detach().to(state.latents.dtype)  # the family's latent dtype
-        return not (self.stop_after_guided and state.index == n - 1)
+        if self.stop_after_guided and state.index == n - 1:
+            self.stop_reason = (f"ρ learnt at all {n} guided steps; the remaining "
+                                f"{run.steps - state.index} denoising steps are not needed")
+            return False
+        return True
 
     def _diverged(self, index: int, n: int, t, what: str) -> Diverged:
         stored = "; nothing was stored" if self.mode == "rho" else ""
@@ -193,16 +228,18 @@ class Guidance:
         return Diverged(f"the {what_var} optimisation diverged at guided step {index + 1}/{n} "
                         f"(timestep {int(t)}), {what}{stored}; try a lower learning rate (--lr)")
 
-    def _loss_and_backward(self, run, latents, t, kw, opt, scale: float) -> torch.Tensor:
-        """Eq. (8) and its gradients for one Adam step. Without checkpointing, a CUDA out-of-memory
-        turns checkpointing on for the rest of the run and redoes the pass (once)."""
+    def _loss_and_backward(self, run, latents, t, kw, opt, scale: float, penalty=None) -> torch.Tensor:
+        """Eq. (8) and its gradients for one Adam step (plus the `penalty` regulariser's, when given;
+        the AMF loss alone is returned). Without checkpointing, a CUDA out-of-memory turns
+        checkpointing on for the rest of the run and redoes the pass (once)."""
         while True:
             opt.zero_grad(set_to_none=True)
             try:
                 with torch.enable_grad():
                     loss = guidance_loss(run, latents.to(run.model.dtype), t, kw(), self.reference, self.params,
                                          checkpointing=self.checkpointing)
-                    (loss * scale).backward()
+                    total = loss if penalty is None else loss + penalty()
+                    (total * scale).backward()
                 return loss
             except torch.OutOfMemoryError:
                 if self.checkpointing:

@@ -14,7 +14,8 @@ from .transformer import Controls, forward
 
 
 def reference_kv(run, ref_latent: torch.Tensor, t: torch.Tensor, blocks: tuple[int, ...]) -> dict:
-    """{block: (k, v)} video keys/values of the noised reference at timestep `t`."""
+    """{block: (k, v)} video keys/values of the noised reference at timestep `t` ([N, ...]: one per
+    generation of the run, each noised with that generation's initial noise)."""
     if not blocks:
         return {}
     model, sched = run.model, run.scheduler
@@ -23,5 +24,5 @@ def reference_kv(run, ref_latent: torch.Tensor, t: torch.Tensor, blocks: tuple[i
     noisy = sched.scale_model_input(noisy, t)
     controls = Controls(rho=run.base, record_kv=tuple(blocks), stop_at=max(blocks))
     with torch.no_grad(), model.on_device(model.transformer) as tr:
-        forward(tr, noisy, run.cond_embeds, t.expand(1), controls)
+        forward(tr, noisy, run.cond_embeds, t.expand(noisy.shape[0]), controls)
     return {b: controls.captured[("kv", b)] for b in blocks}

@@ -7,7 +7,7 @@ transfer: the paper's default mode: the same loop optimising z_t instead, render
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -67,24 +67,40 @@ def _params(model, params: GuidanceParams | None, overrides: dict) -> GuidancePa
     return params
 
 
+@dataclass
+class LearnResult:
+    """What `learn` returns: the motion asset, and the learn generation rendered to the end
+    (video [F, 3, H, W] in [0, 1], generation 0: seed `seed`) when asked for with ``preview=True``."""
+
+    asset: MotionAsset
+    preview: torch.Tensor | None = None
+
+
 def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,
           params: GuidanceParams | None = None, negative_prompt: str = "", source: dict | None = None,
           progress: ProgressFn | None = None, preview: bool = False, checkpointing: bool | str = "auto",
-          **overrides):
+          prompts: list[str] | None = None, **overrides) -> LearnResult:
     """Learn a reusable motion from `video` ([F, 3, H, W] in [-1, 1]) by optimising ρ_t.
 
-    Keyword overrides (blocks, lr_start, opt_steps, ...) replace the model's guidance defaults.
+    Keyword overrides (blocks, lr_start, opt_steps, samples, shift_grid, ...) replace the model's
+    guidance defaults. With ``samples=N`` one shared ρ_t is optimised on N generations at once (noise
+    seeds seed, seed+1, ...; prompts cycled from `prompts` when given, else `prompt`), their AMF
+    losses averaged; the N generations go through the transformer as one batch, so a step costs one
+    batched forward (time and activation memory grow about linearly in N).
     `checkpointing` ("auto", "on", "off") trades optimisation time for memory
     (``motionlib.checkpointing``); it does not change the result.
-    Returns the MotionAsset, or (asset, preview video) with ``preview=True`` (renders to the end).
+    Returns a LearnResult; its preview (``preview=True``) renders generation 0 to the end.
     """
     params = _params(model, params, overrides)
+    if prompts is not None:
+        prompts = [str(p) for p in prompts]
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     if progress:
         progress(ReferenceExtracted())
-    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
+    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, samples=params.samples,
+                  prompts=prompts)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress,
-                     checkpointing=ckpt.resolve(checkpointing, model, params.blocks))
+                     checkpointing=ckpt.resolve(checkpointing, model, params.blocks, batch=params.samples))
     latents = sample(run, [guide], progress=progress)
     asset = MotionAsset(
         spec=model.spec, timesteps=guide.timesteps,
@@ -93,14 +109,13 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
         ref_amf={b: a.cpu() for b, a in ref.amf.items()},
         ref_confidence={b: c.cpu() for b, c in ref.confidence.items()},
         params={**params.to_dict(), "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
+                "prompts": run.prompts, "seeds": [seed + i for i in range(run.batch)],
                 "steps": run.steps, "guidance_scale": run.guidance_scale, "use_dynamic_cfg": run.use_dynamic_cfg},
         steps=run.steps,
         scheduler={"name": type(run.scheduler).__name__, "config": dict(run.scheduler.config)},
         losses=guide.losses, source=dict(source or {}),
     )
-    if preview:
-        return asset, model.decode(latents)
-    return asset
+    return LearnResult(asset, model.decode(latents[:1]) if preview else None)
 
 
 def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: int | None = None,
@@ -112,10 +127,27 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
     latent_lr = g.latent_lr or (g.lr_start, g.lr_end)
     if params is None and overrides.get("lr_start") is None and overrides.get("lr_end") is None:
         overrides = {**overrides, "lr_start": latent_lr[0], "lr_end": latent_lr[1]}
+    overrides["samples"] = None  # one render: learn's samples (from the spec or the caller) do not apply
     params = _params(model, params, overrides)
+    params = replace(params, samples=1)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
     guide = Guidance(ref, params, mode="latent", stop_after_guided=False, progress=progress,
                      checkpointing=ckpt.resolve(checkpointing, model, params.blocks))
     latents = sample(run, [guide], progress=progress)
     return (latents if output == "latent" else model.decode(latents)), guide.losses
+
+
+def parse_prompts(value: str | None) -> list[str] | None:
+    """Learn prompts from the command line: a text file with one prompt per line, else P1,P2,...
+    (blank entries dropped); None for None. An option that names no prompt is a ParameterError."""
+    if value is None:
+        return None
+    from pathlib import Path
+
+    path = Path(value)
+    items = path.read_text(encoding="utf-8").splitlines() if path.is_file() else value.split(",")
+    prompts = [p.strip() for p in items if p.strip()]
+    if not prompts:
+        raise ParameterError(f"prompts {value!r} holds no prompt")
+    return prompts

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Union
 
-__all__ = ["ReferenceExtracted", "OptimiseStep", "DenoiseStep", "ProgressEvent", "ProgressFn"]
+__all__ = ["ReferenceExtracted", "OptimiseStep", "DenoiseStep", "Stopped", "ProgressEvent", "ProgressFn"]
 
 
 @dataclass(frozen=True)
@@ -49,5 +49,17 @@ class DenoiseStep:
     phase: ClassVar[str] = "denoise"
 
 
-ProgressEvent = Union[ReferenceExtracted, OptimiseStep, DenoiseStep]
+@dataclass(frozen=True)
+class Stopped:
+    """A step hook ended the denoising loop before step ``step + 1`` of ``total``, for ``reason``
+    (learn: ρ is learnt after the last guided step, the rest of the render is not needed)."""
+
+    step: int
+    total: int
+    reason: str
+
+    phase: ClassVar[str] = "stopped"
+
+
+ProgressEvent = Union[ReferenceExtracted, OptimiseStep, DenoiseStep, Stopped]
 ProgressFn = Callable[[ProgressEvent], None]

@@ -146,32 +146,81 @@ def from_stored(base: Rho, stored: dict[str, torch.Tensor], parametrisation: str
 
 
 class Parametrised:
-    """What guidance optimises: the free ρ tables or the per-token shifts (see the module doc)."""
+    """What guidance optimises: the free ρ tables or the per-token shifts (see the module doc).
 
-    def __init__(self, base: Rho, parametrisation: str = "table"):
+    Shift options (regularisers of what ρ can do; they need the token `grid` (frames, rows, cols)):
+    ``shift_grid`` > 0 replaces the free per-token shift by a coarse field of shift_grid x
+    shift_grid cells per frame, bilinearly upsampled to the tokens (spatially smooth by
+    construction); ``frame_shift`` adds one shift shared by all tokens of a frame. What is stored
+    and applied is always the resulting per-token shift, so assets and apply do not change.
+    """
+
+    def __init__(self, base: Rho, parametrisation: str = "table", *, grid: tuple[int, int, int] | None = None,
+                 shift_grid: int = 0, frame_shift: bool = False):
         check_parametrisation(parametrisation)
         self.base, self.parametrisation = base, parametrisation
+        self.grid = grid
         if parametrisation == "table":
             self.table = base.clone(requires_grad=True, dtype=torch.float32)
-        else:
-            first = next(iter(base.tensors.values()))
-            self.shift = {k: torch.zeros(first.shape[0], 3, device=first.device, requires_grad=True)
-                          for k in names_for(base.family, "shift")}
+            return
+        first = next(iter(base.tensors.values()))
+        n_tok, dev = first.shape[0], first.device
+        if (shift_grid or frame_shift) and (grid is None or grid[0] * grid[1] * grid[2] != n_tok):
+            raise ValueError(f"shift_grid/frame_shift need the token grid (frames, rows, cols) of the "
+                             f"{n_tok} tokens, got {grid}")
+        names = names_for(base.family, "shift")
+        self.cells = None if not shift_grid else (min(shift_grid, grid[1]), min(shift_grid, grid[2]))
+
+        def zeros(*shape):
+            return {k: torch.zeros(*shape, 3, device=dev, requires_grad=True) for k in names}
+
+        self.shift = zeros(grid[0], *self.cells) if self.cells else zeros(n_tok)
+        self.frame = zeros(grid[0]) if frame_shift else None
 
     def params(self) -> list[torch.Tensor]:
-        return self.table.params() if self.parametrisation == "table" else list(self.shift.values())
+        if self.parametrisation == "table":
+            return self.table.params()
+        return list(self.shift.values()) + (list(self.frame.values()) if self.frame else [])
+
+    def token_shifts(self) -> dict[str, torch.Tensor]:
+        """The per-token shifts [N, 3] the parameters give (differentiable)."""
+        out = {}
+        for k, v in self.shift.items():
+            if self.cells:
+                frames, rows, cols = self.grid
+                up = torch.nn.functional.interpolate(v.permute(0, 3, 1, 2), size=(rows, cols), mode="bilinear",
+                                                     align_corners=True)
+                v = up.permute(0, 2, 3, 1).reshape(-1, 3)
+            if self.frame:
+                frames, rows, cols = self.grid
+                v = v + self.frame[k].repeat_interleave(rows * cols, dim=0)
+            out[k] = v
+        return out
+
+    def roughness(self) -> torch.Tensor:
+        """Mean squared difference of horizontally and vertically neighbouring tokens' shifts
+        within each frame, summed over the shifts (0 for a field constant per frame)."""
+        frames, rows, cols = self.grid
+        total = 0.0
+        for v in self.token_shifts().values():
+            f = v.view(frames, rows, cols, 3)
+            if cols > 1:
+                total = total + (f[:, :, 1:] - f[:, :, :-1]).pow(2).mean()
+            if rows > 1:
+                total = total + (f[:, 1:] - f[:, :-1]).pow(2).mean()
+        return torch.as_tensor(total)
 
     def rho(self) -> Rho:
         """ρ as the forward pass needs it (differentiable in the parameters)."""
         if self.parametrisation == "table":
             return self.table
-        return shifted(self.base, *self.shift.values())
+        return shifted(self.base, *self.token_shifts().values())
 
     def stored(self) -> dict[str, torch.Tensor]:
-        """What an asset keeps for this step: ρ_t − ρ_base, or the shifts."""
+        """What an asset keeps for this step: ρ_t − ρ_base, or the per-token shifts."""
         if self.parametrisation == "table":
             return self.table.delta(self.base)
-        return {k: v.detach().float().clone() for k, v in self.shift.items()}
+        return {k: v.detach().float().clone() for k, v in self.token_shifts().items()}
 
     def detached(self) -> Rho:
         """ρ_t for the denoising step itself, in the base's dtypes."""

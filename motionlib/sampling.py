@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 
 from .errors import ParameterError
-from .progress import DenoiseStep, ProgressFn
+from .progress import DenoiseStep, ProgressFn, Stopped
 from .rho import base_rho
 from .transformer import Controls
 
@@ -61,10 +61,12 @@ class Run:
     init_noise: torch.Tensor = None
     base: object = None
     extras: dict = field(default_factory=dict)
+    batch: int = 1  # generations denoised together (learn --samples): seeds seed, seed+1, ...
+    prompts: list = field(default_factory=list)  # the prompt of each generation of the batch
 
     @property
     def cond_embeds(self) -> torch.Tensor:
-        return self.embeds[-1:]
+        return self.embeds[-self.batch:]
 
     @property
     def do_cfg(self) -> bool:
@@ -72,7 +74,11 @@ class Run:
 
 
 def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, steps: int | None = None,
-            guidance_scale: float | None = None, use_dynamic_cfg: bool | None = None) -> Run:
+            guidance_scale: float | None = None, use_dynamic_cfg: bool | None = None, samples: int = 1,
+            prompts: list[str] | None = None) -> Run:
+    """A run of `samples` generations denoised as one batch: generation i has the noise of seed
+    ``seed + i`` and the prompt ``prompts[i % len(prompts)]`` (`prompt` when no list is given), so
+    generation 0 is exactly the one-sample run."""
     spec = model.spec
     run = Run(model, prompt, negative_prompt, seed,
               spec.num_inference_steps if steps is None else steps,
@@ -80,12 +86,19 @@ def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, ste
               spec.use_dynamic_cfg if use_dynamic_cfg is None else use_dynamic_cfg)
     if run.steps < 1:
         raise ParameterError(f"steps must be >= 1, got {run.steps}")
+    if samples < 1:
+        raise ParameterError(f"samples must be >= 1, got {samples}")
+    if prompts is not None and not prompts:
+        raise ParameterError("prompts is an empty list; give at least one prompt or None")
+    run.batch = samples
+    run.prompts = [prompts[i % len(prompts)] for i in range(samples)] if prompts else [prompt] * samples
     run.generator = torch.Generator(device="cpu").manual_seed(seed)
-    texts = [negative_prompt, prompt] if run.do_cfg else [prompt]
+    texts = ([negative_prompt] * samples + run.prompts) if run.do_cfg else run.prompts
     run.embeds = model.encode_prompt(texts)
     run.scheduler = model.new_scheduler(run.steps)
     run.timesteps = run.scheduler.timesteps
-    run.init_noise = model.family.initial_noise(model, run.generator)
+    generators = [run.generator] + [torch.Generator(device="cpu").manual_seed(seed + i) for i in range(1, samples)]
+    run.init_noise = torch.cat([model.family.initial_noise(model, g) for g in generators])
     run.base = base_rho(model)
     return run
 
@@ -103,6 +116,9 @@ def sample(run: Run, hooks: list[StepHook] = (), progress: ProgressFn | None = N
         state = StepState(i, t, latents, Controls(rho=run.base), run)
         for hook in hooks:
             if hook(state) is False:
+                if progress:
+                    progress(Stopped(step=i, total=len(run.timesteps),
+                                     reason=getattr(hook, "stop_reason", None) or "a step hook ended the loop"))
                 return None
         latents = state.latents.detach()
         noise_pred = predict(run, latents, t, state.controls)

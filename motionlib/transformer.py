@@ -35,6 +35,12 @@ class Controls:
     captured: dict = field(default_factory=dict)  # ("qk", i) -> (q [B, H, N, D], k); ("kv", i) -> family's (k, v)
 
 
+def tile_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Injected [n, ...] reference keys/values for a batch of `batch` (a multiple of n: the CFG
+    branches of n generations, see ``motionlib.injection``); a view when n == 1."""
+    return x.expand(batch, -1, -1, -1) if x.shape[0] == 1 else x.repeat(batch // x.shape[0], 1, 1, 1)
+
+
 def install_processors(blocks, processor_cls) -> None:
     """Give every block's self-attention (attn1) a `processor_cls(index)` (idempotent)."""
     for i, block in enumerate(blocks):

@@ -33,9 +33,9 @@ def test_checkpointing_does_not_change_the_motion(tiny, monkeypatch):
     real = tr.checkpoint
     monkeypatch.setattr(tr, "checkpoint", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     video = _video(tiny.spec)
-    on = learn(tiny, video, checkpointing="on", **KW)
+    on = learn(tiny, video, checkpointing="on", **KW).asset
     n_on = len(calls)
-    off = learn(tiny, video, checkpointing="off", **KW)
+    off = learn(tiny, video, checkpointing="off", **KW).asset
     assert n_on > 0 and len(calls) == n_on  # "off" checkpoints no block
     _same(on, off)
 
@@ -82,10 +82,10 @@ def test_cuda_out_of_memory_without_checkpointing_retries_with_it(tiny, monkeypa
         return real(*a, checkpointing=checkpointing, **kw)
 
     video = _video(tiny.spec)
-    want = learn(tiny, video, checkpointing="on", **KW)
+    want = learn(tiny, video, checkpointing="on", **KW).asset
     monkeypatch.setattr(guidance_mod, "guidance_loss", flaky)
     with pytest.warns(RuntimeWarning, match="continuing with it on"):
-        got = learn(tiny, video, checkpointing="off", **KW)
+        got = learn(tiny, video, checkpointing="off", **KW).asset
     assert calls[0] is False and all(calls[1:]) and len(calls) == 1 + 2 * 2  # one failed pass, then 2 x 2
     _same(got, want)
 

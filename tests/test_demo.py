@@ -208,4 +208,19 @@ def test_sweep_tool_runs_and_parses_overrides(capsys):
                        "--seeds", "0", "--steps", "3", "--learn-seed"]) == 0
     out = capsys.readouterr().out
     assert "linear #0" in out and "overall" in out and "largest-blob direction" in out
-    assert "optimised render" in out and "zero-shot, learn seed" in out
+    assert "optimised learn render" in out and "zero-shot, learn seed" in out and "scored 0" in out
+
+
+def test_sweep_new_knobs_and_block_table(capsys, tmp_path):
+    from motionlib.demo import sweep
+
+    res = tmp_path / "sweep.json"
+    assert sweep.main(["opt_steps=1", "samples=2", "shift_grid=2", "frame_shift=true", "smoothness=0.1",
+                       "--prompts", "a red circle on a black background,a blue circle on a black background",
+                       "--families", "linear", "--clips", "1", "--colours", "green", "--seeds", "0",
+                       "--steps", "3", "--json", str(res)]) == 0
+    got = json.loads(res.read_text())
+    assert got["overrides"]["samples"] == 2 and got["zero_shot"]["renders"] == 1
+    assert sweep.main(["--block-table", "--amf-only", "--candidates", "2,3", "--amf-clips", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2,3 |" in out and "blocks [2]: AMF direction agreement" in out

@@ -10,7 +10,7 @@ from motionlib.apply import apply, nearest_timestep
 from motionlib.asset import AssetError, MotionAsset, inspect
 from motionlib.guidance import GuidanceParams, guided_step_count, learning_rate
 from motionlib.learn import learn, reference_motion, transfer
-from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted
+from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted, Stopped
 from motionlib.rho import base_rho
 from motionlib.sampling import dynamic_cfg_scale, generate
 
@@ -27,7 +27,7 @@ def learnt(tiny5b, tiny2b):
     out = {}
     for m in (tiny5b, tiny2b):
         events = []
-        asset = learn(m, clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"})
+        asset = learn(m, clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"}).asset
         out[m.spec.family] = (m, asset, events)
     return out
 
@@ -86,7 +86,8 @@ def test_learn_stops_after_last_guided_step(learnt):
         assert len(opt) == n * m.spec.guidance.opt_steps
         assert asset.timesteps == sorted(asset.timesteps, reverse=True)
         assert events[0] == ReferenceExtracted() and {type(e) for e in events} == {
-            ReferenceExtracted, OptimiseStep, DenoiseStep}
+            ReferenceExtracted, OptimiseStep, DenoiseStep, Stopped}
+        assert isinstance(events[-1], Stopped) and events[-1].step == n - 1  # says why it ended early
         assert [e.done for e in opt] == list(range(1, len(opt) + 1))  # typed, ordered, no gaps
         assert [e.loss for e in opt] == [x for step in asset.losses for x in step]
 
@@ -242,7 +243,7 @@ def test_fp16_learn_gets_nonzero_updates():
     from motionlib.models import load_model
 
     m = load_model("tiny-2b", device="cpu", dtype=torch.float16)
-    asset = learn(m, clip(m).half(), seed=1, opt_steps=2)
+    asset = learn(m, clip(m).half(), seed=1, opt_steps=2).asset
     assert all(torch.isfinite(d["pos"]).all() and d["pos"].abs().max() > 0 for d in asset.rho_delta.values())
 
 
@@ -257,7 +258,8 @@ def test_transfer_latent_mode(tiny5b):
 
 
 def test_learn_preview_renders_video(tiny2b):
-    asset, video = learn(tiny2b, clip(tiny2b), seed=0, preview=True, opt_steps=1)
+    result = learn(tiny2b, clip(tiny2b), seed=0, preview=True, opt_steps=1)
+    asset, video = result.asset, result.preview
     assert video.shape[0] == tiny2b.spec.num_frames
     assert asset.params["opt_steps"] == 1
 

@@ -10,8 +10,10 @@ import torch
 
 from motionlib.demo import data
 from motionlib.demo import eval as ev
+from motionlib.demo import metrics as mt
+from motionlib.demo import mflk
 
-needs_cv2 = pytest.mark.skipif(not ev.have_cv2(), reason="OpenCV missing: pip install opencv-python-headless")
+needs_cv2 = pytest.mark.skipif(not mflk.have_cv2(), reason="OpenCV missing: pip install opencv-python-headless")
 
 
 def _linear(n=8, start=(5.0, 9.0), step=(1.5, 0.5)):
@@ -20,36 +22,36 @@ def _linear(n=8, start=(5.0, 9.0), step=(1.5, 0.5)):
 
 # --- (cos + 1) / 2 and direction agreement ---------------------------------------------------------
 def test_cos_to_unit():
-    assert np.allclose(ev.cos_to_unit([1.0, -1.0, 0.0, 0.5]), [1.0, 0.0, 0.5, 0.75])
+    assert np.allclose(mt.cos_to_unit([1.0, -1.0, 0.0, 0.5]), [1.0, 0.0, 0.5, 0.75])
 
 
 @pytest.mark.parametrize("family", ["linear", "arc", "zigzag", "speed_change"])
 def test_direction_agreement_self_and_reflected(family):
     _, _, meta = data.make_clip(3, trajectory=family, background="black")
     track = meta["track"]
-    d, used = ev.direction_agreement(track, track)
+    d, used = mt.direction_agreement(track, track)
     assert d == pytest.approx(1.0) and used >= 5
     reflected = 2 * track[0] - track  # every displacement reversed
-    assert ev.direction_agreement(reflected, track)[0] == pytest.approx(-1.0)
+    assert mt.direction_agreement(reflected, track)[0] == pytest.approx(-1.0)
     rot = track[0] + (track - track[0]) @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # every step turned 90°
-    assert ev.direction_agreement(rot, track)[0] == pytest.approx(0.0, abs=1e-9)
+    assert mt.direction_agreement(rot, track)[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_direction_agreement_time_reversed_linear_is_minus_one():
     t = _linear()
-    assert ev.direction_agreement(t[::-1], t)[0] == pytest.approx(-1.0)
+    assert mt.direction_agreement(t[::-1], t)[0] == pytest.approx(-1.0)
 
 
 def test_direction_agreement_skips_still_steps_and_unknown_frames():
     ref = _linear(step=(2.0, 0.0))
     gen = ref.copy()
     gen[4:] = gen[4]  # stops after step 3: those steps are skipped, not counted as disagreement
-    d, used = ev.direction_agreement(gen, ref)
+    d, used = mt.direction_agreement(gen, ref)
     assert d == pytest.approx(1.0) and used == 4
     gen2 = ref.copy()
     gen2[2] = np.nan  # steps 1->2 and 2->3 unknown
-    assert ev.direction_agreement(gen2, ref)[1] == 5
-    d, used = ev.direction_agreement(np.zeros((8, 2)), ref)  # a static render: nothing to compare
+    assert mt.direction_agreement(gen2, ref)[1] == 5
+    d, used = mt.direction_agreement(np.zeros((8, 2)), ref)  # a static render: nothing to compare
     assert math.isnan(d) and used == 0
 
 
@@ -57,56 +59,56 @@ def test_direction_agreement_skips_still_steps_and_unknown_frames():
 def test_quadratic_residual_of_parabola_is_zero_and_zigzag_is_not():
     t = np.arange(8.0)
     parabola = np.stack([3 + 0.7 * t - 0.2 * t ** 2, 20 - 1.1 * t + 0.05 * t ** 2], 1)
-    assert np.allclose(ev.quadratic_residual(parabola), 0.0, atol=1e-9)
+    assert np.allclose(mt.quadratic_residual(parabola), 0.0, atol=1e-9)
     zig = parabola.copy()
     zig[:, 1] += np.array([0, 2, 0, -2] * 2)
-    r = ev.quadratic_residual(zig)
+    r = mt.quadratic_residual(zig)
     assert r[0] == pytest.approx(0.0, abs=1e-9) and r[1] > 0.5
     gaps = parabola.copy()
     gaps[[1, 5]] = np.nan
-    assert np.allclose(ev.quadratic_residual(gaps), 0.0, atol=1e-9)
-    assert np.isnan(ev.quadratic_residual(parabola[:3])).all()
+    assert np.allclose(mt.quadratic_residual(gaps), 0.0, atol=1e-9)
+    assert np.isnan(mt.quadratic_residual(parabola[:3])).all()
 
 
 @pytest.mark.parametrize("colour", list(data.COLORS))
 def test_generation_quality_of_training_clips(colour):
     frames, _, meta = data.make_clip(11, color=colour, background="black", trajectory="linear")
     video = torch.from_numpy(frames).float() / 255  # as generate() returns it
-    q = ev.generation_quality(video, colour)
+    q = mt.generation_quality(video, colour)
     assert q["ok_frac"] == 1.0 and q["disc_frac"] == 1.0
     assert np.abs(q["track"] - meta["track"]).max() < 0.35
     assert max(q["smooth_rms_px"]) < 0.1
     other = next(c for c in data.COLORS if c != colour)
-    assert ev.generation_quality(video, other)["ok_frac"] == 0.0  # wrong colour
+    assert mt.generation_quality(video, other)["ok_frac"] == 0.0  # wrong colour
 
 
 def test_generation_quality_rejects_blank_and_non_disc_frames():
     blank = np.zeros((8, 3, 32, 32), np.uint8)
-    q = ev.generation_quality(blank, "red")
-    assert q["ok_frac"] == 0.0 and np.isnan(ev.blob_track(blank)).all()
+    q = mt.generation_quality(blank, "red")
+    assert q["ok_frac"] == 0.0 and np.isnan(mt.blob_track(blank)).all()
     bar = blank.copy()
     bar[:, 0, 10:12, 2:30] = 230  # a thin red bar: right colour, not a disc
-    q = ev.generation_quality(bar, "red")
+    q = mt.generation_quality(bar, "red")
     assert q["colour_frac"] == 1.0 and q["disc_frac"] == 0.0 and q["ok_frac"] == 0.0
     square = blank.copy()
     square[:, 0, 4:18, 4:18] = 230  # 14x14 = 196 px: far too big for the training disc
-    assert ev.generation_quality(square, "red")["disc_frac"] == 0.0
+    assert mt.generation_quality(square, "red")["disc_frac"] == 0.0
 
 
 def test_render_direction_ignores_noise_blobs_and_needs_enough_steps():
     frames, _, meta = ev.directional_clip("right", "blue")
-    assert ev.render_direction(frames, meta["track"]) == (pytest.approx(1.0), 7)
+    assert mt.render_direction(frames, meta["track"]) == (pytest.approx(1.0), 7)
     left = ev.directional_clip("left", "green")[0]
-    assert ev.render_direction(left, meta["track"])[0] == pytest.approx(-1.0)
+    assert mt.render_direction(left, meta["track"])[0] == pytest.approx(-1.0)
     noise = np.zeros_like(frames)
     for k in range(8):  # a wandering 2x2 speck per frame: not a disc, so no track at all
         noise[k, :, 4 + 3 * k:6 + 3 * k, 4:6] = 200
-    assert np.isnan(ev.blob_track(noise)).all() and not np.isnan(ev.blob_track(noise, disc_only=False)).any()
-    d, used = ev.render_direction(noise, meta["track"])
+    assert np.isnan(mt.blob_track(noise)).all() and not np.isnan(mt.blob_track(noise, disc_only=False)).any()
+    d, used = mt.render_direction(noise, meta["track"])
     assert math.isnan(d) and used == 0
     part = frames.copy()
     part[3:] = 0  # a disc in frames 0-2 only: 2 usable steps < MIN_STEPS
-    d, used = ev.render_direction(part, meta["track"])
+    d, used = mt.render_direction(part, meta["track"])
     assert used == 2 and math.isnan(d)
 
 
@@ -114,7 +116,7 @@ def test_components_are_eight_connected_and_sorted():
     m = np.zeros((6, 6), bool)
     m[0, 0] = m[1, 1] = m[2, 2] = True  # diagonal chain: one component
     m[5, 5] = True
-    comps = ev.components(m)
+    comps = mt.components(m)
     assert [len(c) for c in comps] == [3, 1]
 
 
@@ -134,21 +136,21 @@ def _amf_from_track(track, coverage, patch, noise_rng=None):
 @pytest.mark.parametrize("direction", list(ev.DIRECTIONS))
 def test_amf_direction_cosines_known_answers(direction):
     frames, _, meta = ev.directional_clip(direction, "green")
-    cov = ev.patch_coverage(frames, 4)
+    cov = mt.patch_coverage(frames, 4)
     assert (cov >= 0.5).sum(axis=1).min() >= 2  # the disc covers a few patches in every frame
     amf = _amf_from_track(meta["track"], cov, 4, np.random.default_rng(0))
-    c = ev.amf_direction_cosines(amf, meta["track"], cov, patch=4)
+    c = mt.amf_direction_cosines(amf, meta["track"], cov, patch=4)
     assert len(c) > 20
-    assert ev.cos_to_unit(c.mean()) == pytest.approx(1.0)
-    assert ev.cos_to_unit(ev.amf_direction_cosines(-amf, meta["track"], cov, patch=4).mean()) == pytest.approx(0.0)
-    zero = ev.amf_direction_cosines(np.zeros_like(amf), meta["track"], cov, patch=4)
-    assert ev.cos_to_unit(zero.mean()) == pytest.approx(0.5)  # a zero vector counts as cos 0
+    assert mt.cos_to_unit(c.mean()) == pytest.approx(1.0)
+    assert mt.cos_to_unit(mt.amf_direction_cosines(-amf, meta["track"], cov, patch=4).mean()) == pytest.approx(0.0)
+    zero = mt.amf_direction_cosines(np.zeros_like(amf), meta["track"], cov, patch=4)
+    assert mt.cos_to_unit(zero.mean()) == pytest.approx(0.5)  # a zero vector counts as cos 0
 
 
 def test_amf_direction_skips_small_shifts():
     frames, _, meta = ev.directional_clip("right", "red", speed=0.5)  # 0.5 px/frame: 8 frames per patch
-    cov = ev.patch_coverage(frames, 4)
-    c = ev.amf_direction_cosines(_amf_from_track(meta["track"], cov, 4), meta["track"], cov, patch=4)
+    cov = mt.patch_coverage(frames, 4)
+    c = mt.amf_direction_cosines(_amf_from_track(meta["track"], cov, 4), meta["track"], cov, patch=4)
     pairs = sum(1 for i in range(8) for j in range(i + 1, 8) if abs(j - i) * 0.5 >= 4)
     assert pairs == 0 and len(c) == 0
 
@@ -156,35 +158,35 @@ def test_amf_direction_skips_small_shifts():
 # --- (d) MF-LK ------------------------------------------------------------------------------------
 def test_mf_from_tracks_known_answers():
     base = np.stack([_linear(start=(x, y), step=(1.0, 0.5)) for x in (4, 8) for y in (6, 12)])  # [4, 8, 2]
-    assert ev.mf_from_tracks(base, base) == pytest.approx(1.0)
-    assert ev.mf_from_tracks(base[:, ::-1], base) == pytest.approx(-1.0)
+    assert mflk.mf_from_tracks(base, base) == pytest.approx(1.0)
+    assert mflk.mf_from_tracks(base[:, ::-1], base) == pytest.approx(-1.0)
     static = np.repeat(base[:, :1], 8, axis=1)
-    assert ev.mf_from_tracks(static, base) == 0.0  # nothing moves in the render
-    assert math.isnan(ev.mf_from_tracks(base, static))  # nothing to compare with
+    assert mflk.mf_from_tracks(static, base) == 0.0  # nothing moves in the render
+    assert math.isnan(mflk.mf_from_tracks(base, static))  # nothing to compare with
     # best match per generated track: one good reference track among bad ones is enough
     mixed_ref = np.concatenate([base[:1], base[1:, ::-1]])
-    assert ev.mf_from_tracks(base, mixed_ref) == pytest.approx(1.0)
+    assert mflk.mf_from_tracks(base, mixed_ref) == pytest.approx(1.0)
 
 
 @needs_cv2
 def test_mf_lk_of_clip_with_itself_is_one():
     for family in ("linear", "arc", "zigzag"):
         frames, _, _ = data.make_clip(5, trajectory=family, background="black")
-        assert ev.mf_lk(frames, frames) > 0.98
+        assert mflk.mf_lk(frames, frames) > 0.98
 
 
 @needs_cv2
 def test_mf_lk_follows_direction_not_appearance():
     right = ev.directional_clip("right", "red")[0]
-    assert ev.mf_lk(ev.directional_clip("right", "blue", speed=1.5, offset=4.0)[0], right) > 0.9
-    assert ev.mf_lk(ev.directional_clip("left", "red")[0], right) < -0.5
-    assert abs(ev.mf_lk(ev.directional_clip("down", "red")[0], right)) < 0.3
+    assert mflk.mf_lk(ev.directional_clip("right", "blue", speed=1.5, offset=4.0)[0], right) > 0.9
+    assert mflk.mf_lk(ev.directional_clip("left", "red")[0], right) < -0.5
+    assert abs(mflk.mf_lk(ev.directional_clip("down", "red")[0], right)) < 0.3
 
 
 @needs_cv2
 def test_lk_tracks_follow_the_disc():
     frames, _, meta = data.make_clip(2, trajectory="linear", background="black")
-    tr = ev.moving_tracks(ev.lk_tracks(frames))
+    tr = mflk.moving_tracks(mflk.lk_tracks(frames))
     assert len(tr) >= 10
     true_step = np.diff(meta["track"], axis=0)
     assert np.abs(np.diff(tr, axis=1).mean(axis=0) - true_step).max() < 0.5
@@ -205,9 +207,9 @@ def test_top1_accuracy_on_known_descriptors():
     dirs = list(ev.DIRECTIONS)
     refs = np.stack([motion_descriptor(_uniform_amf(*ev.DIRECTIONS[d]), (8, 8)) for d in dirs])
     queries = np.stack([motion_descriptor(_uniform_amf(*(0.5 * np.array(ev.DIRECTIONS[d]))), (8, 8)) for d in dirs])
-    acc, sim = ev.top1_accuracy(refs, queries, dirs, dirs)
+    acc, sim = mt.top1_accuracy(refs, queries, dirs, dirs)
     assert acc == 1.0 and sim.shape == (4, 4)
-    assert ev.top1_accuracy(refs, queries, dirs, dirs[1:] + dirs[:1])[0] == 0.0
+    assert mt.top1_accuracy(refs, queries, dirs, dirs[1:] + dirs[:1])[0] == 0.0
 
 
 # --- model side -------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def test_search_descriptor_is_the_catalogues(random_shapes):
     from motionlib.learn import learn
 
     frames = ev.directional_clip("up", "yellow")[0]
-    asset = learn(random_shapes, data.to_model_range(frames), seed=1, steps=2, opt_steps=1)
+    asset = learn(random_shapes, data.to_model_range(frames), seed=1, steps=2, opt_steps=1).asset
     assert np.allclose(ev._descriptor(random_shapes, frames), descriptor_of(asset), atol=1e-6)
 
 
@@ -267,8 +269,14 @@ def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     assert set(res) >= {"generation", "amf", "transfer", "search", "checks", "pictures", "seconds"}
     assert set(res["transfer"]["families"]) == {"linear"}
     renders = res["transfer"]["families"]["linear"]["renders"]
-    assert {r["method"] for r in renders} == set(ev.METHODS) and len(renders) == 4
-    assert all("direction_blob" in r for r in renders)
+    # seed 0: the four methods; the learn seed: zero-shot only (the learn-seed split)
+    assert {r["method"] for r in renders} == set(ev.METHODS) and len(renders) == 5
+    assert [r["method"] for r in renders if r["learn_seed"]] == ["zero_shot"]
+    assert all("direction_blob" in r and not r["seen_prompt"] for r in renders)
+    z = res["transfer"]["zero_shot"]
+    assert z["renders"] == 1 and set(z["split"]) == {"learn_seed", "other_seeds", "seen_prompts", "unseen_prompts"}
+    assert z["split"]["learn_seed"]["renders"] == 1 and "seed_gap" in res["transfer"]
+    assert 0 <= z["no_disc"] <= z["undefined"] <= z["renders"]
     assert 0.0 <= res["amf"]["score"] <= 1.0 and res["search"]["queries"] == 4
     for p in res["pictures"].values():
         assert (out / p.split("/")[-1]).stat().st_size > 1000

@@ -170,7 +170,7 @@ def test_sequential_offload_streams_copies_and_never_moves_the_block_weights(mon
 
     video = disc_video(seq.spec)
     kw = dict(prompt="a disc", seed=0, steps=2, guided_fraction=0.5, opt_steps=2)
-    a, b = learn(plain, video, **kw), learn(seq, video, **kw)  # gradients flow through the copies
+    a, b = learn(plain, video, **kw).asset, learn(seq, video, **kw).asset  # gradients flow through the copies
     assert a.losses == b.losses
     assert [p.data_ptr() for p in blocks_of(seq.transformer).parameters()] == ptrs
 

@@ -84,7 +84,7 @@ def shift_asset(tiny5b):
     g = torch.Generator().manual_seed(0)
     s = tiny5b.spec
     video = torch.rand(s.num_frames, 3, s.height, s.width, generator=g) * 2 - 1
-    return learn(tiny5b, video, seed=1, parametrisation="shift", lr_start=0.2, lr_end=0.1)
+    return learn(tiny5b, video, seed=1, parametrisation="shift", lr_start=0.2, lr_end=0.1).asset
 
 
 def test_learn_with_shift_stores_small_position_offsets(tiny5b, shift_asset):
@@ -119,7 +119,7 @@ def test_sincos_learn_with_shift(tiny2b, tmp_path):
     g = torch.Generator().manual_seed(0)
     s = tiny2b.spec
     video = torch.rand(s.num_frames, 3, s.height, s.width, generator=g) * 2 - 1
-    asset = learn(tiny2b, video, seed=1, parametrisation="shift", lr_start=0.2, lr_end=0.1)
+    asset = learn(tiny2b, video, seed=1, parametrisation="shift", lr_start=0.2, lr_end=0.1).asset
     frames, rows, cols = s.grid
     last = asset.rho_delta[asset.timesteps[-1]]
     assert set(last) == {"pos_shift"} and last["pos_shift"].shape == (frames * rows * cols, 3)

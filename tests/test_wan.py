@@ -31,7 +31,7 @@ def clip(model, seed=0):
 @pytest.fixture(scope="module")
 def learnt(wan):
     events = []
-    return learn(wan, clip(wan), seed=1, progress=events.append), events
+    return learn(wan, clip(wan), seed=1, progress=events.append).asset, events
 
 
 def _pipe(m):
@@ -134,8 +134,8 @@ def test_kv_only_pass_records_what_a_full_pass_sees(wan):
 
 def test_checkpointing_does_not_change_the_motion(wan):
     kw = dict(seed=2, steps=4, opt_steps=2)
-    on = learn(wan, clip(wan, 1), checkpointing="on", **kw)
-    off = learn(wan, clip(wan, 1), checkpointing="off", **kw)
+    on = learn(wan, clip(wan, 1), checkpointing="on", **kw).asset
+    off = learn(wan, clip(wan, 1), checkpointing="off", **kw).asset
     assert on.losses == off.losses
     for t in on.timesteps:
         assert all(torch.equal(v, off.rho_delta[t][n]) for n, v in on.rho_delta[t].items())
@@ -151,7 +151,7 @@ def test_asset_round_trip_and_shift_parametrisation(wan, learnt, tmp_path):
     a = apply(wan, asset, "x", seed=2, output="latent")
     b = apply(wan, back, "x", seed=2, output="latent")
     torch.testing.assert_close(a, b, atol=1e-2, rtol=0)  # ρ deltas are stored in fp16
-    shift = learn(wan, clip(wan), seed=1, parametrisation="shift")
+    shift = learn(wan, clip(wan), seed=1, parametrisation="shift").asset
     n = wan.spec.grid[0] * wan.spec.grid[1] * wan.spec.grid[2]
     assert set(shift.rho_delta[shift.timesteps[0]]) == {"q_shift", "k_shift"}
     assert shift.rho_delta[shift.timesteps[0]]["q_shift"].shape == (n, 3)

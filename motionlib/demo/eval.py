@@ -22,23 +22,31 @@ Everything here *measures*; nothing asserts. The sections (keys of the result di
     A zero AMF vector counts as cos 0.
 ``transfer`` (c)
     Held-out reference clips (seeds from ``EVAL_SEED_BASE``) per trajectory family; the motion is
-    learnt (ρ mode, seed ``LEARN_SEED``, empty prompt as ``motionlib learn``) and rendered for other
-    colours x seeds four ways: ``plain`` generation, ``injection`` only (apply with an identity asset:
-    zero ρ deltas, KV injection on), ``zero_shot`` ρ (apply) and ``zt`` (one-shot z_t transfer).
-    ``direction``: mean cosine between per-step centroid displacements of the render's disc and of
-    the reference (steps where either moves less than ``STILL_PX`` or the render has no disc-like
-    blob are skipped; a render with fewer than ``MIN_STEPS`` usable steps is undefined and left out
-    of the mean, ``defined`` counts the others); thresholds: zero-shot >= 0.9, plain and
-    injection <= 0.2. ``direction_blob``: the same with the largest blob of any shape, so it is
-    defined for nearly every render (ragged renders included; no threshold, a diagnostic). ``mf_lk`` (d): Motion Fidelity with OpenCV Lucas-Kanade tracklets
-    (see :func:`mf_lk`); skipped with a note when OpenCV is missing.
+    learnt (ρ mode, seed ``LEARN_SEED``, the learn prompts of the config — by default the empty
+    prompt, as ``motionlib learn`` — and the guidance overrides, e.g. ``samples``) and rendered for
+    other colours x seeds four ways: ``plain`` generation, ``injection`` only (apply with an identity
+    asset: zero ρ deltas, KV injection on), ``zero_shot`` ρ (apply) and ``zt`` (one-shot z_t
+    transfer). Zero-shot is also rendered with the learn seed, and at least one target prompt is not
+    among the learn prompts. ``direction``: mean cosine between per-step centroid displacements of
+    the render's disc-like blob and of the reference (steps where either moves less than
+    ``STILL_PX`` or the render has no disc-like blob are skipped). **Every render counts**: a render
+    with fewer than ``MIN_STEPS`` usable steps (no disc, or a disc that does not move) scores 0;
+    ``undefined`` counts those and ``no_disc`` the renders with no disc-like blob in any frame.
+    The zero-shot headline is over the other seeds and the prompts not learnt on; ``learn_seed``,
+    ``other_seeds``, ``seen_prompts`` and ``unseen_prompts`` split it. Thresholds: zero-shot
+    >= 0.85, plain and injection <= 0.2, ``seed_gap`` (learn seed minus other seeds) <= 0.1.
+    ``direction_blob``: the same with the largest blob of any shape (a diagnostic, NaN left out).
+    ``mf_lk`` (d): Motion Fidelity with OpenCV Lucas-Kanade tracklets (``motionlib.demo.mflk``);
+    ``mf_lk_gain`` = zero-shot minus plain (threshold >= 0.25); skipped with a note when OpenCV is
+    missing.
 ``search`` (e)
     Reference clips moving right/left/up/down (one colour) and query clips of other colours moving
     in each direction; top-1 accuracy of cosine search over ``motion_descriptor`` of the hard
     reference AMF. That AMF is exactly what ``learn`` stores and the catalogue describes
     (``catalog.descriptor_of(asset)``), so the (slow, descriptor-neutral) ρ optimisation is skipped.
 
-Pictures (``out_dir``): ``grid.png`` (per family: reference row, zero-shot rows, plain rows),
+Metrics are in ``motionlib.demo.metrics`` and ``motionlib.demo.mflk``, pictures in
+``motionlib.demo.pictures``. Pictures (``out_dir``): ``grid.png`` (per family: reference row, zero-shot rows, plain rows),
 ``transfer_<family>.png`` (all four methods), ``generation.png``; and ``eval.json``.
 """
 
@@ -48,7 +56,6 @@ import dataclasses
 import json
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -56,298 +63,28 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import WeightsMissing
+from ..errors import ParameterError, WeightsMissing
 from . import data
+from .metrics import (amf_direction_cosines, blob_direction, blob_track, cos_to_unit, generation_quality,
+                      patch_coverage, render_direction, to_uint8, top1_accuracy)
+from .mflk import have_cv2, mf_lk
+from .pictures import save_pictures
 
 EVAL_SEED_BASE = 1_000_000  # reference/query clips: make_clip seeds far from anything training draws
 LEARN_SEED = 7777  # seed of the learn runs (kept apart from the render seeds)
 FAMILIES = ("linear", "arc", "zigzag", "speed_change")  # "static" has no direction to agree with
 DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
-BRIGHT = 120  # a pixel whose max channel exceeds this is not background (as data.centroid_track)
-STILL_PX = 0.25  # displacements shorter than this (px per frame) count as "not moving"
-MIN_STEPS = 3  # a render's direction agreement needs this many comparable steps (else undefined)
-THRESHOLDS = {  # from the issue: (comparison, value)
+SECTIONS = ("generation", "amf", "transfer", "search")  # in run order; `motionlib eval --section`
+THRESHOLDS = {  # from the issues (#10 for transfer): (comparison, value)
     "generation.smooth_rms_px": ("<=", 0.5),
     "amf.score": (">=", 0.85),
-    "transfer.zero_shot.direction": (">=", 0.9),
+    "transfer.zero_shot.direction": (">=", 0.85),  # other seeds, prompts not learnt on, every render
     "transfer.plain.direction": ("<=", 0.2),
     "transfer.injection.direction": ("<=", 0.2),
+    "transfer.seed_gap": ("<=", 0.1),  # zero-shot: learn seed minus other seeds
+    "transfer.mf_lk_gain": (">=", 0.25),  # MF-LK: zero-shot minus plain
 }
 METHODS = ("plain", "injection", "zero_shot", "zt")
-
-
-# =============================================================================================
-# metric functions (numpy only, unit-tested on synthetic tracks and clips)
-# =============================================================================================
-def cos_to_unit(c):
-    """Map a cosine in [-1, 1] to [0, 1] as appendix D reports it: (cos + 1) / 2."""
-    return (np.asarray(c, dtype=np.float64) + 1.0) / 2.0
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of [..., 2] vectors; 0 where either vector is zero."""
-    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
-    dot = (a * b).sum(-1)
-    out = np.zeros(dot.shape)
-    ok = (na > 0) & (nb > 0)
-    out[ok] = dot[ok] / (na[ok] * nb[ok])
-    return np.clip(out, -1.0, 1.0)
-
-
-def direction_agreement(track, reference, still: float = STILL_PX) -> tuple[float, int]:
-    """Mean cosine of per-step displacement vectors of two [F, 2] tracks, and the steps used.
-
-    Steps where either track moves less than `still` px (or is unknown, NaN) are skipped; NaN when
-    no step is left (e.g. a static render of a moving reference)."""
-    a = np.diff(np.asarray(track, dtype=np.float64), axis=0)
-    b = np.diff(np.asarray(reference, dtype=np.float64), axis=0)
-    if a.shape != b.shape:
-        raise ValueError(f"tracks differ in shape: {a.shape} vs {b.shape}")
-    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
-    use = np.isfinite(na) & np.isfinite(nb) & (na >= still) & (nb >= still)
-    if not use.any():
-        return float("nan"), 0
-    return float(_cosines(a[use], b[use]).mean()), int(use.sum())
-
-
-def quadratic_residual(track) -> np.ndarray:
-    """rms residual (px) of a least-squares quadratic in time fitted to each axis: [2] (x, y).
-
-    Frames with an unknown (NaN) position are left out; NaN when fewer than 4 are known."""
-    tr = np.asarray(track, dtype=np.float64)
-    t = np.arange(len(tr), dtype=np.float64)
-    ok = np.isfinite(tr).all(axis=1)
-    if ok.sum() < 4:
-        return np.full(2, np.nan)
-    out = []
-    for axis in range(2):
-        coef = np.polyfit(t[ok], tr[ok, axis], 2)
-        res = tr[ok, axis] - np.polyval(coef, t[ok])
-        out.append(math.sqrt(float(np.mean(res ** 2))))
-    return np.array(out)
-
-
-def to_uint8(video) -> np.ndarray:
-    """[F, 3, H, W] in [0, 1] (torch or numpy float) or uint8 -> uint8 numpy."""
-    if isinstance(video, torch.Tensor):
-        video = video.detach().float().cpu().numpy()
-    v = np.asarray(video)
-    if v.dtype == np.uint8:
-        return v
-    return (np.clip(v, 0, 1) * 255).round().astype(np.uint8)
-
-
-def bright_mask(frames) -> np.ndarray:
-    """[F, H, W] bool: non-background pixels (max channel > BRIGHT)."""
-    return to_uint8(frames).max(axis=1) > BRIGHT
-
-
-def components(mask: np.ndarray) -> list[np.ndarray]:
-    """8-connected components of a 2-D bool mask, largest first: each an [n, 2] array of (y, x)."""
-    h, w = mask.shape
-    seen = np.zeros_like(mask, dtype=bool)
-    comps = []
-    for y0, x0 in zip(*np.nonzero(mask)):
-        if seen[y0, x0]:
-            continue
-        seen[y0, x0] = True
-        q, pix = deque([(y0, x0)]), []
-        while q:
-            y, x = q.popleft()
-            pix.append((y, x))
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    yy, xx = y + dy, x + dx
-                    if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
-                        seen[yy, xx] = True
-                        q.append((yy, xx))
-        comps.append(np.array(pix))
-    comps.sort(key=len, reverse=True)
-    return comps
-
-
-def is_disc_like(pixels: np.ndarray | None, radius: float = data.RADIUS) -> bool:
-    """Area between 0.5x and 1.6x that of the training disc, near-square bbox, round enough."""
-    if pixels is None or len(pixels) == 0:
-        return False
-    area = len(pixels)
-    target = math.pi * radius ** 2
-    h = pixels[:, 0].max() - pixels[:, 0].min() + 1
-    w = pixels[:, 1].max() - pixels[:, 1].min() + 1
-    fill = area / (math.pi * (max(h, w) / 2) ** 2)  # 1 for a disc, ~0.64 for a square's worst case
-    return 0.5 * target <= area <= 1.6 * target and max(h, w) <= 1.5 * min(h, w) and fill >= 0.6
-
-
-def dominant_colour(frame) -> str | None:
-    """Name of the data.COLORS entry nearest (RGB) to most non-background pixels of [3, H, W]."""
-    f = to_uint8(frame[None])[0].astype(np.float32)
-    px = f[:, f.max(axis=0) > BRIGHT].T  # [n, 3]
-    if len(px) == 0:
-        return None
-    names = list(data.COLORS)
-    ref = np.array([data.COLORS[n] for n in names], np.float32)
-    nearest = np.argmin(((px[:, None] - ref[None]) ** 2).sum(-1), axis=1)
-    return names[int(np.bincount(nearest, minlength=len(names)).argmax())]
-
-
-def blob_track(video, disc_only: bool = True) -> np.ndarray:
-    """[F, 2] (x, y) centroid of the largest non-background component per frame; NaN where there is
-    none or (`disc_only`) where it is not disc-like, so noise blobs never make a track."""
-    mask = bright_mask(video)
-    out = np.full((mask.shape[0], 2), np.nan)
-    for k, m in enumerate(mask):
-        comps = components(m)
-        if comps and (not disc_only or is_disc_like(comps[0])):
-            out[k] = comps[0][:, 1].mean(), comps[0][:, 0].mean()
-    return out
-
-
-def render_direction(video, reference_track) -> tuple[float, int]:
-    """Direction agreement of a render's disc track with a reference track (and the steps used);
-    NaN when fewer than MIN_STEPS steps have a disc-like blob in both frames and motion in both."""
-    d, used = direction_agreement(blob_track(video), reference_track)
-    return (d if used >= MIN_STEPS else float("nan")), used
-
-
-def blob_direction(video, reference_track) -> float:
-    """Direction agreement of the largest blob of any shape with a reference track (NaN if none):
-    the diagnostic that stays defined for ragged renders."""
-    return direction_agreement(blob_track(to_uint8(video), disc_only=False), reference_track)[0]
-
-
-def generation_quality(video, colour: str) -> dict:
-    """Per-video generation metrics: share of good frames, disc share, colour share, smoothness."""
-    v = to_uint8(video)
-    mask = bright_mask(v)
-    disc, col = [], []
-    track = np.full((v.shape[0], 2), np.nan)
-    for k in range(v.shape[0]):
-        comps = components(mask[k])
-        largest = comps[0] if comps else None
-        disc.append(is_disc_like(largest))
-        col.append(dominant_colour(v[k]) == colour)
-        if disc[-1]:  # the smoothness track uses disc-like frames only
-            track[k] = largest[:, 1].mean(), largest[:, 0].mean()
-    disc, col = np.array(disc), np.array(col)
-    return {"ok_frac": float((disc & col).mean()), "disc_frac": float(disc.mean()),
-            "colour_frac": float(col.mean()), "smooth_rms_px": quadratic_residual(track).tolist(),
-            "track": track}
-
-
-def patch_coverage(frames, patch: int) -> np.ndarray:
-    """[F, S] share of each patch's pixels that are non-background (row-major patches)."""
-    m = bright_mask(frames).astype(np.float64)
-    f, h, w = m.shape
-    return m.reshape(f, h // patch, patch, w // patch, patch).mean(axis=(2, 4)).reshape(f, -1)
-
-
-def amf_direction_cosines(amf, track, coverage, *, patch: int, min_shift: float = 1.0,
-                          min_cover: float = 0.5) -> np.ndarray:
-    """Appendix-D cosines between hard-AMF vectors and the true displacement.
-
-    amf: [F, F, S, 2] (dx, dy) in patch units; track: true [F, 2] positions in px; coverage: [F, S]
-    (``patch_coverage``). For every pair i < j whose true shift is >= `min_shift` patches, every
-    patch of frame i with coverage >= `min_cover` gives one cosine (0 for a zero AMF vector)."""
-    a = amf.detach().float().cpu().numpy() if isinstance(amf, torch.Tensor) else np.asarray(amf, np.float64)
-    tr = np.asarray(track, np.float64) / patch
-    nf = a.shape[0]
-    out = []
-    for i in range(nf):
-        cov = np.asarray(coverage[i]) >= min_cover
-        if not cov.any():
-            continue
-        for j in range(i + 1, nf):
-            d = tr[j] - tr[i]
-            if np.linalg.norm(d) < min_shift:
-                continue
-            out.append(_cosines(a[i, j][cov], np.broadcast_to(d, (int(cov.sum()), 2))))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-# --- MF-LK -----------------------------------------------------------------------------------
-def have_cv2() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def lk_tracks(video, *, grid_step: int = 2, upscale: int = 4, win: int = 15, levels: int = 3) -> np.ndarray:
-    """Tracklets [N, F, 2] (x, y in px) of grid points of frame 0, with OpenCV's pyramidal LK.
-
-    Frames are the max over colour channels (every disc colour is bright there), upscaled
-    `upscale` x (bilinear) so the pyramid has room; points are chained frame to frame and dropped
-    once LK loses them or they leave the frame. Needs ``opencv-python-headless``."""
-    import cv2
-
-    v = to_uint8(video)
-    f, _, h, w = v.shape
-    gray = [cv2.resize(np.ascontiguousarray(v[k].max(axis=0)), (w * upscale, h * upscale),
-                       interpolation=cv2.INTER_LINEAR) for k in range(f)]
-    xs, ys = np.meshgrid(np.arange(grid_step / 2, w, grid_step), np.arange(grid_step / 2, h, grid_step))
-    p = ((np.stack([xs.ravel(), ys.ravel()], 1) + 0.5) * upscale - 0.5).astype(np.float32).reshape(-1, 1, 2)
-    alive = np.ones(len(p), bool)
-    tracks = [p.reshape(-1, 2).copy()]
-    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
-    for k in range(1, f):
-        nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], p, None, winSize=(win, win),
-                                              maxLevel=levels, criteria=crit)
-        nxt = nxt.reshape(-1, 2)
-        inside = (nxt[:, 0] >= 0) & (nxt[:, 0] <= w * upscale - 1) & (nxt[:, 1] >= 0) & (nxt[:, 1] <= h * upscale - 1)
-        alive &= (st.ravel() == 1) & inside & np.isfinite(nxt).all(1)
-        tracks.append(nxt.copy())
-        p = nxt.reshape(-1, 1, 2).astype(np.float32)
-    t = (np.stack(tracks, 1) + 0.5) / upscale - 0.5
-    return t[alive]
-
-
-def moving_tracks(tracks: np.ndarray, min_travel: float = 1.0) -> np.ndarray:
-    """Tracklets that get at least `min_travel` px away from their start at some frame."""
-    if len(tracks) == 0:
-        return tracks
-    travel = np.linalg.norm(tracks - tracks[:, :1], axis=-1).max(axis=1)
-    return tracks[travel >= min_travel]
-
-
-def track_correlation(a: np.ndarray, b: np.ndarray, still: float = 0.2) -> np.ndarray:
-    """[Na, Nb] mean over time of the cosine of per-step displacements of tracklets a and b.
-
-    Per step: both move (>= `still` px) -> their cosine; exactly one moves -> 0; neither moves ->
-    skipped (nothing to compare). All steps skipped -> 0."""
-    va, vb = np.diff(a, axis=1)[:, None], np.diff(b, axis=1)[None]  # [Na, 1, T, 2], [1, Nb, T, 2]
-    na, nb = np.linalg.norm(va, axis=-1), np.linalg.norm(vb, axis=-1)
-    ma, mb = na >= still, nb >= still
-    cos = (va * vb).sum(-1) / np.maximum(na * nb, 1e-12)
-    val = np.where(ma & mb, cos, 0.0)
-    used = (ma | mb).astype(np.float64)
-    return (val * used).sum(-1) / np.maximum(used.sum(-1), 1)
-
-
-def mf_from_tracks(gen: np.ndarray, ref: np.ndarray) -> float:
-    """Mean over generated tracklets of the best correlation with any reference tracklet.
-
-    Only moving tracklets count: NaN when the reference has none, 0 when the render has none."""
-    gen, ref = moving_tracks(gen), moving_tracks(ref)
-    if len(ref) == 0:
-        return float("nan")
-    if len(gen) == 0:
-        return 0.0
-    return float(track_correlation(gen, ref).max(axis=1).mean())
-
-
-def mf_lk(video, reference, **lk) -> float:
-    """MF-LK: Motion Fidelity (paper §5.1) with LK tracklets instead of CoTracker ones."""
-    return mf_from_tracks(lk_tracks(video, **lk), lk_tracks(reference, **lk))
-
-
-# --- search ----------------------------------------------------------------------------------
-def top1_accuracy(ref_desc: np.ndarray, query_desc: np.ndarray, ref_labels, query_labels) -> tuple[float, np.ndarray]:
-    """Top-1 accuracy of cosine search (descriptors are unit vectors) and the [Q, R] similarities."""
-    sim = np.asarray(query_desc, np.float64) @ np.asarray(ref_desc, np.float64).T
-    best = sim.argmax(axis=1)
-    hits = [ref_labels[b] == q for b, q in zip(best, query_labels)]
-    return float(np.mean(hits)), sim
 
 
 # =============================================================================================
@@ -449,7 +186,8 @@ class EvalConfig:
     zt: bool = True  # include one-shot z_t transfer
     mf: bool = True  # include MF-LK (needs OpenCV)
     steps: int | None = None  # denoising steps (None: the model's default)
-    overrides: dict = field(default_factory=dict)  # guidance overrides for learn/transfer
+    overrides: dict = field(default_factory=dict)  # guidance overrides for learn/transfer (samples=, ...)
+    learn_prompts: tuple[str, ...] = ()  # prompts of the learn generations (cycled over samples); () = ""
     out_dir: Path | None = None
     quick: bool = False
 
@@ -530,20 +268,40 @@ def data_smoothness(n: int = 64) -> dict:
             "smooth_rms_px_data_by_family": {k: round(worst_axis(v), 3) for k, v in sorted(per_family.items())}}
 
 
+def amf_clip(n: int, background: str = "black"):
+    """The n-th held-out clip of known (linear) motion of the (b) protocol: (frames, prompt, meta)."""
+    return data.make_clip(EVAL_SEED_BASE + 500 + n + (0 if background == "black" else 50),
+                          color=list(data.COLORS)[n % len(data.COLORS)], background=background, trajectory="linear")
+
+
+def amf_block_scores(model, blocks, clips: int = 8, temperature: float = 2.0) -> dict[int, float]:
+    """Appendix-D AMF direction agreement, (cos+1)/2, of each block on `clips` black-background clips
+    of known motion (one reference pass per clip captures every block)."""
+    from ..learn import reference_motion
+
+    patch = model.spec.spatial_compression * model.spec.patch_size
+    pooled: dict[int, list] = {b: [] for b in blocks}
+    for n in range(clips):
+        frames, _, meta = amf_clip(n)
+        ref = reference_motion(model, data.to_model_range(frames), blocks=tuple(blocks), temperature=temperature)
+        cov = patch_coverage(frames, patch)
+        for b in blocks:
+            pooled[b].append(amf_direction_cosines(ref.amf[b], meta["track"], cov, patch=patch))
+    return {b: float(cos_to_unit(np.concatenate(c).mean())) for b, c in pooled.items()}
+
+
 def eval_amf(model, cfg: EvalConfig, log) -> dict:
     from ..learn import reference_motion
 
     g = _guidance(model, cfg)
     block = g.blocks[0]
     patch = model.spec.spatial_compression * model.spec.patch_size
-    colours = list(data.COLORS)
     out = {"block": block, "temperature": g.temperature}
     pooled_all = []
     for bg in cfg.amf_backgrounds:
         pooled, per, conf_obj, conf_bg = [], [], [], []
         for n in range(cfg.amf_clips):
-            frames, _, meta = data.make_clip(EVAL_SEED_BASE + 500 + n + (0 if bg == "black" else 50),
-                                             color=colours[n % len(colours)], background=bg, trajectory="linear")
+            frames, _, meta = amf_clip(n, bg)
             ref = reference_motion(model, data.to_model_range(frames), blocks=(block,), temperature=g.temperature)
             cov = patch_coverage(frames, patch) if bg == "black" else _disc_coverage(meta, patch)
             c = amf_direction_cosines(ref.amf[block], meta["track"], cov, patch=patch)
@@ -579,20 +337,69 @@ def _identity(asset):
     return dataclasses.replace(asset, rho_delta=zero)
 
 
+def aggregate(renders: list[dict], mf_on: bool) -> dict:
+    """Direction agreement (every render counted: undefined scores 0), how many were undefined or had
+    no disc-like blob at all, the largest-blob diagnostic and MF-LK of a list of render records."""
+    if not renders:
+        return {"direction": float("nan"), "renders": 0}
+    return {"direction": float(np.mean([r["direction"] if np.isfinite(r["direction"]) else 0.0 for r in renders])),
+            "renders": len(renders),
+            "undefined": sum(not np.isfinite(r["direction"]) for r in renders),
+            "no_disc": sum(r["no_disc"] for r in renders),
+            "direction_blob": _mean(r["direction_blob"] for r in renders),
+            "mf_lk": _mean(r["mf_lk"] for r in renders) if mf_on else None}
+
+
+def transfer_summary(renders: list[dict], mf_on: bool) -> dict:
+    """Per method: `aggregate` over the renders of the other seeds and the prompts not learnt on;
+    for zero-shot also the learn-seed / other-seed and seen / unseen prompt splits, and the gaps."""
+    out: dict = {}
+    for method in METHODS:
+        rs = [r for r in renders if r["method"] == method]
+        if not rs:
+            continue
+        head = [r for r in rs if not r["learn_seed"] and not r["seen_prompt"]]
+        out[method] = aggregate(head or [r for r in rs if not r["learn_seed"]], mf_on)
+        if method == "zero_shot":
+            out[method]["split"] = {
+                "learn_seed": aggregate([r for r in rs if r["learn_seed"]], mf_on),
+                "other_seeds": aggregate([r for r in rs if not r["learn_seed"]], mf_on),
+                "seen_prompts": aggregate([r for r in rs if r["seen_prompt"] and not r["learn_seed"]], mf_on),
+                "unseen_prompts": aggregate([r for r in rs if not r["seen_prompt"] and not r["learn_seed"]], mf_on)}
+    z = out.get("zero_shot")
+    if z:
+        sp = z["split"]
+        out["seed_gap"] = sp["learn_seed"]["direction"] - sp["other_seeds"]["direction"]
+        if mf_on and "plain" in out:
+            out["mf_lk_gain"] = z["mf_lk"] - out["plain"]["mf_lk"]
+    return out
+
+
+def _targets(cfg: EvalConfig) -> list[tuple[str, str]]:
+    """(colour, prompt) targets: `cfg.targets` colours other than the reference's, plus one whose
+    prompt the learn prompts do not hold when they hold all of those."""
+    targets = [(c, data.prompt_for(c, "black")) for c in data.COLORS if c != cfg.ref_colour]
+    chosen = targets[:cfg.targets]
+    if all(p in cfg.learn_prompts for _, p in chosen):
+        chosen += [t for t in targets if t[1] not in cfg.learn_prompts][:1]
+    return chosen
+
+
 def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
     from ..apply import apply
     from ..learn import learn, transfer
     from ..sampling import generate
 
     mf_on = cfg.mf and have_cv2()
-    targets = [c for c in data.COLORS if c != cfg.ref_colour][:cfg.targets]
+    targets = _targets(cfg)
+    learn_prompts = list(cfg.learn_prompts) or None
     plain_cache: dict = {}
     fams, pictures = {}, {}
     for fam in cfg.families:
         frames, prompt, meta = reference_clip(fam, colour=cfg.ref_colour)
         x = data.to_model_range(frames)
         t0 = time.monotonic()
-        asset = learn(model, x, seed=LEARN_SEED, steps=cfg.steps, **cfg.overrides)
+        asset = learn(model, x, seed=LEARN_SEED, steps=cfg.steps, prompts=learn_prompts, **cfg.overrides).asset
         learn_s = time.monotonic() - t0
         ident = _identity(asset)
         ref_track = meta["track"]
@@ -602,49 +409,39 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
                "mf_lk_self": mf_lk(frames, frames) if mf_on else None, "renders": []}
         rows = {"reference": [(f"reference {fam}", frames)], **{m: [] for m in METHODS}}
         log(f"transfer {fam}: learnt in {learn_s:.0f} s, AMF loss {rec['first_loss']} -> {rec['final_loss']}")
-        for colour in targets:
-            tp = data.prompt_for(colour, "black")
-            for seed in cfg.seeds:
+        for colour, tp in targets:
+            for seed in (*cfg.seeds, LEARN_SEED):
                 vids = {}
-                key = (tp, seed)
-                if key not in plain_cache:
-                    plain_cache[key] = to_uint8(generate(model, tp, seed=seed, steps=cfg.steps))
-                vids["plain"] = plain_cache[key]
-                vids["injection"] = to_uint8(apply(model, ident, tp, seed=seed, steps=cfg.steps, inject=True))
-                vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
-                if cfg.zt:
-                    v, _ = transfer(model, x, tp, seed=seed, steps=cfg.steps, **cfg.overrides)
-                    vids["zt"] = to_uint8(v)
+                if seed == LEARN_SEED:  # the split: zero-shot with the noise the motion was learnt on
+                    vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
+                else:
+                    if (tp, seed) not in plain_cache:
+                        plain_cache[(tp, seed)] = to_uint8(generate(model, tp, seed=seed, steps=cfg.steps))
+                    vids["plain"] = plain_cache[(tp, seed)]
+                    vids["injection"] = to_uint8(apply(model, ident, tp, seed=seed, steps=cfg.steps, inject=True))
+                    vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
+                    if cfg.zt:
+                        v, _ = transfer(model, x, tp, seed=seed, steps=cfg.steps, **cfg.overrides)
+                        vids["zt"] = to_uint8(v)
                 for method, v in vids.items():
                     d, used = render_direction(v, ref_track)
-                    d_blob = blob_direction(v, ref_track)
                     mf = mf_lk(v, frames) if mf_on else None
-                    rec["renders"].append({"method": method, "colour": colour, "seed": seed, "direction": d,
-                                           "steps_used": used, "direction_blob": d_blob, "mf_lk": mf})
-                    rows[method].append((f"{method} {colour} s{seed} dir=" + (f"{d:.2f}" if np.isfinite(d) else "n/a")
+                    rec["renders"].append({"method": method, "colour": colour, "prompt": tp, "seed": seed,
+                                           "learn_seed": seed == LEARN_SEED, "seen_prompt": tp in cfg.learn_prompts,
+                                           "direction": d, "steps_used": used,
+                                           "no_disc": bool(np.isnan(blob_track(v)).all()),
+                                           "direction_blob": blob_direction(v, ref_track), "mf_lk": mf})
+                    rows[method].append((f"{method} {colour} s{seed} dir=" + (f"{d:.2f}" if np.isfinite(d) else "0 (n/a)")
                                          + (f" MF={mf:.2f}" if mf is not None else ""), v))
                 log(f"transfer {fam} {colour} seed {seed}: direction " + ", ".join(
                     f"{r['method']} {r['direction']:.2f}" for r in rec["renders"][-len(vids):]))
-        for method in METHODS:
-            rs = [r for r in rec["renders"] if r["method"] == method]
-            if rs:
-                rec[method] = {"direction": _mean(r["direction"] for r in rs),
-                               "defined": f"{sum(np.isfinite(r['direction']) for r in rs)}/{len(rs)}",
-                               "direction_blob": _mean(r["direction_blob"] for r in rs),
-                               "mf_lk": _mean(r["mf_lk"] for r in rs) if mf_on else None}
+        rec.update(transfer_summary(rec["renders"], mf_on))
         fams[fam] = rec
         pictures[fam] = rows
-    res = {"families": fams, "mf_lk_available": mf_on,
+    res = {"families": fams, "mf_lk_available": mf_on, "targets": [p for _, p in targets], "learn_prompts": list(cfg.learn_prompts),
            "note": None if mf_on else ("MF-LK skipped: OpenCV missing (pip install opencv-python-headless)"
                                        if cfg.mf else "MF-LK off")}
-    for method in METHODS:
-        got = [f[method] for f in fams.values() if method in f]
-        if got:
-            rs = [r for f in fams.values() for r in f["renders"] if r["method"] == method]
-            res[method] = {"direction": _mean(g["direction"] for g in got),
-                           "defined": f"{sum(bool(np.isfinite(r['direction'])) for r in rs)}/{len(rs)}",
-                           "direction_blob": _mean(g["direction_blob"] for g in got),
-                           "mf_lk": _mean(g["mf_lk"] for g in got) if mf_on else None}
+    res.update(transfer_summary([r for f in fams.values() for r in f["renders"]], mf_on))
     return res, pictures
 
 
@@ -663,60 +460,6 @@ def eval_search(model, cfg: EvalConfig, log) -> dict:
     log(f"search: top-1 {acc:.2f} over {len(labels)} queries")
     return {"top1": acc, "queries": len(labels), "reference_labels": dirs, "query_labels": labels,
             "similarity": np.round(sim, 3).tolist()}
-
-
-# --- pictures ----------------------------------------------------------------------------------
-def picture(rows: list[tuple[str, np.ndarray]], scale: int = 4, gap: int = 2, label_w: int = 230):
-    """PIL image: one labelled row per (label, uint8 [F, 3, H, W]) video, frames left to right."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    f, _, h, w = rows[0][1].shape
-    fh, fw = h * scale, w * scale
-    img = np.full((len(rows) * (fh + gap) + gap, label_w + f * (fw + gap) + gap, 3), 40, np.uint8)
-    for r, (_, v) in enumerate(rows):
-        arr = to_uint8(v).transpose(0, 2, 3, 1).repeat(scale, 1).repeat(scale, 2)
-        y = gap + r * (fh + gap)
-        for k in range(f):
-            x = label_w + gap + k * (fw + gap)
-            img[y:y + fh, x:x + fw] = arr[k]
-    im = Image.fromarray(img)
-    draw = ImageDraw.Draw(im)
-    try:
-        font = ImageFont.load_default(size=14)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    for r, (label, _) in enumerate(rows):
-        y = gap + r * (fh + gap) + fh // 2 - 14
-        words, line = label.split(" "), ""
-        lines = []
-        for wd in words:  # wrap to the label column
-            if len(line) + len(wd) + 1 > 26 and line:
-                lines.append(line)
-                line = wd
-            else:
-                line = f"{line} {wd}".strip()
-        lines.append(line)
-        for i, ln in enumerate(lines[:3]):
-            draw.text((6, y + 16 * i), ln, fill=(235, 235, 235), font=font)
-    return im
-
-
-def save_pictures(out_dir: Path, gen_rows, transfer_rows) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    if gen_rows:
-        paths["generation"] = str(out_dir / "generation.png")
-        picture(gen_rows).save(paths["generation"])
-    grid = []
-    for fam, rows in transfer_rows.items():
-        grid += rows["reference"] + rows["zero_shot"] + rows["plain"]
-        full = rows["reference"] + [r for m in ("zero_shot", "zt", "injection", "plain") for r in rows[m]]
-        paths[f"transfer_{fam}"] = str(out_dir / f"transfer_{fam}.png")
-        picture(full).save(paths[f"transfer_{fam}"])
-    if grid:
-        paths["grid"] = str(out_dir / "grid.png")
-        picture(grid).save(paths["grid"])
-    return paths
 
 
 # --- driver ------------------------------------------------------------------------------------
@@ -752,32 +495,36 @@ def json_safe(x):
     return x
 
 
-def run_eval(model, cfg: EvalConfig | None = None, *, sections=("generation", "amf", "transfer", "search"),
+def check_sections(sections) -> tuple[str, ...]:
+    """The sections to run, in SECTIONS order (all when none are named); an unknown one is an error."""
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        raise ParameterError(f"unknown section {', '.join(bad)}: use {', '.join(SECTIONS)}")
+    return tuple(s for s in SECTIONS if s in sections) if sections else SECTIONS
+
+
+def run_eval(model, cfg: EvalConfig | None = None, *, sections=SECTIONS,
              log: Callable[[str], None] | None = None, info: dict | None = None) -> dict:
     """Run the selected sections; returns a JSON-safe dict (also written to out_dir/eval.json)."""
     cfg = cfg or EvalConfig()
     log = log or (lambda msg: None)
+    sections = check_sections(sections)
     results: dict = {"model": info or {}, "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
                      "seconds": {}}
-    gen_rows, tr_rows = [], {}
+    rows: dict = {"generation": [], "transfer": {}}
     t_all = time.monotonic()
     for sec in sections:
         t0 = time.monotonic()
-        if sec == "generation":
-            results["generation"], gen_rows = eval_generation(model, cfg, log)
-        elif sec == "amf":
-            results["amf"] = eval_amf(model, cfg, log)
-        elif sec == "transfer":
-            results["transfer"], tr_rows = eval_transfer(model, cfg, log)
-        elif sec == "search":
-            results["search"] = eval_search(model, cfg, log)
-        else:
-            raise ValueError(f"unknown section {sec!r}")
+        out = {"generation": eval_generation, "amf": eval_amf, "transfer": eval_transfer,
+               "search": eval_search}[sec](model, cfg, log)
+        if sec in rows:  # sections with pictures return (results, picture rows)
+            out, rows[sec] = out
+        results[sec] = out
         results["seconds"][sec] = round(time.monotonic() - t0, 1)
     results["seconds"]["total"] = round(time.monotonic() - t_all, 1)
     results["checks"] = checks(results)
     if cfg.out_dir is not None:
-        results["pictures"] = save_pictures(Path(cfg.out_dir), gen_rows, tr_rows)
+        results["pictures"] = save_pictures(Path(cfg.out_dir), rows["generation"], rows["transfer"])
     results = json_safe(results)
     if cfg.out_dir is not None:
         Path(cfg.out_dir, "eval.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -812,10 +559,20 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                              f"background p95 {f(a[bg]['confidence_background_p95'], 3)}"))
     t = results.get("transfer")
     if t:
+        def counted(a):
+            return f"{f(a['direction'])} ({a['renders']} renders, {a['undefined']} scored 0, {a['no_disc']} without a disc)"
+
         for m in METHODS:
             if m in t:
-                rows.append((f"(c) direction agreement: {m}", f"{f(t[m]['direction'])} ({t[m]['defined']} defined)",
-                             verdict.get(f"transfer.{m}.direction", "")))
+                rows.append((f"(c) direction agreement: {m}", counted(t[m]), verdict.get(f"transfer.{m}.direction", "")))
+        z = t.get("zero_shot")
+        if z:
+            for k, label in (("learn_seed", "learn seed"), ("other_seeds", "other seeds"),
+                             ("seen_prompts", "learnt prompts"), ("unseen_prompts", "prompts not learnt on")):
+                if z["split"][k]["renders"]:
+                    rows.append((f"(c)   zero-shot, {label}", counted(z["split"][k]), ""))
+            rows.append(("(c)   zero-shot: learn seed minus other seeds", f(t.get("seed_gap")),
+                         verdict.get("transfer.seed_gap", "")))
         for m in METHODS:
             if m in t and t[m].get("direction_blob") is not None:
                 rows.append((f"(c)   largest-blob direction: {m}", f(t[m]["direction_blob"]), "diagnostic"))
@@ -823,6 +580,8 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             if m in t:
                 rows.append((f"(d) MF-LK: {m}", f(t[m]["mf_lk"]) if t["mf_lk_available"] else "skipped",
                              "" if t["mf_lk_available"] else (t.get("note") or "")))
+        if t.get("mf_lk_gain") is not None:
+            rows.append(("(d)   MF-LK zero-shot minus plain", f(t["mf_lk_gain"]), verdict.get("transfer.mf_lk_gain", "")))
         for fam, rec in t["families"].items():
             rows.append((f"(c)   {fam}: zero-shot / zt / plain",
                          " / ".join(f(rec.get(m, {}).get("direction"), 2) for m in ("zero_shot", "zt", "plain")),
@@ -833,3 +592,28 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     rows.append(("seconds", f(results["seconds"].get("total"), 0),
                  ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items() if k != "total")))
     return rows
+
+
+def evaluate(*, weights=None, random: bool = False, ema: bool = True, device: str | None = None, quick: bool = False,
+             sections=(), families=(), seeds=(), learn_prompts=(), overrides: dict | None = None,
+             threads: int = 0, log: Callable[[str], None] | None = None, **config) -> dict:
+    """`motionlib eval`: check the options, load the model, run the sections; the results dict.
+
+    `config` takes the other EvalConfig fields (zt, mf, steps, out_dir, ...); None values keep the defaults."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    sections = check_sections(tuple(sections))
+    bad = [f for f in families if f not in FAMILIES]
+    if bad:
+        raise ParameterError(f"unknown family {', '.join(bad)}: use {', '.join(FAMILIES)}")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
+    cfg = EvalConfig.make(quick=quick, seeds=tuple(seeds) or None, families=tuple(families) or None,
+                          learn_prompts=tuple(learn_prompts) or None, overrides=overrides, **config)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, info = load_eval_model(weights, random=random, ema=ema, device=device)
+    _guidance(model, cfg)  # bad guidance overrides fail here, before any work
+    log = log or (lambda msg: None)
+    if cfg.mf and not have_cv2() and "transfer" in sections:
+        log("MF-LK skipped: OpenCV missing (pip install opencv-python-headless)")
+    log(f"evaluating {info.get('weights')} on {device}{' (quick)' if quick else ''}")
+    return run_eval(model, cfg, sections=sections, log=log, info=info)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..rho import Rho, rope_rates, sincos_layout
-from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks
+from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks, tile_batch
 from .base import ModelFamily
 
 
@@ -72,8 +72,8 @@ class MotionAttnProcessor:
                 raise StopForward
             if i in controls.inject:
                 k_ref, v_ref = controls.inject[i]
-                key = torch.cat([key[:, :, :text_len], k_ref.to(key.dtype).expand(batch, -1, -1, -1)], dim=2)
-                value = torch.cat([value[:, :, :text_len], v_ref.to(value.dtype).expand(batch, -1, -1, -1)], dim=2)
+                key = torch.cat([key[:, :, :text_len], tile_batch(k_ref.to(key.dtype), batch)], dim=2)
+                value = torch.cat([value[:, :, :text_len], tile_batch(v_ref.to(value.dtype), batch)], dim=2)
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                        dropout_p=0.0, is_causal=False)

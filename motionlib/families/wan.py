@@ -25,7 +25,7 @@ import torch
 
 from ..errors import ParameterError
 from ..rho import Rho
-from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks
+from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks, tile_batch
 from .base import ModelFamily
 
 
@@ -85,8 +85,8 @@ class WanMotionProcessor:
             if i in controls.inject:  # attn1 sees video tokens only: replace them all
                 k_ref, v_ref = controls.inject[i]
                 batch = query.shape[0]
-                key = k_ref.to(key.dtype).expand(batch, -1, -1, -1)
-                value = v_ref.to(value.dtype).expand(batch, -1, -1, -1)
+                key = tile_batch(k_ref.to(key.dtype), batch)
+                value = tile_batch(v_ref.to(value.dtype), batch)
 
         out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0,
                                     is_causal=False, backend=None, parallel_config=None)

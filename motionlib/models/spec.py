@@ -28,6 +28,16 @@ class GuidanceDefaults:
     # (start, end) lr for the shift parametrisation, in latent patches per Adam step (table values
     # are in [-1, 1], so their lr does not carry over); tuned on the shapes demo model only
     shift_lr: tuple[float, float] = (0.3, 0.1)
+    # learn over several generations at once: one shared ρ_t against the reference AMF on `samples`
+    # generations (seeds seed, seed+1, ...) in one batched forward, loss averaged over them
+    samples: int = 1
+    # regularisers of the shift parametrisation (motionlib.rho.Parametrised): a coarse grid of
+    # shift_grid x shift_grid cells per frame upsampled to the tokens instead of a free per-token
+    # shift (0: per token); a shift shared by all tokens of a frame added on top; a penalty weight on
+    # the squared difference of neighbouring tokens' shifts
+    shift_grid: int = 0
+    frame_shift: bool = False
+    smoothness: float = 0.0
 
 
 @dataclass(frozen=True)
