@@ -120,7 +120,9 @@ def block_table(model, a, overrides: dict, prompts) -> list[dict]:
     print("\n| blocks | AMF agreement (appendix D) | zero-shot direction (every render) | no disc | largest blob | MF-LK |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        f = lambda k, nd=3: "—" if r.get(k) is None else (f"{r[k]:.{nd}f}" if isinstance(r[k], float) else str(r[k]))  # noqa: E731
+        def f(k, nd=3, r=r):
+            return "—" if r.get(k) is None else (f"{r[k]:.{nd}f}" if isinstance(r[k], float) else str(r[k]))
+
         print(f"| {','.join(map(str, r['blocks']))} | {f('amf')} | {f('zero_shot')} | "
               f"{'—' if 'no_disc' not in r else str(r['no_disc']) + '/' + str(r['renders'])} | {f('zero_shot_blob')} | {f('mf_lk')} |")
     return rows

@@ -364,7 +364,8 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
             rows = [r for r in rows if tag.strip().lower() in r.tags]
         if model:
             rows = [r for r in rows if model in (r.model_name, r.model_source)]
-        key = {"newest": lambda r: r.created_at, "oldest": lambda r: r.created_at, "name": lambda r: r.name,
+        key = {"newest": lambda r: (r.created_at, r.id), "oldest": lambda r: (r.created_at, r.id),  # id: same-second ties
+               "name": lambda r: r.name,
                "size": lambda r: r.blob_bytes, "model": lambda r: (r.model_name, r.name)}[sort]
         rows.sort(key=key, reverse=sort in ("newest", "size"))
         return rows, tags, models
