@@ -69,13 +69,12 @@ def quadratic_residual(track) -> np.ndarray:
 
 
 def to_uint8(video) -> np.ndarray:
-    """[F, 3, H, W] in [0, 1] (torch or numpy float) or uint8 -> uint8 numpy."""
-    if isinstance(video, torch.Tensor):
-        video = video.detach().float().cpu().numpy()
-    v = np.asarray(video)
-    if v.dtype == np.uint8:
-        return v
-    return (np.clip(v, 0, 1) * 255).round().astype(np.uint8)
+    """[F, 3, H, W] in [0, 1] (torch or numpy float) or uint8 -> uint8 numpy [F, 3, H, W]: motionlib.video's
+    conversion, kept channels-first for the metrics."""
+    from ..video import to_uint8 as frames_uint8
+
+    t = video if isinstance(video, torch.Tensor) else torch.as_tensor(np.asarray(video))
+    return np.ascontiguousarray(frames_uint8(t).transpose(0, 3, 1, 2))
 
 
 def bright_mask(frames) -> np.ndarray:

@@ -67,16 +67,11 @@ def adaln_zero_init(transformer) -> None:
 
 
 def rotary_embedding(transformer, spec: ModelSpec = SHAPES_SPEC, device=None):
-    """The (cos, sin) 3D RoPE tables for the spec's grid, exactly as motionlib.rho.base_rho makes them."""
-    from diffusers.models.embeddings import get_3d_rotary_pos_embed
-    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+    """The (cos, sin) 3D RoPE tables for the spec's grid: the CogVideoX adapter's own (as base_rho makes them)."""
+    from ..families.cogvideox import rope_tables
 
-    cfg = transformer.config
-    frames, rows, cols = spec.grid
-    p = cfg.patch_size
-    crops = get_resize_crop_region_for_grid((rows, cols), cfg.sample_width // p, cfg.sample_height // p)
-    return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops,
-                                   grid_size=(rows, cols), temporal_size=frames, device=device)
+    cos, sin, _ = rope_tables(transformer, spec.grid, device)
+    return cos, sin
 
 
 def weights_metadata(spec: ModelSpec = SHAPES_SPEC, **extra) -> dict[str, str]:

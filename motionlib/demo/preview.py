@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..video import to_uint8
+
 DEFAULT_PROMPTS = tuple(f"a {c} circle on a black background" for c in ("red", "green", "blue", "yellow")) + (
     "a red circle on a textured background",)
 
@@ -22,7 +24,7 @@ def contact_sheet(videos: list[torch.Tensor], scale: int = 3, gap: int = 2):
     f, _, h, w = videos[0].shape
     sheet = np.full((len(videos) * (h * scale + gap) + gap, f * (w * scale + gap) + gap, 3), 128, np.uint8)
     for r, v in enumerate(videos):
-        arr = (v.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        arr = to_uint8(v)  # [F, H, W, 3]
         arr = arr.repeat(scale, 1).repeat(scale, 2)
         for k in range(f):
             y, x = gap + r * (h * scale + gap), gap + k * (w * scale + gap)

@@ -136,6 +136,20 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
     return out.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
 
 
+def rope_tables(transformer, grid: tuple[int, int, int], device=None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    """(cos, sin, crops): CogVideoX's 3D RoPE tables for a latent grid, as its pipeline makes them."""
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+    cfg = transformer.config
+    frames, rows, cols = grid
+    p = cfg.patch_size
+    crops = get_resize_crop_region_for_grid((rows, cols), cfg.sample_width // p, cfg.sample_height // p)
+    cos, sin = get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops,
+                                       grid_size=(rows, cols), temporal_size=frames, device=device)
+    return cos, sin, crops
+
+
 def base_rho(model) -> Rho:
     """The model's own ρ for its latent grid (what a plain generation uses)."""
     transformer, spec = model.transformer, model.spec
@@ -144,14 +158,7 @@ def base_rho(model) -> Rho:
         raise ModelError("CogVideoX 1.5 checkpoints (temporal patches) are not supported")
     frames, rows, cols = spec.grid
     if spec.family == "rope":
-        from diffusers.models.embeddings import get_3d_rotary_pos_embed
-        from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
-
-        p = cfg.patch_size
-        crops = get_resize_crop_region_for_grid((rows, cols), cfg.sample_width // p, cfg.sample_height // p)
-        cos, sin = get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops,
-                                           grid_size=(rows, cols), temporal_size=frames,
-                                           device=model.device)
+        cos, sin, crops = rope_tables(transformer, spec.grid, model.device)
         rates = rope_rates(cfg.attention_head_dim, crops, (rows, cols), frames).to(cos.device)
         return Rho("rope", {"q_cos": cos, "q_sin": sin, "k_cos": cos, "k_sin": sin}, rates)
     pe = transformer.patch_embed
