@@ -1,7 +1,6 @@
 """Search from the command line: mixed-model catalogues, no-motion answers, descriptor migration, and
 the learn/apply input checks that must refuse before any work (nothing stored)."""
 
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,10 @@ def still_clip(path: Path, frames: int = 16, background: str = "textured") -> Pa
 
 
 def nothing_stored(home: Path) -> bool:
-    names = []
-    if (home / "motionlib.db").exists():
-        with sqlite3.connect(home / "motionlib.db") as c:
-            names = c.execute("SELECT name FROM motions").fetchall()
+    from motionlib.store import Library
+
+    with Library(home) as lib:  # the catalogue under test: SQLite or $MOTIONLIB_DB_URL (PostgreSQL)
+        names = [m.name for m in lib.list()]
     blobs = list((home / "blobs").rglob("*.safetensors")) if (home / "blobs").exists() else []
     return not names and not blobs
 
@@ -117,15 +116,21 @@ def test_old_descriptors_are_redescribed_on_open(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "left")
     cli_json(capsys, "learn", str(RIGHT), "--name", "right")
     want = {h["name"]: h["score"] for h in cli_json(capsys, "search", str(LEFT))}
-    with sqlite3.connect(home / "motionlib.db") as c:  # as a library of descriptor version 1 left them
-        c.execute("UPDATE motions SET descriptor_version = 1, descriptor = ?", (np.ones(408, "<f4").tobytes(),))
+    import os
+
+    from sqlalchemy import create_engine, text
+
+    db = create_engine(os.environ.get("MOTIONLIB_DB_URL") or f"sqlite:///{home / 'motionlib.db'}")  # either backend
+    with db.begin() as c:  # as a library of descriptor version 1 left them
+        c.execute(text("UPDATE motions SET descriptor_version = 1, descriptor = :d"), {"d": np.ones(408, "<f4").tobytes()})
     code, out, err = cli(capsys, "search", str(LEFT))
     assert code == 0 and "re-describing stored motions" in err, err
     got = {h["name"]: h["score"] for h in cli_json(capsys, "search", str(LEFT))}
     assert got == pytest.approx(want, abs=1e-4)
-    with sqlite3.connect(home / "motionlib.db") as c:
-        from motionlib.descriptor import DESCRIPTOR_VERSION
+    from motionlib.descriptor import DESCRIPTOR_VERSION
 
-        assert {v for (v,) in c.execute("SELECT descriptor_version FROM motions")} == {DESCRIPTOR_VERSION}
+    with db.connect() as c:
+        assert {v for (v,) in c.execute(text("SELECT descriptor_version FROM motions"))} == {DESCRIPTOR_VERSION}
+    db.dispose()
     code, _, err = cli(capsys, "doctor")
     assert code == 0, err
