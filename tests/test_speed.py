@@ -13,6 +13,7 @@ from motionlib.learn import learn, reference_motion, transfer
 from motionlib.rho import Parametrised
 from motionlib.sampling import prepare
 from motionlib.synthetic import moving_disc
+from test_cli import LEFT, cli, cli_json, home  # noqa: F401 (home is a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +223,14 @@ def test_step_rules_shape_the_learn(tiny5b):
         stops = [k for k in range(2, len(step) + 1) if plateaued(step[:k], tol)]
         assert (stops[0] == len(step)) if stops else len(step) == 5
 
+
+
+def test_cli_learn_options_are_recorded_and_bad_ones_refused(home, capsys):
+    cli_json(capsys, "learn", str(LEFT), "--name", "fast", "--gradient", "local", "--amf-window", "1",
+             "--opt-steps-end", "1", "--opt-tol", "0.05")
+    params = cli_json(capsys, "show", "fast")["params"]
+    assert (params["gradient"], params["amf_window"], params["opt_steps_end"], params["opt_tol"]) == ("local", 1, 1, 0.05)
+    code, _, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--gradient", "partial")
+    assert code == 1 and "--gradient must be one of full, local" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--gradient", "local", "--model", "tiny-2b")
+    assert code == 1 and "Error: gradient='local' does not apply to tiny-2b" in err and "Traceback" not in err
