@@ -1,6 +1,17 @@
-"""Section 2: motionlib.learn vs the official-style DiTFlow run (benchmarks/official.py)."""
+"""Section 2: motionlib.learn vs the official-style DiTFlow run (benchmarks/official.py).
+
+``python -m benchmarks.learn --record-quality A.json B.json ...`` records zero-shot quality per learn
+option from ``python -m motionlib.demo.sweep ... --json A.json`` runs (too slow for this section to
+run itself) in benchmarks/learn_quality.json, which the section shows beside the timings.
+"""
 
 from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 from .common import Config, Section, disc_video, fmt_bytes, fmt_s, log, model, paired, peak_memory
 
@@ -18,6 +29,7 @@ OPTIONS: dict[str, dict] = {
     "gradient=local, amf_window=1, opt_steps_end=2": {"gradient": "local", "amf_window": 1, "opt_steps_end": 2},
 }
 QUICK_OPTIONS = ("gradient=local",)
+QUALITY = Path(__file__).with_name("learn_quality.json")  # zero-shot quality per option (shapes), recorded
 
 
 def settings(cfg: Config) -> dict:
@@ -44,6 +56,54 @@ def projection(layers: int = 42, block: int = 20, steps: int = 50, guided: int =
     learn = g + guided * (1 + opt * learn_opt) + (guided - 1) * 2 * layers
     official = layers + guided * (1 + opt * official_opt) + steps * 2 * layers
     return learn / official
+
+
+def quality_summary(sweep: dict) -> dict:
+    """One sweep --json file -> mean scores, defined counts, each render seed's means and their range."""
+    import numpy as np
+
+    from motionlib.demo.sweep import by_seed
+
+    out = {"overrides": sweep["overrides"], "argv": sweep.get("argv", []),
+           "renders": sum("seed" in r for r in sweep["records"]),
+           "learn_s": [round(r["learn_s"], 1) for r in sweep["records"] if "learn_s" in r]}
+    for key in ("direction", "direction_blob"):
+        scores = by_seed(sweep["records"], key)
+        vals = [x for v in scores.values() for x in v]
+        per_seed = {str(sd): float(np.mean(v)) for sd, v in scores.items()}
+        out[key] = {"mean": float(np.mean(vals)) if vals else None, "defined": len(vals), "per_seed": per_seed,
+                    "seed_spread": (max(per_seed.values()) - min(per_seed.values())) if per_seed else None}
+    return out
+
+
+def quality_table(path: Path = QUALITY) -> tuple[tuple[list[str], list[list[str]]], list[str]] | None:
+    """(table, notes) of the recorded zero-shot quality per learn option, or None when not recorded."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    rows = []
+    for r in data["results"]:
+        d, b = r["direction"], r["direction_blob"]
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        rows.append([json.dumps(r["overrides"]) if r["overrides"] else "default",
+                     f"{fmt(d['mean'])} ({d['defined']}/{r['renders']} defined)", fmt(d["seed_spread"]),
+                     fmt(b["mean"]), fmt(b["seed_spread"]),
+                     f"{sum(r['learn_s']) / max(1, len(r['learn_s'])):.0f} s"])
+    notes = [f"Zero-shot quality per option: recorded {data['measured']} by `{data['command']}` on shapes "
+             f"({data['note']}). Direction = motionlib eval's disc-only direction agreement (c), largest-blob = "
+             "the sweep's second score; seed spread = the range of the per-render-seed means, the noise an "
+             "option must beat. Learn seconds are wall time of runs sharing a loaded CPU, context only."]
+    return (["learn option (shapes)", "zero-shot direction", "seed spread", "largest-blob direction",
+             "seed spread", "learn (context)"], rows), notes
+
+
+def record_quality(paths: list[Path], note: str, out: Path = QUALITY) -> dict:
+    """Write benchmarks/learn_quality.json from sweep --json files (see the module doc)."""
+    data = {"measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m motionlib.demo.sweep <option> --threads 1 --json FILE, per option", "note": note,
+            "results": [quality_summary(json.loads(Path(p).read_text())) for p in paths]}
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    return data
 
 
 def option_table(cfg: Config, m, video, kw: dict, s: dict, default) -> tuple[list[str], list[list[str]]]:
@@ -97,6 +157,10 @@ def run(cfg: Config) -> Section:
         sec.rows.append(["time, what-if: block checkpointing on for both", p_on.text(3), fmt_s(p_on.a_s),
                          fmt_s(p_on.b_s)])
     sec.tables.append(option_table(cfg, m, video, kw, s, (p, mem_l, mem_o)))
+    quality = quality_table()
+    if quality is not None:
+        sec.tables.append(quality[0])
+        sec.notes += quality[1]
     ok = p.ratio <= GOAL
     sec.status = "met" if ok else "missed"
     sec.headline = (f"time ratio {p.ratio:.3f} (goal {GOAL}: "
@@ -126,3 +190,22 @@ def run(cfg: Config) -> Section:
                      "not just truncation and early stopping. Section 7 composes the same from phase times "
                      "measured on a GPU.")
     return sec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.learn", description="record zero-shot quality per "
+                                 "learn option (benchmarks/learn_quality.json) from sweep --json files")
+    ap.add_argument("--record-quality", nargs="+", type=Path, required=True, metavar="SWEEP_JSON")
+    ap.add_argument("--note", default="", help="how it was run (clips, seeds, machine load)")
+    args = ap.parse_args(argv)
+    data = record_quality(args.record_quality, args.note)
+    table, notes = quality_table()
+    from .common import text_table
+
+    print(text_table(*table))
+    print("\n".join(notes))
+    return 0 if data["results"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

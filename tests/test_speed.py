@@ -234,3 +234,28 @@ def test_cli_learn_options_are_recorded_and_bad_ones_refused(home, capsys):
     assert code == 1 and "--gradient must be one of full, local" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--gradient", "local", "--model", "tiny-2b")
     assert code == 1 and "Error: gradient='local' does not apply to tiny-2b" in err and "Traceback" not in err
+
+
+def test_recorded_quality_per_option_and_its_seed_spread(tmp_path):
+    """benchmarks.learn: sweep --json records -> means over defined renders, per-seed means, their range."""
+    import json
+
+    from benchmarks.learn import quality_table, record_quality
+
+    nan = float("nan")
+    recs = [{"family": "linear", "clip": 0, "colour": "green", "seed": 0, "direction": 0.5, "direction_blob": 0.2},
+            {"family": "linear", "clip": 0, "colour": "green", "seed": 1, "direction": nan, "direction_blob": 0.6},
+            {"family": "arc", "clip": 0, "colour": "green", "seed": 0, "direction": 0.1, "direction_blob": -0.2},
+            {"family": "arc", "clip": 0, "colour": "green", "seed": 1, "direction": -0.3, "direction_blob": 0.0},
+            {"family": "linear", "clip": 0, "learn_s": 10.0}, {"family": "arc", "clip": 0, "learn_s": 20.0}]
+    sweep = tmp_path / "local.json"
+    sweep.write_text(json.dumps({"overrides": {"gradient": "local"}, "records": recs}))
+    (r,) = record_quality([sweep], "test run", out=tmp_path / "q.json")["results"]
+    assert r["renders"] == 4 and r["learn_s"] == [10.0, 20.0]
+    assert r["direction"]["defined"] == 3 and r["direction"]["mean"] == pytest.approx(0.1)
+    assert r["direction"]["per_seed"] == pytest.approx({"0": 0.3, "1": -0.3})
+    assert r["direction"]["seed_spread"] == pytest.approx(0.6)
+    assert r["direction_blob"]["seed_spread"] == pytest.approx(0.3 - 0.0)
+    (headers, rows), notes = quality_table(tmp_path / "q.json")
+    assert rows == [['{"gradient": "local"}', "0.100 (3/4 defined)", "0.600", "0.150", "0.300", "15 s"]]
+    assert "test run" in notes[0]
