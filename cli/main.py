@@ -263,8 +263,8 @@ CHECKPOINTING = typer.Option(  # learn and transfer
 
 GRADIENT_HELP = ("How ρ gets its gradient: 'full' (default: through every block up to the guidance block, as in the "
                  "paper) or 'local' (the blocks before it run without gradients, so ρ is steered only through the "
-                 "guidance block's own RoPE: much cheaper passes, but zero-shot quality is not shown to hold; "
-                 "RoPE models only). See README: Faster learning.")
+                 "guidance block's own RoPE: much cheaper passes, but on the shapes demo zero-shot direction "
+                 "agreement fell from 0.50 to 0.23; RoPE models only). See README: Faster learning.")
 AMF_WINDOW_HELP = ("Match only frame pairs at most this many latent frames apart (FastVMT's windowed AMF): less AMF "
                    "work, but motion between distant frames is no longer supervised. Default: all pairs.")
 OPT_STEPS_END_HELP = ("Adam steps at the last guided step, linear from --opt-steps at the first (e.g. --opt-steps 8 "
