@@ -178,8 +178,8 @@ def run(cfg: Config) -> Section:
     sec.notes.append("Options table: each option's learn timed side by side against the official-style run "
                      "(its own pairs, so the default row repeats the headline with fresh noise); peak memory "
                      "is the RSS increase of one subprocess run, relative to the default learn's. Quality of "
-                     "each option is judged on shapes with `motionlib eval` / `python -m motionlib.demo.sweep`, "
-                     "not here (README: Faster learning).")
+                     "each option: the zero-shot table (recorded from `python -m motionlib.demo.sweep` runs on "
+                     "shapes, too slow for this section; README: Faster learning).")
     sec.notes.append("tiny-5b has 2 heads and 288 tokens, so the per-head maps cost little here; the memory "
                      "ratio at the real size is section 3's (AMF memory).")
     sec.notes.append(f"Projection for CogVideoX-5B at the paper's settings (cost model in benchmarks/learn.py, "
