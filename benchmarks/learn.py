@@ -82,19 +82,27 @@ def quality_table(path: Path = QUALITY) -> tuple[tuple[list[str], list[list[str]
         return None
     data = json.loads(path.read_text())
     rows = []
+    base = data["results"][0]["direction"]  # the first run recorded is the full-gradient default
+
+    def within(d: dict) -> str:
+        if d["mean"] is None or base["mean"] is None or base["seed_spread"] is None:
+            return "-"
+        return "yes" if d["mean"] >= base["mean"] - base["seed_spread"] else "no"
+
     for r in data["results"]:
         d, b = r["direction"], r["direction_blob"]
         fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
         rows.append([json.dumps(r["overrides"]) if r["overrides"] else "default",
-                     f"{fmt(d['mean'])} ({d['defined']}/{r['renders']} defined)", fmt(d["seed_spread"]),
+                     f"{fmt(d['mean'])} ({d['defined']}/{r['renders']} defined)", fmt(d["seed_spread"]), within(d),
                      fmt(b["mean"]), fmt(b["seed_spread"]),
                      f"{sum(r['learn_s']) / max(1, len(r['learn_s'])):.0f} s"])
     notes = [f"Zero-shot quality per option: recorded {data['measured']} by `{data['command']}` on shapes "
              f"({data['note']}). Direction = motionlib eval's disc-only direction agreement (c), largest-blob = "
              "the sweep's second score; seed spread = the range of the per-render-seed means, the noise an "
-             "option must beat. Learn seconds are wall time of runs sharing a loaded CPU, context only."]
-    return (["learn option (shapes)", "zero-shot direction", "seed spread", "largest-blob direction",
-             "seed spread", "learn (context)"], rows), notes
+             "option must beat; 'within' = direction no lower than the first row's (the full-gradient default) "
+             "minus its seed spread, issue #13's rule for a new default. Learn seconds are wall time of runs sharing a loaded CPU, context only."]
+    return (["learn option (shapes)", "zero-shot direction", "seed spread", "within default's spread",
+             "largest-blob direction", "seed spread", "learn (context)"], rows), notes
 
 
 def record_quality(paths: list[Path], note: str, out: Path = QUALITY) -> dict:

@@ -250,12 +250,20 @@ def test_recorded_quality_per_option_and_its_seed_spread(tmp_path):
             {"family": "linear", "clip": 0, "learn_s": 10.0}, {"family": "arc", "clip": 0, "learn_s": 20.0}]
     sweep = tmp_path / "local.json"
     sweep.write_text(json.dumps({"overrides": {"gradient": "local"}, "records": recs}))
-    (r,) = record_quality([sweep], "test run", out=tmp_path / "q.json")["results"]
+    default = tmp_path / "full.json"
+    default.write_text(json.dumps({"overrides": {}, "records": [dict(x, direction=x.get("direction", 0) + 0.5)
+                                                                  for x in recs]}))
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps({"overrides": {"opt_tol": 0.5}, "records": [dict(x, direction=x.get("direction", 0) - 0.6)
+                                                                            for x in recs]}))
+    _, r, _ = record_quality([default, sweep, worse], "test run", out=tmp_path / "q.json")["results"]
     assert r["renders"] == 4 and r["learn_s"] == [10.0, 20.0]
     assert r["direction"]["defined"] == 3 and r["direction"]["mean"] == pytest.approx(0.1)
     assert r["direction"]["per_seed"] == pytest.approx({"0": 0.3, "1": -0.3})
     assert r["direction"]["seed_spread"] == pytest.approx(0.6)
     assert r["direction_blob"]["seed_spread"] == pytest.approx(0.3 - 0.0)
     (headers, rows), notes = quality_table(tmp_path / "q.json")
-    assert rows == [['{"gradient": "local"}', "0.100 (3/4 defined)", "0.600", "0.150", "0.300", "15 s"]]
+    # the default: direction 0.6 with the same 0.6 spread, so local's 0.1 is within it (0.1 >= 0.6 - 0.6)
+    assert rows[1] == ['{"gradient": "local"}', "0.100 (3/4 defined)", "0.600", "yes", "0.150", "0.300", "15 s"]
+    assert rows[0][0] == "default" and rows[0][3] == "yes" and rows[2][3] == "no"  # -0.5 < 0.6 - 0.6
     assert "test run" in notes[0]
