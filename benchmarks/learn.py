@@ -200,16 +200,54 @@ def run(cfg: Config) -> Section:
     return sec
 
 
+SHAPES_OPTIONS = {"default": {}, "gradient=local": {"gradient": "local"}, "opt_steps_end=5": {"opt_steps_end": 5},
+                  "opt_tol=0.05": {"opt_tol": 0.05}}
+
+
+def shapes_times(pairs: int = 2) -> list[list[str]]:
+    """Learn wall time on shapes per option, side by side with the default (one held-out clip, one thread)."""
+    import statistics
+    import time
+
+    import torch
+
+    from motionlib.demo import data, eval as ev
+    from motionlib.learn import learn
+
+    torch.set_num_threads(1)
+    model, _ = ev.load_eval_model(None)
+    x = data.to_model_range(ev.reference_clip("linear", index=0)[0])
+    learn(model, x, seed=ev.LEARN_SEED, steps=4)  # lazy inits
+    times: dict[str, list[float]] = {k: [] for k in SHAPES_OPTIONS}
+    passes = {}
+    for r in range(pairs):  # each round runs every option; the order alternates
+        for k in (list(SHAPES_OPTIONS) if r % 2 == 0 else list(SHAPES_OPTIONS)[::-1]):
+            t0 = time.perf_counter()
+            asset = learn(model, x, seed=ev.LEARN_SEED, **SHAPES_OPTIONS[k])
+            times[k].append(time.perf_counter() - t0)
+            passes[k] = sum(len(step) for step in asset.losses)
+    return [[k, fmt_s(statistics.median(t)), str(passes[k]),
+             f"{statistics.median(a / b for a, b in zip(t, times['default'])):.3f}"] for k, t in times.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.learn", description="record zero-shot quality per "
-                                 "learn option (benchmarks/learn_quality.json) from sweep --json files")
-    ap.add_argument("--record-quality", nargs="+", type=Path, required=True, metavar="SWEEP_JSON")
+                                 "learn option (benchmarks/learn_quality.json) from sweep --json files, or time "
+                                 "the options' learn on shapes side by side")
+    ap.add_argument("--record-quality", nargs="+", type=Path, metavar="SWEEP_JSON")
     ap.add_argument("--note", default="", help="how it was run (clips, seeds, machine load)")
+    ap.add_argument("--time-shapes", type=int, default=0, metavar="ROUNDS",
+                    help="print learn time per option on shapes, ROUNDS alternating rounds (prints only)")
     args = ap.parse_args(argv)
-    data = record_quality(args.record_quality, args.note)
-    table, notes = quality_table()
     from .common import text_table
 
+    if args.time_shapes:
+        print(text_table(["option (shapes)", "learn (median)", "Adam passes", "time / default"],
+                         shapes_times(args.time_shapes)))
+    if not args.record_quality:
+        return 0
+    data = record_quality(args.record_quality, args.note)
+    table, notes = quality_table()
     print(text_table(*table))
     print("\n".join(notes))
     return 0 if data["results"] else 1
