@@ -58,17 +58,29 @@ def projection(layers: int = 42, block: int = 20, steps: int = 50, guided: int =
     return learn / official
 
 
+def by_seed(records: list[dict], key: str) -> dict[int, list[float]]:
+    """The defined `key` scores of zero-shot render records (other seeds than the learn seed), per render seed."""
+    import numpy as np
+
+    out: dict[int, list[float]] = {}
+    for r in records:
+        if "seed" in r and r.get("method", "zero_shot") == "zero_shot" and not r.get("learn_seed") \
+                and r.get(key) is not None and np.isfinite(r[key]):
+            out.setdefault(r["seed"], []).append(r[key])
+    return dict(sorted(out.items()))
+
+
 def quality_summary(sweep: dict) -> dict:
     """One sweep --json file -> mean scores, defined counts, each render seed's means and their range."""
     import numpy as np
 
-    from motionlib.demo.sweep import by_seed
-
+    records = sweep.get("records") or sweep.get("renders", [])  # this session's sweep format, or today's
     out = {"overrides": sweep["overrides"], "argv": sweep.get("argv", []),
-           "renders": sum("seed" in r for r in sweep["records"]),
-           "learn_s": [round(r["learn_s"], 1) for r in sweep["records"] if "learn_s" in r]}
+           "renders": sum("seed" in r and r.get("method", "zero_shot") == "zero_shot" and not r.get("learn_seed")
+                          for r in records),
+           "learn_s": [round(r["learn_s"], 1) for r in records if "learn_s" in r]}
     for key in ("direction", "direction_blob"):
-        scores = by_seed(sweep["records"], key)
+        scores = by_seed(records, key)
         vals = [x for v in scores.values() for x in v]
         per_seed = {str(sd): float(np.mean(v)) for sd, v in scores.items()}
         out[key] = {"mean": float(np.mean(vals)) if vals else None, "defined": len(vals), "per_seed": per_seed,
@@ -95,7 +107,7 @@ def quality_table(path: Path = QUALITY) -> tuple[tuple[list[str], list[list[str]
         rows.append([json.dumps(r["overrides"]) if r["overrides"] else "default",
                      f"{fmt(d['mean'])} ({d['defined']}/{r['renders']} defined)", fmt(d["seed_spread"]), within(d),
                      fmt(b["mean"]), fmt(b["seed_spread"]),
-                     f"{sum(r['learn_s']) / max(1, len(r['learn_s'])):.0f} s"])
+                     f"{sum(r['learn_s']) / len(r['learn_s']):.0f} s" if r["learn_s"] else "-"])
     notes = [f"Zero-shot quality per option: recorded {data['measured']} by `{data['command']}` on shapes "
              f"({data['note']}). Direction = motionlib eval's disc-only direction agreement (c), largest-blob = "
              "the sweep's second score; seed spread = the range of the per-render-seed means, the noise an "
@@ -223,7 +235,7 @@ def shapes_times(pairs: int = 2) -> list[list[str]]:
     for r in range(pairs):  # each round runs every option; the order alternates
         for k in (list(SHAPES_OPTIONS) if r % 2 == 0 else list(SHAPES_OPTIONS)[::-1]):
             t0 = time.perf_counter()
-            asset = learn(model, x, seed=ev.LEARN_SEED, **SHAPES_OPTIONS[k])
+            asset = learn(model, x, seed=ev.LEARN_SEED, **SHAPES_OPTIONS[k]).asset
             times[k].append(time.perf_counter() - t0)
             passes[k] = sum(len(step) for step in asset.losses)
     return [[k, fmt_s(statistics.median(t)), str(passes[k]),

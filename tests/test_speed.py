@@ -109,7 +109,7 @@ def test_local_gradient_is_the_guidance_blocks_own_rope(name, tiny5b, tinywan):
 
 
 def test_local_gradient_still_lowers_the_loss_and_is_recorded(tiny5b):
-    asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, gradient="local")
+    asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, gradient="local").asset
     assert asset.params["gradient"] == "local"
     for step in asset.losses:
         assert step[-1] < step[0]
@@ -197,7 +197,7 @@ def test_windowed_learn_supervises_only_the_window(tiny5b):
         everything = amf_loss(flow, ref.amf[b])
     assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
     assert float(loss) != pytest.approx(float(everything), rel=1e-3)
-    asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, amf_window=1)
+    asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, amf_window=1).asset
     assert asset.params["amf_window"] == 1 and asset.losses[0][-1] < asset.losses[0][0]
 
 
@@ -212,11 +212,11 @@ def test_adam_step_rules():
 
 def test_step_rules_shape_the_learn(tiny5b):
     video = _video(tiny5b)
-    ramp = learn(tiny5b, video, prompt="a red disc", steps=20, opt_steps=6, opt_steps_end=2)
+    ramp = learn(tiny5b, video, prompt="a red disc", steps=20, opt_steps=6, opt_steps_end=2).asset
     n = len(ramp.losses)
     assert [len(x) for x in ramp.losses] == [adam_step_count(i, n, 6, 2) for i in range(n)]
     tol = 0.12
-    early = learn(tiny5b, video, prompt="a red disc", steps=20, opt_steps=5, opt_tol=tol)
+    early = learn(tiny5b, video, prompt="a red disc", steps=20, opt_steps=5, opt_tol=tol).asset
     lengths = [len(x) for x in early.losses]
     assert min(lengths) < 5  # it did stop somewhere
     for step in early.losses:  # ... exactly at the first plateau, not before
