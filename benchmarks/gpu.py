@@ -268,6 +268,54 @@ def composed(res: dict, steps: int, measured_steps: int, fraction: float = 0.2) 
     return out[0], out[1]
 
 
+def local_pass(res: dict, opt_steps: int, measured_steps: int, fraction: float = 0.2) -> dict[str, float] | None:
+    """Seconds of one Adam pass with gradient='full' (checkpointed, as measured) and composed for 'local'.
+
+    A composition from recorded phases, not a measurement: the checkpointed pass minus the pass
+    without checkpointing is the recompute, i.e. one forward of the blocks before the guidance block
+    (F); their backward is taken as 2 F (the usual estimate; the record's no-checkpointing pass,
+    ~3 F plus the guidance block and AMF, agrees). 'local' keeps F (run without grad) and drops the
+    2 F backward and the recompute: local = no-checkpointing pass - 2 F.
+    """
+    from motionlib.guidance import guided_step_count
+
+    if "learn, no activation checkpointing" not in res or "failed" in res["learn, no activation checkpointing"]:
+        return None
+    passes = guided_step_count(measured_steps, fraction) * opt_steps
+    full = res["learn"]["phases"]["guided steps (ρ optimisation)"] / passes
+    no_ckpt = res["learn, no activation checkpointing"]["phases"]["guided steps (ρ optimisation)"] / passes
+    prefix_forward = full - no_ckpt
+    return {"full": full, "local": no_ckpt - 2 * prefix_forward, "prefix forward": prefix_forward}
+
+
+LOCAL_NOTE = ("'gradient=local' rows (RoPE models only): a what-if composed from the recorded phases, not measured "
+              "on a GPU. One Adam pass with gradient='local' = the recorded pass without checkpointing minus twice "
+              "the recompute (checkpointed minus unchecked pass = one forward of the blocks before the guidance "
+              "block; their backward taken as 2x that), then the guided steps rescaled to it "
+              "(benchmarks/gpu.py local_pass).")
+
+
+def local_rows(model_name: str, res: dict, measured_steps: int, opt_steps: int = 5) -> list[list[str]]:
+    """Composition rows for gradient='local' at the paper's 50 steps (RoPE models; none for additive ρ)."""
+    from motionlib.families import rho_kind
+    from motionlib.guidance import guided_step_count
+    from motionlib.models import known_models
+
+    spec = known_models().get(model_name)
+    passes = local_pass(res, opt_steps, measured_steps)
+    if spec is None or passes is None:  # an unknown model in an old record, or no unchecked run
+        return []
+    if rho_kind(spec.family) != "rope":
+        return [[model_name, "50, gradient=local", "n/a: additive ρ", "", ""]]
+    saved = opt_steps * (passes["full"] - passes["local"])  # per guided step
+    local_res = {**res, "learn": {**res["learn"], "phases": dict(res["learn"]["phases"])}}
+    ph = local_res["learn"]["phases"]
+    ph["guided steps (ρ optimisation)"] -= saved * guided_step_count(measured_steps, 0.2)
+    learn_s, off_s = composed(local_res, 50, measured_steps)
+    return [[model_name, f"50, gradient=local (composed what-if: pass {passes['local']:.2f} s vs "
+             f"{passes['full']:.2f} s)", fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"]]
+
+
 def phase_tables(sec: Section, path: Path = PHASES) -> None:
     """Append the recorded phase breakdown and the 50-step composition to `sec`, if recorded."""
     if not path.is_file():
@@ -285,11 +333,14 @@ def phase_tables(sec: Section, path: Path = PHASES) -> None:
             for steps in (data["steps"], 50):
                 learn_s, off_s = composed(res, steps, data["steps"])
                 comp.append([model_name, str(steps), fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"])
+            comp += local_rows(model_name, res, data["steps"])
     sec.tables.append((["model", "case (one run each)", "wall", "peak above weights", *PHASE_COLUMNS], rows))
     sec.tables.append((["model", "denoising steps", "learn (composed)", "official-style (composed)", "ratio"], comp))
     sec.notes.append(f"Phase breakdown: `{data['command']}` on {data['device']}, {data['measured']}, {data['steps']} "
                      "steps, one run per case. The composed rows scale its guided-step and CFG-step times to the "
                      "paper's 50 steps (10 guided): a cost model from measured phases, not a side-by-side run.")
+    if any("gradient=local" in str(r[1]) for r in comp):
+        sec.notes.append(LOCAL_NOTE)
     sec.notes += data.get("notes", [])
 
 

@@ -83,7 +83,7 @@ def _learn_run(state):
     if a["impl"] == "learn":
         from motionlib.learn import learn
 
-        learn(model, video, **kw)
+        learn(model, video, **kw, **a.get("options", {}))  # options: GuidanceParams overrides of learn only
     else:
         from .official import official_learn
 

@@ -261,6 +261,18 @@ CHECKPOINTING = typer.Option(  # learn and transfer
          "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory).")
 
 
+GRADIENT_HELP = ("How ρ gets its gradient: 'full' (default: through every block up to the guidance block, as in the "
+                 "paper) or 'local' (the blocks before it run without gradients, so ρ is steered only through the "
+                 "guidance block's own RoPE: much cheaper passes, but on the shapes demo zero-shot direction "
+                 "agreement fell from 0.50 to 0.23; RoPE models only). See README: Faster learning.")
+AMF_WINDOW_HELP = ("Match only frame pairs at most this many latent frames apart (FastVMT's windowed AMF): less AMF "
+                   "work, but motion between distant frames is no longer supervised. Default: all pairs.")
+OPT_STEPS_END_HELP = ("Adam steps at the last guided step, linear from --opt-steps at the first (e.g. --opt-steps 8 "
+                      "--opt-steps-end 2: more early, when ρ moves most; fewer late). Default: --opt-steps throughout.")
+OPT_TOL_HELP = ("End a guided step's Adam loop once one step lowers the AMF loss by less than this fraction "
+                "(e.g. 0.05): saves passes where the loss has plateaued. Default 0: always run every step.")
+
+
 @app.command()
 def learn(
     video: Path = typer.Argument(..., help="Reference clip (mp4, mov, gif, ...)."),
@@ -304,6 +316,10 @@ def learn(
         help="Shift parametrisation: add one shift shared by all tokens of a frame."),
     smoothness: Optional[float] = typer.Option(
         None, "--smoothness", help="Shift parametrisation: weight of a penalty on neighbouring tokens' shift differences."),
+    gradient: Optional[str] = typer.Option(None, "--gradient", help=GRADIENT_HELP),
+    amf_window: Optional[int] = typer.Option(None, "--amf-window", help=AMF_WINDOW_HELP),
+    opt_steps_end: Optional[int] = typer.Option(None, "--opt-steps-end", help=OPT_STEPS_END_HELP),
+    opt_tol: Optional[float] = typer.Option(None, "--opt-tol", help=OPT_TOL_HELP),
     checkpointing: str = CHECKPOINTING,
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
@@ -317,6 +333,7 @@ def learn(
         raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
     if parametrisation not in (None, "table", "shift"):
         raise UserError(f"--parametrisation must be 'table' or 'shift', got {parametrisation!r}")
+    check_gradient(gradient)
     check_checkpointing(checkpointing)
     memory = Memory("learn", offload, vae_tiling)
     check_steps(steps)
@@ -339,7 +356,8 @@ def learn(
                            guided_fraction=guided_fraction, blocks=block or None,
                            parametrisation=parametrisation, checkpointing=checkpointing, samples=samples,
                            prompts=parse_prompts(prompts), shift_grid=shift_grid, frame_shift=frame_shift,
-                           smoothness=smoothness)
+                           smoothness=smoothness, gradient=gradient, amf_window=amf_window,
+                           opt_steps_end=opt_steps_end, opt_tol=opt_tol)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
             err.print(f"[yellow]Warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
@@ -359,6 +377,13 @@ def check_steps(steps: Optional[int]) -> None:
 
     if steps is not None and steps < 1:
         raise ParameterError(f"--steps must be at least 1, got {steps}")
+
+
+def check_gradient(value: str | None) -> None:
+    from motionlib.guidance import GRADIENTS
+
+    if value is not None and value not in GRADIENTS:
+        raise UserError(f"--gradient must be one of {', '.join(GRADIENTS)}, got {value!r}")
 
 
 def check_checkpointing(value: str) -> None:
@@ -741,6 +766,8 @@ def eval_(
     shift_grid: Optional[int] = typer.Option(None, "--shift-grid", help="Guidance override: coarse G x G shift field per frame."),
     frame_shift: Optional[bool] = typer.Option(None, "--frame-shift/--no-frame-shift", help="Guidance override: a shift shared by each frame's tokens."),
     smoothness: Optional[float] = typer.Option(None, "--smoothness", help="Guidance override: shift smoothness penalty weight."),
+    gradient: Optional[str] = typer.Option(None, "--gradient", help="Guidance override: 'full' or 'local' (see learn --help)."),
+    amf_window: Optional[int] = typer.Option(None, "--amf-window", help="Guidance override (see learn --help)."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
 ):
     """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
@@ -749,7 +776,8 @@ def eval_(
 
     overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
                      blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
-                     shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness)
+                     shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness, gradient=gradient,
+                     amf_window=amf_window)
     log = (lambda msg: None) if (state.as_json or state.quiet) else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
     results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
                        families=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["motion_flow", "amf_loss", "patch_coords", "chunk_frames"]
+__all__ = ["motion_flow", "amf_loss", "patch_coords", "chunk_frames", "window_mask"]
 
 # Elements of one chunk's [chunk, S, F*S] logits; bounds the transient memory of the soft AMF.
 DEFAULT_CHUNK_ELEMENTS = 2**25
@@ -31,6 +32,14 @@ def chunk_frames(num_frames: int, tokens_per_frame: int, max_elements: int = DEF
     """Query frames per chunk so that a chunk's logits stay under `max_elements`."""
     per_frame = tokens_per_frame * num_frames * tokens_per_frame
     return max(1, min(num_frames, max_elements // max(per_frame, 1)))
+
+
+def window_mask(num_frames: int, window: int | None, device=None) -> torch.Tensor:
+    """[F, F] bool: frame pairs (i, j) with |i - j| <= window (all pairs when window is None)."""
+    idx = torch.arange(num_frames, device=device)
+    if window is None:
+        return torch.ones(num_frames, num_frames, dtype=torch.bool, device=device)
+    return (idx[:, None] - idx[None, :]).abs() <= window
 
 
 def _flatten_heads(x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +70,7 @@ def _hard_chunk(q, k, coords, scale, num_frames):
 
 def motion_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, height: int, width: int,
                 temperature: float = 2.0, hard: bool = False, return_confidence: bool = False,
-                max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
+                max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, window: int | None = None):
     """AMF of one sample: ``[F, F, S, 2]`` displacements (dx, dy) in patch units from frame i to j.
 
     query/key: ``[heads, F*S, head_dim]`` video tokens at the guidance block (after RoPE).
@@ -69,6 +78,10 @@ def motion_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, heig
     the patches of key frame j. ``hard=True`` gives the argmax displacement of eq. (4) (no gradient);
     otherwise the expectation of eq. (7), differentiable. With ``return_confidence`` (hard only) the
     peak attention probability ``[F, F, S]`` is returned too.
+
+    ``window`` (FastVMT's windowed AMF): only frame pairs with |i - j| <= window are computed (each
+    pair's softmax runs over frame j alone, so they are the same numbers); the others are 0, with
+    confidence 0. A chunk of query frames then reads only the key frames within the window.
     """
     heads, n, d = query.shape
     s = height * width
@@ -81,18 +94,30 @@ def motion_flow(query: torch.Tensor, key: torch.Tensor, *, num_frames: int, heig
     k = _flatten_heads(key)
     coords = patch_coords(height, width, device=query.device)
     step = chunk_frames(num_frames, s, max_chunk_elements)
+    if window is not None:  # a chunk of c query frames reads at most c + 2·window key frames
+        while step < num_frames and (step + 1) * min(num_frames, step + 1 + 2 * window) * s * s <= max_chunk_elements:
+            step += 1
     flows, confs = [], []
     for i0 in range(0, num_frames, step):
         qi = q[i0:i0 + step]
+        # key frames j0..j1-1: all, or those within the window of some query frame of the chunk
+        j0, j1 = (0, num_frames) if window is None else (max(0, i0 - window), min(num_frames, i0 + step + window))
+        kj = k[j0 * s:j1 * s]
         if hard:
             with torch.no_grad():
-                target, conf = _hard_chunk(qi, k, coords, scale, num_frames)
+                target, conf = _hard_chunk(qi, kj, coords, scale, j1 - j0)
             confs.append(conf)
-        elif torch.is_grad_enabled() and (qi.requires_grad or k.requires_grad):
-            target = checkpoint(_soft_chunk, qi, k, coords, scale, num_frames, use_reentrant=False)
+        elif torch.is_grad_enabled() and (qi.requires_grad or kj.requires_grad):
+            target = checkpoint(_soft_chunk, qi, kj, coords, scale, j1 - j0, use_reentrant=False)
         else:
-            target = _soft_chunk(qi, k, coords, scale, num_frames)
-        flows.append(target - coords.view(1, 1, s, 2).to(target.dtype))
+            target = _soft_chunk(qi, kj, coords, scale, j1 - j0)
+        flow = target - coords.view(1, 1, s, 2).to(target.dtype)
+        if window is not None:  # back to all F key frames; pairs outside the window are 0
+            keep = window_mask(num_frames, window, flow.device)[i0:i0 + qi.shape[0], j0:j1]
+            flow = F.pad(flow * keep[..., None, None], (0, 0, 0, 0, j0, num_frames - j1))
+            if hard:
+                confs[-1] = F.pad(conf * keep[..., None], (0, 0, j0, num_frames - j1))
+        flows.append(flow)
     flow = torch.cat(flows)
     if return_confidence:
         if not hard:

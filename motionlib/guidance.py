@@ -5,6 +5,15 @@ Adam for ``opt_steps`` steps so that the soft AMF of the generation at the guida
 matches the reference's hard AMF. ρ_t is warm-started from ρ_{t-1}; a new Adam is made per step.
 A non-finite loss, ρ_t (or a ρ_t that would overflow the asset's float16) or z_t stops the run
 with ``Diverged`` naming the step.
+
+Cheaper optimisation passes (issue #13; each trades something, see README "Faster learning"):
+``gradient="local"`` runs the blocks before each guidance block without gradients under the current
+ρ, so ρ gets its gradient only through the guidance block's own RoPE (RoPE families only);
+``amf_window`` matches only frame pairs at most that many latent frames apart (FastVMT's windowed
+AMF); ``opt_steps_end`` ramps the Adam steps linearly from ``opt_steps`` at the first guided step
+to it at the last; ``opt_tol`` ends a guided step's Adam loop once the loss falls by less than that
+fraction in one step. The reference's noised KV pass is computed once per guided step, not per
+Adam step.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
-from .amf import amf_loss, motion_flow
+from .amf import amf_loss, motion_flow, window_mask
 from .errors import MotionlibError, ParameterError
 from .injection import reference_kv
 from .models.spec import GuidanceDefaults
@@ -36,6 +45,10 @@ class GuidanceParams(GuidanceDefaults):
     what only a run decides. An asset records it (``MotionAsset.guidance`` reads it back)."""
 
     inject: bool = True  # KV injection of the noised reference at inject_blocks
+    gradient: str = "full"  # "full" (paper) or "local": ρ's gradient only through the guidance block's RoPE
+    amf_window: int | None = None  # match only frame pairs |i - j| <= amf_window (None: all, the paper)
+    opt_steps_end: int | None = None  # Adam steps at the last guided step, linear from opt_steps (None: same)
+    opt_tol: float = 0.0  # end a guided step's Adam loop when the loss falls by < opt_tol x itself (0: never)
 
     @classmethod
     def from_spec(cls, spec, **overrides) -> "GuidanceParams":
@@ -93,9 +106,27 @@ class GuidanceParams(GuidanceDefaults):
             if used:
                 raise ParameterError(f"{', '.join(used)} need parametrisation='shift' "
                                      f"(got {self.parametrisation!r})")
+        if self.gradient not in GRADIENTS:
+            raise ParameterError(f"gradient must be one of {', '.join(GRADIENTS)}, got {self.gradient!r}")
+        if self.gradient == "local":
+            from .families import rho_kind
+
+            if rho_kind(spec.family) != "rope":
+                raise ParameterError(
+                    f"gradient='local' does not apply to {spec.name}: its ρ is an additive position embedding "
+                    "added to the input tokens, so no gradient would reach ρ at the guidance block; use 'full'")
+        if self.amf_window is not None and self.amf_window < 1:
+            raise ParameterError(f"amf_window must be >= 1 latent frame (or None for all pairs), got {self.amf_window}")
+        if self.opt_steps_end is not None and self.opt_steps_end < 1:
+            raise ParameterError(f"opt_steps_end must be >= 1, got {self.opt_steps_end}")
+        if not 0 <= self.opt_tol < 1:
+            raise ParameterError(f"opt_tol must be in [0, 1), got {self.opt_tol}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+GRADIENTS = ("full", "local")
 
 
 def guided_step_count(steps: int, fraction: float) -> int:
@@ -108,6 +139,18 @@ def learning_rate(i: int, n: int, lr_start: float, lr_end: float) -> float:
     if n <= 1:
         return lr_start
     return lr_start + (lr_end - lr_start) * i / (n - 1)
+
+
+def adam_step_count(i: int, n: int, start: int, end: int | None) -> int:
+    """Adam steps at guided step i of n: linear from `start` to `end` (rounded; `end` None: constant)."""
+    if end is None or n <= 1:
+        return start
+    return max(1, round(start + (end - start) * i / (n - 1)))
+
+
+def plateaued(losses: list[float], tol: float) -> bool:
+    """The last Adam step lowered the loss by less than `tol` times the loss before it."""
+    return tol > 0 and len(losses) >= 2 and losses[-2] - losses[-1] < tol * abs(losses[-2])
 
 
 def reference_mask(confidence: torch.Tensor | None, threshold: float) -> torch.Tensor | None:
@@ -124,19 +167,27 @@ def guidance_loss(run, latents, t, controls_kw: dict, reference, params: Guidanc
     `latents` holds the run's generations ([N, ...], ``run.cond_embeds`` one prompt each), which go
     through the transformer as one batch. The pass stops inside the last guidance block
     (`truncate`) and checkpoints block activations; `flow_fn` computes the soft AMF (benchmarks swap
-    in a naive per-head one).
+    in a naive per-head one). ``params.gradient`` "local" runs the other blocks without gradients;
+    ``params.amf_window`` limits the frame pairs.
     """
     model = run.model
     frames, rows, cols = model.spec.grid
-    controls = Controls(capture=params.blocks, stop_at=max(params.blocks) if truncate else None, **controls_kw)
+    local = params.blocks if params.gradient == "local" else None
+    controls = Controls(capture=params.blocks, stop_at=max(params.blocks) if truncate else None,
+                        grad_blocks=local, **controls_kw)
+    window = {} if params.amf_window is None else {"window": params.amf_window}
     x = run.scheduler.scale_model_input(latents, t)
     forward(model.transformer, x, run.cond_embeds, t.expand(x.shape[0]), controls, checkpointing=checkpointing)
     losses = []
     for b in params.blocks:
         q, k = controls.captured[("qk", b)]
         mask = reference_mask(reference.confidence.get(b), params.confidence)
+        if params.amf_window is not None:
+            pairs = window_mask(frames, params.amf_window, device=q.device)[..., None]  # [F, F, 1]
+            mask = pairs if mask is None else mask & pairs.to(mask.device)
         for i in range(q.shape[0]):
-            flow = flow_fn(q[i], k[i], num_frames=frames, height=rows, width=cols, temperature=params.temperature)
+            flow = flow_fn(q[i], k[i], num_frames=frames, height=rows, width=cols, temperature=params.temperature,
+                           **window)
             losses.append(amf_loss(flow, reference.amf[b].to(flow.device), mask))
     return torch.stack(losses).mean()
 
@@ -148,6 +199,9 @@ class Guidance:
                  stop_after_guided: bool = True, progress: ProgressFn | None = None, checkpointing: bool = True):
         if mode not in ("rho", "latent"):
             raise ParameterError(f"mode must be 'rho' or 'latent', got {mode!r}")
+        if mode == "latent" and params.gradient == "local":
+            raise ParameterError("gradient='local' applies to ρ learning only: z_t enters at the input, so its "
+                                 "gradient must pass through every block before the guidance block")
         if not isinstance(checkpointing, bool):
             raise TypeError(f"checkpointing must be a bool (motionlib.checkpointing.resolve), got {checkpointing!r}")
         self.reference, self.params, self.mode = reference, params, mode
@@ -188,7 +242,8 @@ class Guidance:
             # backward, unscale before Adam, and skip a step whose gradients overflowed
             scale = 2.0 ** 12 if model.dtype == torch.float16 else 1.0
             step_losses = []
-            for k in range(p.opt_steps):
+            opt_steps = adam_step_count(state.index, n, p.opt_steps, p.opt_steps_end)
+            for k in range(opt_steps):
                 loss = self._loss_and_backward(run, latents, t, kw, opt, scale, penalty)
                 grads = [v.grad for v in variables if v.grad is not None]
                 if scale != 1.0:
@@ -198,11 +253,14 @@ class Guidance:
                     opt.step()
                 step_losses.append(float(loss.detach()))
                 if not math.isfinite(step_losses[-1]):
-                    raise self._diverged(state.index, n, t, f"Adam step {k + 1}/{p.opt_steps}: the AMF loss is "
+                    raise self._diverged(state.index, n, t, f"Adam step {k + 1}/{opt_steps}: the AMF loss is "
                                                             f"{step_losses[-1]}")
                 if self.progress:
-                    self.progress(OptimiseStep(step=state.index + 1, total=n, k=k + 1, opt_steps=p.opt_steps,
+                    self.progress(OptimiseStep(step=state.index + 1, total=n, k=k + 1,
+                                               opt_steps=max(p.opt_steps, p.opt_steps_end or 1),
                                                loss=step_losses[-1], lr=lr))
+                if plateaued(step_losses, p.opt_tol):
+                    break
         self.losses.append(step_losses)
         self.timesteps.append(int(t))
         state.controls.inject = kv

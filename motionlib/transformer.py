@@ -32,6 +32,9 @@ class Controls:
     record_kv: tuple[int, ...] = ()  # blocks whose video k/v are kept, for injection
     inject: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     stop_at: int | None = None  # truncate inside this block, after its captures
+    # "local" gradient (GuidanceParams.gradient): when set, only these blocks run with gradients, each
+    # on a detached input, so a gradient reaches ρ only through these blocks' own RoPE
+    grad_blocks: tuple[int, ...] | None = None
     captured: dict = field(default_factory=dict)  # ("qk", i) -> (q [B, H, N, D], k); ("kv", i) -> family's (k, v)
 
 
@@ -60,12 +63,19 @@ def run_blocks(blocks, carry: tuple, extra: tuple, controls: Controls, checkpoin
     """Run ``carry = block(*carry, *extra)`` through `blocks`; None when `controls.stop_at` truncated.
 
     While gradients are enabled and `checkpointing` is on, each block but the truncated one keeps
-    only its inputs and recomputes its activations in backward.
+    only its inputs and recomputes its activations in backward. With ``controls.grad_blocks``, the
+    other blocks run without gradients and every block's input is detached.
     """
     grad = torch.is_grad_enabled() and checkpointing
+    local = controls.grad_blocks is not None
     try:
         for i, block in enumerate(blocks):
-            if grad and controls.stop_at != i:
+            if local:
+                carry = tuple(c.detach() if isinstance(c, torch.Tensor) else c for c in carry)
+            if local and i not in controls.grad_blocks:
+                with torch.no_grad():
+                    out = block(*carry, *extra)
+            elif grad and controls.stop_at != i:
                 out = checkpoint(block, *carry, *extra, use_reentrant=False)
             else:
                 out = block(*carry, *extra)

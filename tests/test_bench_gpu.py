@@ -199,3 +199,25 @@ def test_a_record_without_wan_says_it_was_never_measured(tmp_path):
     assert len(ratios) == 3 and all(r[2] == NEVER for r in ratios)  # two ratios and the 24 GB goal
     assert [r[1] for r in sec.tables[1][1] if "21x30x52" in r[0]] == [NEVER, NEVER]  # AMF at Wan's size
     assert "Wan2.1-1.3B" in sec.title
+
+
+def test_local_gradient_composition_from_recorded_phases():
+    """One 'local' pass = unchecked pass - 2 x (checkpointed - unchecked pass); the guided steps of the
+    50-step learn shrink by opt_steps x the saving; additive-ρ models get no what-if."""
+    from benchmarks.gpu import composed, local_pass, local_rows
+
+    phases = lambda guided: {"VAE encode": 1.0, "guided steps (ρ optimisation)": guided,  # noqa: E731
+                             "denoising forwards (CFG)": 2.0}
+    res = {"generate": {"phases": {"denoising forwards (CFG)": 20.0}},
+           "learn": {"phases": phases(20.0)}, "learn, no activation checkpointing": {"phases": phases(16.0)},
+           "official-style learn": {"phases": {"VAE encode": 1.0, "guided steps (ρ optimisation)": 30.0,
+                                               "denoising forwards (CFG)": 20.0}}}
+    # 10 steps -> 2 guided x 5 Adam = 10 passes: full 2.0 s, unchecked 1.6 s, prefix forward 0.4 s
+    p = local_pass(res, 5, 10)
+    assert p["full"] == pytest.approx(2.0) and p["prefix forward"] == pytest.approx(0.4)
+    assert p["local"] == pytest.approx(1.6 - 0.8)
+    (row,) = local_rows("cogvideox-5b", res, 10)
+    per_guided_step = 20.0 / 2 - 5 * (2.0 - 0.8)
+    learn, official = 1.0 + 10 * per_guided_step + 9 * 2.0, composed(res, 50, 10)[1]
+    assert row[2] == f"{learn:.2f} s" and row[4] == f"{learn / official:.3f}"
+    assert local_rows("cogvideox-2b", res, 10)[0][2].startswith("n/a")

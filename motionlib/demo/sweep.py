@@ -83,6 +83,7 @@ def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -
             log(f"  {fam} #{idx}: learn {learn_s:.0f} s, loss {asset.losses[0][0]:.3f} -> "
                 f"{asset.losses[-1][-1]:.4f}; " + summary(ev.aggregate([r for r in per if not r["learn_seed"]], mf_on)))
     out = ev.transfer_summary(renders, mf_on)
+    out["renders"] = renders  # every render's scores, for seed-to-seed spreads (benchmarks.learn --record-quality)
     out["optimised_render_blob"] = float(np.nanmean(extra["optimised render"])) if extra["optimised render"] else None
     return out
 
