@@ -96,9 +96,10 @@ class Rho:
         """These values, detached, in `base`'s dtypes (what a denoising step takes)."""
         return replace(base, tensors={n: v.detach().to(base.tensors[n].dtype) for n, v in self.tensors.items()})
 
-    def rope(self) -> tuple[torch.Tensor, ...]:
+    def rope(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q_cos, q_sin, k_cos, k_sin) for the attention processor."""
-        return tuple(self.tensors[n] for n in ROPE_NAMES)
+        q_cos, q_sin, k_cos, k_sin = (self.tensors[n] for n in ROPE_NAMES)
+        return q_cos, q_sin, k_cos, k_sin
 
 
 def _rotate(first: torch.Tensor, second: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
