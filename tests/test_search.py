@@ -12,7 +12,7 @@ from motionlib.demo import data
 from motionlib.models import shapes_available
 from motionlib.video import write_video
 
-from test_cli import EXAMPLES, LEFT, RIGHT, cli, cli_json, home  # noqa: F401  (home: the CLI tests' fixture)
+from helpers import EXAMPLES, LEFT, RIGHT, cli, cli_json
 
 SHAPES_LEFT = EXAMPLES / "shapes_left.mp4"
 needs_shapes = pytest.mark.skipif(not shapes_available(), reason="shapes weights not installed")
