@@ -2,6 +2,7 @@
 #   make demo   set up (venv, CPU torch, the project), then learn -> apply -> search on the bundled
 #               shapes model and an example clip; prints where the outputs are
 #   make test   set up the same way, then run the test suite (CI's command: .ci/run calls it)
+#   make lint   ruff check and mypy (motionlib/ and store/) with the venv's tools (CI runs it after the tests)
 # Re-running is fast: the install step is redone only when pyproject.toml changed.
 # VENV=… picks the virtual environment (CI uses its own); EXTRAS=… the optional extras installed.
 
@@ -14,7 +15,7 @@ comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.motionlib-installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: setup demo test clean-demo
+.PHONY: setup demo test lint clean-demo
 
 setup: $(STAMP)
 
@@ -36,6 +37,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy motionlib store
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -53,4 +53,5 @@ def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None,
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
                   guidance_scale=guidance_scale)
     latents = sample(run, [AssetHook(asset, strength, inject)], progress=progress)
+    assert latents is not None  # AssetHook never ends the loop early
     return latents if output == "latent" else model.decode(latents)

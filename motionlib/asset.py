@@ -217,11 +217,11 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     s = rows * cols
     n_tok = frames * s
     width = rho_width(spec)
-    lat = tuple(int(x) for x in meta["latent_shape"])
+    lat: tuple[int, ...] = tuple(int(x) for x in meta["latent_shape"])
     grid_lat = (1, frames, spec.height // spec.spatial_compression, spec.width // spec.spatial_compression)
     if len(lat) != 5 or (lat[0], lat[1], lat[3], lat[4]) != grid_lat:
         raise ValueError(f"latent shape {list(lat)} does not fit the model grid")
-    out = {"ref.latent": (lat, "F16")}
+    out: dict[str, tuple[tuple[int, ...], str]] = {"ref.latent": (lat, "F16")}
     for t in meta["timesteps"]:
         for n in names_for(spec.family, param):
             out[f"rho.{t}.{n}"] = ((n_tok, 3 if param == "shift" else width), "F16")

@@ -21,7 +21,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from .errors import MotionlibError
 
@@ -294,7 +294,8 @@ def run_batch(jobs: list[BatchJob], *, home: str | None, db_url: str | None, wor
         return results
     actor_cls = ray.remote(Renderer).options(num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker)
     threads = None if plan.gpus_per_worker else int(plan.cpus_per_worker)
-    actors = [actor_cls.remote(home, db_url, device, threads, f"worker-{i}")
+    # Ray actor handles (untyped: ray's stubs give .options().remote() the class, without .render.remote)
+    actors: list[Any] = [actor_cls.remote(home, db_url, device, threads, f"worker-{i}")
               for i in range(min(plan.workers, len(jobs)))]
     queue = list(jobs)
     running: dict = {}  # future -> (actor, job)

@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Literal, TypeVar, Union, cast, overload
 
 from .errors import MotionlibError
 
@@ -33,10 +33,10 @@ class NoSpaceLeft(MotionlibError, OSError):
         super().__init__(errno.ENOSPC, f"no space left on {where}; free some space and try again")
 
     def __str__(self) -> str:  # one line, without OSError's "[Errno 28]"
-        return self.strerror
+        return self.strerror or ""
 
 
-def is_no_space(exc: BaseException) -> bool:
+def is_no_space(exc: BaseException | None) -> bool:
     """Whether ``exc`` (or what it wraps) says the disk or quota is full."""
     seen = 0
     while exc is not None and seen < 8:
@@ -107,8 +107,15 @@ def temp_path(final: Path) -> Path:
 
 
 Content = Union[bytes, str, Callable[[Path], object], Callable[[BinaryIO], object]]
+T = TypeVar("T")
 
 
+@overload
+def atomic_write(path: str | os.PathLike, content: bytes | str) -> None: ...
+@overload
+def atomic_write(path: str | os.PathLike, content: Callable[[Path], T], *, stream: Literal[False] = False) -> T: ...
+@overload
+def atomic_write(path: str | os.PathLike, content: Callable[[BinaryIO], T], *, stream: Literal[True]) -> T: ...
 def atomic_write(path: str | os.PathLike, content: Content, *, stream: bool = False) -> object:
     """Write ``path`` atomically and durably; returns what a callable ``content`` returned.
 
@@ -126,9 +133,9 @@ def atomic_write(path: str | os.PathLike, content: Content, *, stream: bool = Fa
                 if not callable(content):
                     f.write(content.encode() if isinstance(content, str) else content)
                 elif stream:
-                    result = content(f)
+                    result = cast("Callable[[BinaryIO], object]", content)(f)
             if callable(content) and not stream:
-                result = content(tmp)
+                result = cast("Callable[[Path], object]", content)(tmp)
             fsync_file(tmp)
             os.replace(tmp, path)
         except BaseException:

@@ -208,7 +208,7 @@ class Guidance:
         self.checkpointing = checkpointing  # turned on for good after an out-of-memory without it
         self.stop_after_guided = stop_after_guided
         self.progress = progress
-        self.rho = None  # the ρ being optimised (a rho.Parametrised), warm-started across guided steps
+        self.rho: Parametrised | None = None  # the ρ being optimised (a rho.Parametrised), warm-started across guided steps
         self.rho_per_t: dict[int, dict] = {}  # t -> what the asset stores (rho.Parametrised.stored)
         self.timesteps: list[int] = []
         self.losses: list[list[float]] = []
@@ -228,10 +228,11 @@ class Guidance:
                 if self.rho is None:
                     self.rho = Parametrised(run.base, p.parametrisation, grid=model.spec.grid,
                                             shift_grid=p.shift_grid, frame_shift=p.frame_shift)
-                variables = self.rho.params()
+                rho = self.rho
+                variables = rho.params()
                 latents = state.latents
-                kw = lambda: {"rho": self.rho.rho(), "inject": kv}  # noqa: E731
-                penalty = (lambda: p.smoothness * self.rho.roughness()) if p.smoothness else None
+                kw = lambda: {"rho": rho.rho(), "inject": kv}  # noqa: E731
+                penalty = (lambda: p.smoothness * rho.roughness()) if p.smoothness else None
             else:
                 latents = state.latents.detach().float().requires_grad_(True)
                 variables = [latents]
@@ -265,6 +266,7 @@ class Guidance:
         self.timesteps.append(int(t))
         state.controls.inject = kv
         if self.mode == "rho":
+            assert self.rho is not None  # made by the optimisation above
             stored = self.rho.stored()
             if not all(bool(torch.isfinite(v.detach().half()).all()) for v in stored.values()):
                 raise self._diverged(state.index, n, t, "ρ is not finite in float16 (NaN, or beyond ±65504)")

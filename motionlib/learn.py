@@ -115,7 +115,10 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
         scheduler={"name": type(run.scheduler).__name__, "config": dict(run.scheduler.config)},
         losses=guide.losses, source=dict(source or {}),
     )
-    return LearnResult(asset, model.decode(latents[:1]) if preview else None)
+    if not preview:
+        return LearnResult(asset, None)
+    assert latents is not None  # with a preview, guidance does not stop the loop early
+    return LearnResult(asset, model.decode(latents[:1]))
 
 
 def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: int | None = None,

@@ -21,6 +21,7 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -247,7 +248,7 @@ def free_bytes(device: torch.device) -> int | None:
     return torch.cuda.mem_get_info(device)[0]
 
 
-def plan(model, job: str, offload="auto", vae_tiling="auto", *, free: int | None | str = "query",
+def plan(model, job: str, offload="auto", vae_tiling="auto", *, free: int | None | Literal["query"] = "query",
          table: dict | None = None, device: torch.device | None = None) -> Plan:
     """Choose a setting for running `job` with `model` (its components not yet on the device).
 

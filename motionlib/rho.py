@@ -96,9 +96,10 @@ class Rho:
         """These values, detached, in `base`'s dtypes (what a denoising step takes)."""
         return replace(base, tensors={n: v.detach().to(base.tensors[n].dtype) for n, v in self.tensors.items()})
 
-    def rope(self) -> tuple[torch.Tensor, ...]:
+    def rope(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q_cos, q_sin, k_cos, k_sin) for the attention processor."""
-        return tuple(self.tensors[n] for n in ROPE_NAMES)
+        q_cos, q_sin, k_cos, k_sin = (self.tensors[n] for n in ROPE_NAMES)
+        return q_cos, q_sin, k_cos, k_sin
 
 
 def _rotate(first: torch.Tensor, second: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +128,7 @@ def shifted(base: Rho, *shifts: torch.Tensor) -> Rho:
         return replace(base, tensors=out)
     (delta,) = shifts
     pos = base.tensors["pos"].float()
+    assert base.sign is not None and base.partner is not None, "a sin-cos ρ carries its partner and sign"
     phi = delta.float() @ rates.to(delta.device)
     # sin dims: sin(a+φ) = sin a·cos φ + cos a·sin φ; cos dims: cos(a+φ) = cos a·cos φ − sin a·sin φ
     moved = pos * torch.cos(phi) + base.sign.to(pos.device) * pos[:, base.partner.to(pos.device)] * torch.sin(phi)
@@ -165,17 +167,28 @@ class Parametrised:
             return
         first = next(iter(base.tensors.values()))
         n_tok, dev = first.shape[0], first.device
-        if (shift_grid or frame_shift) and (grid is None or grid[0] * grid[1] * grid[2] != n_tok):
-            raise ValueError(f"shift_grid/frame_shift need the token grid (frames, rows, cols) of the "
-                             f"{n_tok} tokens, got {grid}")
         names = names_for(base.family, "shift")
-        self.cells = None if not shift_grid else (min(shift_grid, grid[1]), min(shift_grid, grid[2]))
 
-        def zeros(*shape):
+        def zeros(*shape: int) -> dict[str, torch.Tensor]:
             return {k: torch.zeros(*shape, 3, device=dev, requires_grad=True) for k in names}
 
+        self.cells: tuple[int, int] | None = None
+        self.frame: dict[str, torch.Tensor] | None = None
+        if not (shift_grid or frame_shift):
+            self.shift = zeros(n_tok)
+            return
+        if grid is None or grid[0] * grid[1] * grid[2] != n_tok:
+            raise ValueError(f"shift_grid/frame_shift need the token grid (frames, rows, cols) of the "
+                             f"{n_tok} tokens, got {grid}")
+        self.cells = None if not shift_grid else (min(shift_grid, grid[1]), min(shift_grid, grid[2]))
         self.shift = zeros(grid[0], *self.cells) if self.cells else zeros(n_tok)
         self.frame = zeros(grid[0]) if frame_shift else None
+
+    def _grid(self) -> tuple[int, int, int]:
+        """The token grid (frames, rows, cols), which the shift options and roughness need."""
+        if self.grid is None:
+            raise ValueError("this needs the token grid (frames, rows, cols); pass grid=")
+        return self.grid
 
     def params(self) -> list[torch.Tensor]:
         if self.parametrisation == "table":
@@ -187,12 +200,12 @@ class Parametrised:
         out = {}
         for k, v in self.shift.items():
             if self.cells:
-                frames, rows, cols = self.grid
+                frames, rows, cols = self._grid()
                 up = torch.nn.functional.interpolate(v.permute(0, 3, 1, 2), size=(rows, cols), mode="bilinear",
                                                      align_corners=True)
                 v = up.permute(0, 2, 3, 1).reshape(-1, 3)
             if self.frame:
-                frames, rows, cols = self.grid
+                frames, rows, cols = self._grid()
                 v = v + self.frame[k].repeat_interleave(rows * cols, dim=0)
             out[k] = v
         return out
@@ -200,8 +213,8 @@ class Parametrised:
     def roughness(self) -> torch.Tensor:
         """Mean squared difference of horizontally and vertically neighbouring tokens' shifts
         within each frame, summed over the shifts (0 for a field constant per frame)."""
-        frames, rows, cols = self.grid
-        total = 0.0
+        frames, rows, cols = self._grid()
+        total: torch.Tensor | float = 0.0
         for v in self.token_shifts().values():
             f = v.view(frames, rows, cols, 3)
             if cols > 1:

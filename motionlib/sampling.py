@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import torch
 
 from .errors import ParameterError
 from .progress import DenoiseStep, ProgressFn, Stopped
-from .rho import base_rho
+from .rho import Rho, base_rho
 from .transformer import Controls
+
+if TYPE_CHECKING:
+    from .models.base import Model
 
 
 
@@ -47,19 +50,20 @@ class StepHook(Protocol):
 class Run:
     """One sampling run: its inputs and the state the hooks share."""
 
-    model: object
+    model: Model
     prompt: str
     negative_prompt: str = ""
     seed: int = 0
     steps: int = 50
     guidance_scale: float = 6.0
     use_dynamic_cfg: bool = False
-    generator: torch.Generator = None
-    embeds: torch.Tensor = None  # [2, L, D] (uncond, cond) with CFG, else [1, L, D]
-    timesteps: torch.Tensor = None
-    scheduler: object = None
-    init_noise: torch.Tensor = None
-    base: object = None
+    # set by ``prepare``:
+    generator: torch.Generator = field(init=False)
+    embeds: torch.Tensor = field(init=False)  # [2, L, D] (uncond, cond) with CFG, else [1, L, D]
+    timesteps: torch.Tensor = field(init=False)
+    scheduler: Any = field(init=False)  # a diffusers scheduler (their common base declares no step/timesteps)
+    init_noise: torch.Tensor = field(init=False)
+    base: Rho = field(init=False)
     extras: dict = field(default_factory=dict)
     batch: int = 1  # generations denoised together (learn --samples): seeds seed, seed+1, ...
     prompts: list = field(default_factory=list)  # the prompt of each generation of the batch
@@ -108,7 +112,7 @@ def predict(run: Run, latents: torch.Tensor, t: torch.Tensor, controls: Controls
     return run.model.family.predict(run, latents, t, controls)
 
 
-def sample(run: Run, hooks: list[StepHook] = (), progress: ProgressFn | None = None) -> torch.Tensor | None:
+def sample(run: Run, hooks: Sequence[StepHook] = (), progress: ProgressFn | None = None) -> torch.Tensor | None:
     """Denoise from the run's initial noise; returns z_0, or None when a hook ended the loop early."""
     sched = run.scheduler
     latents = run.init_noise * sched.init_noise_sigma
@@ -135,4 +139,5 @@ def generate(model, prompt: str, *, seed: int = 0, steps: int | None = None, neg
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
                   guidance_scale=guidance_scale)
     latents = sample(run, progress=progress)
+    assert latents is not None  # without hooks the loop runs to the end
     return latents if output == "latent" else model.decode(latents)

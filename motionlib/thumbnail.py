@@ -150,7 +150,7 @@ def _cell_size(height: int, width: int, max_side: int | None) -> tuple[int, int]
     return max(1, round(height * s)), max(1, round(width * s))
 
 
-def _resize(img: np.ndarray, height: int, width: int, resample=Image.BILINEAR) -> np.ndarray:
+def _resize(img: np.ndarray, height: int, width: int, resample=Image.Resampling.BILINEAR) -> np.ndarray:
     if img.shape[:2] == (height, width):
         return img
     return np.asarray(Image.fromarray(img).resize((width, height), resample))

@@ -101,7 +101,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(path=str(p), fps=fps, frame_count=frames, width=int(width), height=int(height))
 
 
-def _frame_indices(n: int, num_frames: int, sampling: str, path: Path) -> np.ndarray:
+def _frame_indices(n: int, num_frames: int, sampling: str, path: Path | None) -> np.ndarray:
     if n < num_frames:
         raise VideoError(f"{path} has {n} frames; the model needs at least {num_frames}")
     if sampling == "spread":

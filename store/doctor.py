@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from sqlmodel import select
+from sqlalchemy import select
+from sqlmodel import col
 
 from motionlib.errors import MotionlibError
 from motionlib.fsutil import TMP_MARKER
@@ -117,8 +118,9 @@ def doctor(lib: Library, repair: bool = False, *, grace_seconds: float = 60.0, v
 
     rep = Report()
     with lib._read_session() as s:
-        rows = s.exec(select(Motion.name, Motion.blob_sha256, Motion.thumb_png, Motion.thumb_gif,
-                             Motion.descriptor_version, Motion.descriptor.is_not(None))).all()
+        rows = s.connection().execute(select(  # Core: sqlmodel's select() is typed up to 4 columns
+            col(Motion.name), col(Motion.blob_sha256), col(Motion.thumb_png), col(Motion.thumb_gif),
+            col(Motion.descriptor_version), col(Motion.descriptor).is_not(None))).all()
         signature = _Source(s, lib.descriptor_version).signature()
     used = {r[1] for r in rows}
     searchable = any(dv == lib.descriptor_version and has for *_, dv, has in rows)

@@ -34,9 +34,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
@@ -67,6 +68,9 @@ class _LazyFaiss:
 
 
 faiss = _LazyFaiss()
+#: A faiss index (``IndexIDMap2`` over a flat or refined PQ index). Untyped: faiss's SWIG stubs type
+#: ``downcast_index`` as the base ``Index`` and miss ``SearchParameters``' keywords.
+FaissIndex = Any
 
 
 def as_descriptor(vec) -> np.ndarray:
@@ -93,7 +97,7 @@ def pq_factory(dim: int) -> str:
     return f"IDMap2,PQ{m}x4fs,RFlat"
 
 
-def _kind(index: faiss.Index) -> str:
+def _kind(index: FaissIndex) -> str:
     return "flat" if isinstance(faiss.downcast_index(index.index), faiss.IndexFlat) else "pq"
 
 
@@ -158,7 +162,7 @@ class DescriptorIndex:
     # -- in-memory state -----------------------------------------------------------------------
     def unload(self) -> None:
         """Forget the in-memory index (the next ``sync`` loads the file or rebuilds)."""
-        self.index: faiss.Index | None = None
+        self.index: FaissIndex | None = None
         self.loaded = False
         self._sig: tuple[int, int] | None = None  # catalogue signature the index reflects
         self._hw = 0  # largest motion id seen (indexed or skipped)
@@ -219,9 +223,9 @@ class DescriptorIndex:
             return side, f"index was saved in format {side.get('format')}, not {SIDECAR_FORMAT}"
         return side, ""
 
-    def _read(self) -> tuple[faiss.Index | None, dict | None, str]:
+    def _read(self) -> tuple[FaissIndex | None, dict | None, str]:
         side, reason = self._read_sidecar_checked()
-        if reason or not side.get("count"):
+        if reason or side is None or not side.get("count"):
             return None, side, reason  # a valid, empty index has no .faiss file
         try:
             index = faiss.read_index(str(self.faiss_path))
@@ -281,7 +285,7 @@ class DescriptorIndex:
 
     def _load(self) -> bool:
         index, side, reason = self._read()
-        if reason:
+        if reason or side is None:
             return False
         self.unload()
         self.index = index
@@ -298,7 +302,7 @@ class DescriptorIndex:
 
         Reads the sidecar and hashes the index file against it; faiss is not loaded."""
         side, reason = self._read_sidecar_checked()
-        if reason:
+        if reason or side is None:
             return IndexState(False, reason)
         if side.get("count"):
             try:
@@ -332,7 +336,7 @@ class DescriptorIndex:
             vecs.append(v)
         return ids, vecs, dim
 
-    def _new_index(self, vecs: np.ndarray) -> faiss.Index:
+    def _new_index(self, vecs: np.ndarray) -> FaissIndex:
         n, dim = vecs.shape
         if n > max(self.flat_max, PQ_MIN - 1):
             index = faiss.index_factory(dim, pq_factory(dim), faiss.METRIC_INNER_PRODUCT)
@@ -379,6 +383,7 @@ class DescriptorIndex:
 
     def _vectors(self) -> np.ndarray:
         """Every stored (normalised) vector, in internal order."""
+        assert self.index is not None, "no index to read vectors from"
         inner = faiss.downcast_index(self.index.index)
         flat = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.refine_index)
         return flat.reconstruct_n(0, flat.ntotal)
@@ -441,6 +446,7 @@ class DescriptorIndex:
             ids = ids[~np.isin(ids, np.fromiter(self._dead, np.int64, len(self._dead)))]
         if len(ids) == 0:
             return True
+        assert self.index is not None  # it holds ids
         picks = np.unique(ids[np.linspace(0, len(ids) - 1, min(n, len(ids))).round().astype(int)])
         for mid, blob in source.rows(picks.tolist()):  # rows removed since are absent: the catch-up drops them
             if blob is None:
@@ -457,7 +463,8 @@ class DescriptorIndex:
     def sync(self, source: CatalogueSource, *, force_rebuild: bool = False) -> str:
         """Bring the in-memory index up to date with the catalogue; returns what it did: "fresh" (nothing
         to do), "loaded" (from the file, then caught up), "synced" (caught up) or "rebuilt" (from the DB)."""
-        sig = tuple(int(x) for x in source.signature())
+        count, max_id = source.signature()
+        sig = (int(count), int(max_id))
         if not force_rebuild and self.loaded and self._sig == sig:
             return "fresh"
         action = "synced"
@@ -494,7 +501,7 @@ class DescriptorIndex:
 
     # -- search --------------------------------------------------------------------------------
     @staticmethod
-    def _selector(allowed: set[int] | None, excluded: set[int]) -> tuple[faiss.IDSelector, list]:
+    def _selector(allowed: AbstractSet[int] | None, excluded: set[int]) -> tuple[Any, list]:
         keep: list = []
         sel = None
         if allowed is not None:
@@ -508,7 +515,7 @@ class DescriptorIndex:
             keep.append(sel)
         return sel, keep
 
-    def search(self, query, k: int, allowed: set[int] | None = None, blocked: set[int] | None = None
+    def search(self, query, k: int, allowed: AbstractSet[int] | None = None, blocked: AbstractSet[int] | None = None
                ) -> list[tuple[int, float]]:
         """The ``k`` nearest (id, cosine similarity), best first; only ids in ``allowed`` (when given) and
         not in ``blocked``."""
@@ -549,9 +556,10 @@ class DescriptorIndex:
                 return hits[:k]
         return self._search_restricted(q, k, allowed, excluded)
 
-    def _search_restricted(self, q: np.ndarray, k: int, allowed: set[int] | None, excluded: set[int]
+    def _search_restricted(self, q: np.ndarray, k: int, allowed: AbstractSet[int] | None, excluded: set[int]
                            ) -> list[tuple[int, float]]:
         """Exact search over the allowed, non-excluded vectors only (the re-rank storage, with a selector)."""
+        assert self.index is not None, "search checks that there is an index"
         flat = faiss.downcast_index(faiss.downcast_index(self.index.index).refine_index)
         sel, _keep = self._selector(allowed, excluded)
         translated = faiss.IDSelectorTranslated(self.index.id_map, sel)

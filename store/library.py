@@ -17,6 +17,7 @@ except ``export``'s explicit destination.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import json
 import logging
@@ -26,14 +27,14 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, cast
 
 import numpy as np
 import platformdirs
-from sqlalchemy import case, func, or_, update
+from sqlalchemy import ColumnElement, case, func, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
-from sqlmodel import Session, select
+from sqlalchemy.orm import QueryableAttribute, joinedload
+from sqlmodel import Session, col, select
 
 from motionlib.descriptor import DESCRIPTOR_VERSION  # numpy-only: the one definition, without torch
 from motionlib.families import FAMILIES
@@ -53,6 +54,15 @@ log = logging.getLogger("motionlib.store")
 
 NAME_MAX = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+#: ``Motion.tag_rows`` as the ORM attribute it is at class level (SQLModel types it as the list of rows)
+_TAG_ROWS = cast("QueryableAttribute[Any]", Motion.tag_rows)
+
+
+def _ids(rows: Iterable[int | None]) -> set[int]:
+    """Motion ids read back from the catalogue (``Motion.id`` is typed optional only before an insert)."""
+    return {i for i in rows if i is not None}
+
 
 #: meta keys that become Motion columns, with their types
 COLUMN_META: dict[str, type] = {
@@ -129,7 +139,7 @@ class _Source:
         return int(count), int(max_id or 0)
 
     def rows_after(self, motion_id: int) -> list[tuple[int, bytes | None]]:
-        stmt = select(Motion.id, self.desc).where(Motion.id > motion_id).order_by(Motion.id)
+        stmt = select(Motion.id, self.desc).where(col(Motion.id) > motion_id).order_by(col(Motion.id))
         return [(int(i), d) for i, d in self.conn.execute(stmt).all()]
 
     def rows(self, ids: Iterable[int] | None) -> list[tuple[int, bytes | None]]:
@@ -138,7 +148,7 @@ class _Source:
         ids = sorted(int(i) for i in ids)
         out: list[tuple[int, bytes | None]] = []
         for j in range(0, len(ids), self.CHUNK):
-            stmt = select(Motion.id, self.desc).where(Motion.id.in_(ids[j:j + self.CHUNK]))
+            stmt = select(Motion.id, self.desc).where(col(Motion.id).in_(ids[j:j + self.CHUNK]))
             out += [(int(i), d) for i, d in self.conn.execute(stmt).all()]
         return out
 
@@ -286,7 +296,7 @@ class Library:
     def _check_dim(self, version: int, dim: int) -> None:
         with self._read_session() as s:
             blob = s.exec(select(Motion.descriptor).where(Motion.descriptor_version == version,
-                                                          Motion.descriptor.is_not(None)).limit(1)).first()
+                                                          col(Motion.descriptor).is_not(None)).limit(1)).first()
         if blob is not None and len(blob) // 4 != dim:
             raise LibraryError(f"descriptor has {dim} values but this library's version-{version} "
                                f"descriptors have {len(blob) // 4}; bump the descriptor version")
@@ -296,7 +306,7 @@ class Library:
         """Names of the motions whose descriptor is of another version than this library's."""
         with self._read_session() as s:
             return list(s.exec(select(Motion.name).where(Motion.descriptor_version != self.descriptor_version)
-                               .order_by(Motion.id)).all())
+                               .order_by(col(Motion.id))).all())
 
     def redescribe(self, describe: Describe, progress: RedescribeProgress | None = None) -> int:
         """Re-describe every motion of another descriptor version from its (verified) asset file.
@@ -306,7 +316,7 @@ class Library:
         the number of motions re-described; the index is rebuilt when it is more than zero."""
         with self._read_session() as s:
             rows = s.exec(select(Motion.id, Motion.name, Motion.blob_sha256)
-                          .where(Motion.descriptor_version != self.descriptor_version).order_by(Motion.id)).all()
+                          .where(Motion.descriptor_version != self.descriptor_version).order_by(col(Motion.id))).all()
         done = 0
         for j, (mid, name, sha) in enumerate(rows):
             if progress is not None:
@@ -318,7 +328,7 @@ class Library:
                 log.warning("cannot re-describe motion '%s' (%s); it stays unsearchable, see doctor", name, exc)
                 continue
             with self._write_session() as s:
-                s.exec(update(Motion).where(Motion.id == mid)
+                s.exec(update(Motion).where(col(Motion.id) == mid)
                        .values(descriptor=blob, descriptor_version=self.descriptor_version))
                 s.commit()
             done += 1
@@ -341,10 +351,10 @@ class Library:
     def searchable_models(self) -> list[tuple[str, str | None]]:
         """Distinct (model_name, model_source) of the motions search can rank (current descriptors)."""
         with self._read_session() as s:
-            return [tuple(r) for r in s.exec(
+            return [(name, source) for name, source in s.exec(
                 select(Motion.model_name, Motion.model_source).distinct()
-                .where(Motion.descriptor_version == self.descriptor_version, Motion.descriptor.is_not(None))
-                .order_by(Motion.model_name, Motion.model_source)).all()]
+                .where(Motion.descriptor_version == self.descriptor_version, col(Motion.descriptor).is_not(None))
+                .order_by(col(Motion.model_name), col(Motion.model_source))).all()]
 
     def exists(self, name: str) -> bool:
         with self._read_session() as s:
@@ -356,7 +366,7 @@ class Library:
 
     def get(self, name: str) -> Motion:
         with self._read_session() as s:  # one query: the row joined with its tags
-            stmt = select(Motion).where(Motion.name == name).options(joinedload(Motion.tag_rows))
+            stmt = select(Motion).where(Motion.name == name).options(joinedload(_TAG_ROWS))
             m = s.exec(stmt).unique().first()
         if m is None:
             raise self._not_found(name)
@@ -367,17 +377,17 @@ class Library:
 
         Rows are ``MotionSummary``: every column but params/loss JSON and the descriptor, plus tags
         (two plain queries, no ORM objects); ``get(name)`` returns the full ``Motion``."""
-        conds = []
+        conds: builtins.list[ColumnElement[bool]] = []
         if tag is not None:
-            conds.append(Motion.id.in_(select(MotionTag.motion_id).where(MotionTag.tag == tag.strip().lower())))
+            conds.append(col(Motion.id).in_(select(MotionTag.motion_id).where(MotionTag.tag == tag.strip().lower())))
         if model is not None:
-            conds.append(or_(Motion.model_name == model, Motion.model_source == model))
+            conds.append(or_(col(Motion.model_name) == model, col(Motion.model_source) == model))
         cols = MotionSummary.columns()
         with self._read_session() as s:
             rows = s.exec(select(*(getattr(Motion, c) for c in cols)).where(*conds).order_by(Motion.name)).all()
-            tag_stmt = select(MotionTag.motion_id, MotionTag.tag).order_by(MotionTag.motion_id, MotionTag.tag)
+            tag_stmt = select(MotionTag.motion_id, MotionTag.tag).order_by(col(MotionTag.motion_id), col(MotionTag.tag))
             if conds:
-                tag_stmt = tag_stmt.where(MotionTag.motion_id.in_(select(Motion.id).where(*conds)))
+                tag_stmt = tag_stmt.where(col(MotionTag.motion_id).in_(select(Motion.id).where(*conds)))
             tags: dict[int, list[str]] = {}
             for mid, t in s.exec(tag_stmt).all():
                 tags.setdefault(mid, []).append(t)
@@ -470,7 +480,7 @@ class Library:
                                     thumb_gif=rel.get("gif"),
                                     descriptor=None if desc is None else desc.astype("<f4").tobytes(),
                                     descriptor_version=version, **cols)
-                    motion.tag_rows = [MotionTag(tag=t) for t in tag_list]
+                    motion.tag_rows = [MotionTag(tag=t) for t in tag_list]  # type: ignore[call-arg]  # motion_id: set by the relationship
                     s.add(motion)
                     try:
                         s.flush()
@@ -499,11 +509,11 @@ class Library:
         """Delete the motion's row (renders keep its name); its files go when nothing else uses them."""
         return self.remove_many([name])[0]
 
-    def remove_many(self, names: Iterable[str]) -> list[Motion]:
+    def remove_many(self, names: Iterable[str]) -> builtins.list[Motion]:
         """``remove`` for several motions in one transaction: all of them, or none when one is missing."""
         names = list(dict.fromkeys(names))
         with self._write_session() as s:
-            rows = {m.name: m for m in s.exec(select(Motion).where(Motion.name.in_(names)).with_for_update()).all()}
+            rows = {m.name: m for m in s.exec(select(Motion).where(col(Motion.name).in_(names)).with_for_update()).all()}
             missing = [n for n in names if n not in rows]
             if missing:
                 raise self._not_found(missing[0])
@@ -527,7 +537,7 @@ class Library:
                 raise MotionExists(new)
             m.name = new
             s.add(m)
-            s.exec(update(Render).where(Render.motion_id == m.id).values(motion_name=new))
+            s.exec(update(Render).where(col(Render.motion_id) == m.id).values(motion_name=new))
             try:
                 s.commit()
             except IntegrityError:
@@ -542,7 +552,8 @@ class Library:
                 raise self._not_found(name)
             have = {t.tag for t in m.tag_rows}
             m.tag_rows = [t for t in m.tag_rows if t.tag not in rm_l]
-            m.tag_rows.extend(MotionTag(tag=t) for t in add_l if t not in have and t not in rm_l)
+            m.tag_rows.extend(MotionTag(tag=t) for t in add_l  # type: ignore[call-arg]  # motion_id: set by the relationship
+                              if t not in have and t not in rm_l)
             s.add(m)
             s.commit()
         return self.get(name)
@@ -652,12 +663,14 @@ class Library:
             try:
                 s.commit()
             except IntegrityError:  # the motion was removed by another process meanwhile
+                if name is None:  # no motion, no foreign key: not that
+                    raise
                 raise self._not_found(name) from None
         return r
 
-    def renders(self, name: str | None = None, limit: int | None = None) -> list[Render]:
+    def renders(self, name: str | None = None, limit: int | None = None) -> builtins.list[Render]:
         """Renders newest first, optionally only those of motion ``name`` (also after it was removed)."""
-        stmt = select(Render).order_by(Render.created_at.desc(), Render.id.desc())
+        stmt = select(Render).order_by(col(Render.created_at).desc(), col(Render.id).desc())
         if name is not None:
             stmt = stmt.where(Render.motion_name == name)
         if limit is not None:
@@ -700,16 +713,16 @@ class Library:
         key = (self.index.signature, model)
         ids = self._model_cache.get(key)
         if ids is None:
-            ids = frozenset(s.exec(select(Motion.id).where(
-                Motion.descriptor_version == self.descriptor_version, Motion.descriptor.is_not(None),
-                or_(Motion.model_name == model, Motion.model_source == model))).all())
+            ids = frozenset(_ids(s.exec(select(Motion.id).where(
+                Motion.descriptor_version == self.descriptor_version, col(Motion.descriptor).is_not(None),
+                or_(col(Motion.model_name) == model, col(Motion.model_source) == model))).all()))
             if len(self._model_cache) >= 16:
                 self._model_cache.clear()
             self._model_cache[key] = ids
         return ids
 
     def search(self, descriptor, k: int = 5, model: str | None = None,
-               exclude: str | Iterable[str] | None = None) -> list[tuple[Motion, float]]:
+               exclude: str | Iterable[str] | None = None) -> builtins.list[tuple[Motion, float]]:
         """Nearest motions by cosine similarity of descriptors, best first.
 
         The index stays in memory between calls; each call checks the catalogue's (row count, largest id)
@@ -718,14 +731,14 @@ class Library:
         with self._read_session() as s:  # one read transaction: the hits' rows exist
             self.index.sync(_Source(s, self.descriptor_version))
             allowed = self._model_ids(s, model) if model is not None else None
-            blocked = set(s.exec(select(Motion.id).where(Motion.name.in_(excl))).all()) if excl else None
+            blocked = _ids(s.exec(select(Motion.id).where(col(Motion.name).in_(excl))).all()) if excl else None
             try:
                 hits = self.index.search(descriptor, k, allowed, blocked)
             except ValueError as exc:
                 raise LibraryError(f"cannot search: {exc}") from None
             if not hits:
                 return []
-            stmt = select(Motion).where(Motion.id.in_([i for i, _ in hits])).options(joinedload(Motion.tag_rows))
+            stmt = select(Motion).where(col(Motion.id).in_([i for i, _ in hits])).options(joinedload(_TAG_ROWS))
             rows = {m.id: m for m in s.exec(stmt).unique().all()}
         return [(rows[i], score) for i, score in hits if i in rows]
 

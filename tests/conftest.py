@@ -29,6 +29,14 @@ def tiny(request, tiny5b, tiny2b):
     return tiny5b if request.param == "tiny-5b" else tiny2b
 
 
+@pytest.fixture(scope="module")
+def random_shapes():
+    """The shapes demo model with seeded random weights (one per module: tests may change it)."""
+    from motionlib.demo.model import shapes_model
+
+    return shapes_model(pretrained=False)
+
+
 # -- catalogue backends: SQLite, and a throwaway PostgreSQL server ------------------------------
 @pytest.fixture(scope="session")
 def postgres_server():
@@ -57,3 +65,13 @@ def catalogue_db(request, monkeypatch):
     url = request.getfixturevalue("postgres_server").create_database()
     monkeypatch.setenv("MOTIONLIB_DB_URL", url)
     return url
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, catalogue_db):
+    """A fresh library home for the CLI; its catalogue on SQLite or PostgreSQL (``catalogue_db``)."""
+    h = tmp_path / "lib"
+    monkeypatch.setenv("MOTIONLIB_HOME", str(h))
+    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
+    monkeypatch.chdir(tmp_path)
+    return h

@@ -11,7 +11,7 @@ import pytest
 from motionlib.batch import BatchError, read_jobs
 from motionlib.cli.main import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from helpers import LEFT
 
 
 def run_cli(capsys, *args):
@@ -60,7 +60,7 @@ def motion_home(tmp_path_factory, tiny5b):
 
     home = tmp_path_factory.mktemp("batch") / "lib"
     with Library(home, db_url=f"sqlite:///{home / 'motionlib.db'}") as lib:
-        learn_motion(lib, tiny5b, EXAMPLES / "disc_left.mp4", "left")
+        learn_motion(lib, tiny5b, LEFT, "left")
     return home
 
 

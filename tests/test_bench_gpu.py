@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 
+from helpers import tmp_copy
+
 
 @pytest.mark.parametrize("name,params,rope", [("cogvideox-5b", 5.570e9, True), ("cogvideox-2b", 1.694e9, False)])
 def test_architecture_model_is_the_real_size(name, params, rope):
@@ -114,11 +116,11 @@ def test_phases_profile_on_a_tiny_model(tiny5b):
     assert "official-style learn" in table(res)
 
 
-def test_the_committed_gpu_records_load():
+def test_the_committed_gpu_records_load(tmp_path):
     """benchmarks/gpu_last.json and gpu_phases.json (from the last GPU lease) still load and render."""
-    from benchmarks.gpu import load_record
+    from benchmarks.gpu import PHASES, RECORD, load_record
 
-    sec = load_record()
+    sec = load_record(tmp_copy(RECORD, tmp_path), phases=tmp_copy(PHASES, tmp_path))
     assert sec.status in ("met", "missed") and sec.extra["device"].startswith("NVIDIA")
     assert [h[1] for h, _ in sec.tables][-2:] == ["case (one run each)", "denoising steps"]
 
@@ -135,26 +137,35 @@ def test_the_gpu_section_says_the_card_table_is_estimated_until_measured(monkeyp
     assert "ESTIMATED" in sec.notes[-1]
 
 
-def test_phases_on_a_cpu_will_not_overwrite_the_gpu_record(monkeypatch):
+def test_phases_on_a_cpu_will_not_overwrite_the_gpu_record(monkeypatch, tmp_path):
     from benchmarks import phases
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    before = phases.PHASES.read_bytes()
+    record = tmp_copy(phases.PHASES, tmp_path)  # the guarded path, as a copy: a regression writes only this
+    monkeypatch.setattr(phases, "PHASES", record)
+    before = record.read_bytes()
     with pytest.raises(SystemExit) as e:
-        phases.main(["--out", str(phases.PHASES)])
-    assert e.value.code == 2 and phases.PHASES.read_bytes() == before
+        phases.main(["--out", str(record)])
+    assert e.value.code == 2 and record.read_bytes() == before
 
 
-def test_only_some_sections_prints_and_leaves_the_report_alone(monkeypatch, capsys):
+def test_only_some_sections_prints_and_leaves_the_report_alone(monkeypatch, capsys, tmp_path):
     from benchmarks import __main__ as bench
+    from benchmarks import gpu
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    before, threads = bench.REPORT.read_bytes(), torch.get_num_threads()
+    # the files a run may write, as copies: a regression writes only these
+    report, record = tmp_copy(bench.REPORT, tmp_path), tmp_copy(gpu.RECORD, tmp_path)
+    monkeypatch.setattr(bench, "REPORT", report)
+    monkeypatch.setattr(bench, "PLOT", tmp_path / "amf_memory.png")
+    monkeypatch.setattr(gpu, "RECORD", record)
+    before, threads = (report.read_bytes(), record.read_bytes()), torch.get_num_threads()
     try:
         assert bench.main(["--quick", "--only", "gpu"]) == 0
     finally:
         torch.set_num_threads(threads)  # main() sets the benchmark's threads for the whole process
-    assert "== 7. GPU" in capsys.readouterr().out and bench.REPORT.read_bytes() == before
+    assert "== 7. GPU" in capsys.readouterr().out
+    assert (report.read_bytes(), record.read_bytes()) == before and not (tmp_path / "amf_memory.png").exists()
 
 
 def test_wan_architecture_is_the_real_size_and_its_bench_runs_on_tiny_wan(tmp_path):
@@ -183,16 +194,13 @@ def test_wan_architecture_is_the_real_size_and_its_bench_runs_on_tiny_wan(tmp_pa
 
 
 def test_a_record_without_wan_says_it_was_never_measured(tmp_path):
-    import shutil
-    from pathlib import Path
-
     from benchmarks.gpu import NEVER, PHASES, RECORD, load_record
 
-    record = Path(shutil.copy(RECORD, tmp_path / "gpu_last.json"))
+    record = tmp_copy(RECORD, tmp_path)
     data = json.loads(record.read_text())
     data["rows"] = [r for r in data["rows"] if r[0] != "wan2.1-t2v-1.3b"]
     record.write_text(json.dumps(data))
-    sec = load_record(record, phases=shutil.copy(PHASES, tmp_path / "phases.json"))
+    sec = load_record(record, phases=tmp_copy(PHASES, tmp_path))
     wan = [r for r in sec.rows if r[0] == "wan2.1-t2v-1.3b"]
     assert len(wan) == 4 and all(r[2] == r[3] == NEVER for r in wan)
     ratios = [r for r in sec.tables[0][1] if r[0] == "wan2.1-t2v-1.3b"]

@@ -13,35 +13,7 @@ import pytest
 
 from motionlib.cli.main import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-LEFT, RIGHT = EXAMPLES / "disc_left.mp4", EXAMPLES / "disc_right.mp4"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, catalogue_db):
-    """A fresh library home; its catalogue on SQLite or PostgreSQL (``catalogue_db`` in conftest)."""
-    h = tmp_path / "lib"
-    monkeypatch.setenv("MOTIONLIB_HOME", str(h))
-    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
-    monkeypatch.chdir(tmp_path)
-    return h
-
-
-def cli(capsys, *args):
-    """Run `motionlib ARGS` in-process: (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def cli_json(capsys, *args):
-    code, out, err = cli(capsys, "--json", "-q", *args)
-    assert code == 0, err
-    return json.loads(out)
+from helpers import LEFT, RIGHT, cli, cli_json
 
 
 def test_whole_flow(home, capsys, tmp_path):

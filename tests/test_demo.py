@@ -124,14 +124,7 @@ def test_tokenizer_unknown_word_warns_not_crash():
     assert enc(ids)[0].shape == (1, 12, 64)
 
 
-# --- model ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def random_shapes():
-    from motionlib.demo.model import shapes_model
-
-    return shapes_model(pretrained=False)
-
-
+# --- model (random_shapes: conftest) -------------------------------------------------------------
 def test_spec():
     from motionlib.demo.model import SHAPES_SPEC
 

@@ -14,11 +14,7 @@ from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted, St
 from motionlib.rho import base_rho
 from motionlib.sampling import dynamic_cfg_scale, generate
 
-
-def clip(model, seed=0):
-    s = model.spec
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(s.num_frames, 3, s.height, s.width, generator=g) * 2 - 1
+from helpers import noise_clip
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +23,7 @@ def learnt(tiny5b, tiny2b):
     out = {}
     for m in (tiny5b, tiny2b):
         events = []
-        asset = learn(m, clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"}).asset
+        asset = learn(m, noise_clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"}).asset
         out[m.spec.family] = (m, asset, events)
     return out
 
@@ -243,12 +239,12 @@ def test_fp16_learn_gets_nonzero_updates():
     from motionlib.models import load_model
 
     m = load_model("tiny-2b", device="cpu", dtype=torch.float16)
-    asset = learn(m, clip(m).half(), seed=1, opt_steps=2).asset
+    asset = learn(m, noise_clip(m).half(), seed=1, opt_steps=2).asset
     assert all(torch.isfinite(d["pos"]).all() and d["pos"].abs().max() > 0 for d in asset.rho_delta.values())
 
 
 def test_transfer_latent_mode(tiny5b):
-    video, losses = transfer(tiny5b, clip(tiny5b), "a red ball", seed=2)
+    video, losses = transfer(tiny5b, noise_clip(tiny5b), "a red ball", seed=2)
     s = tiny5b.spec
     assert video.shape == (s.num_frames, 3, s.height, s.width)
     assert 0 <= video.min() and video.max() <= 1
@@ -258,7 +254,7 @@ def test_transfer_latent_mode(tiny5b):
 
 
 def test_learn_preview_renders_video(tiny2b):
-    result = learn(tiny2b, clip(tiny2b), seed=0, preview=True, opt_steps=1)
+    result = learn(tiny2b, noise_clip(tiny2b), seed=0, preview=True, opt_steps=1)
     asset, video = result.asset, result.preview
     assert video.shape[0] == tiny2b.spec.num_frames
     assert asset.params["opt_steps"] == 1
@@ -266,7 +262,7 @@ def test_learn_preview_renders_video(tiny2b):
 
 def test_reference_amf_shapes_and_bad_video(tiny5b):
     frames, rows, cols = tiny5b.spec.grid
-    ref = reference_motion(tiny5b, clip(tiny5b), blocks=(1, 2), temperature=2.0)
+    ref = reference_motion(tiny5b, noise_clip(tiny5b), blocks=(1, 2), temperature=2.0)
     assert set(ref.amf) == {1, 2}
     assert ref.amf[2].shape == (frames, frames, rows * cols, 2)
     assert ref.confidence[2].shape == (frames, frames, rows * cols)

@@ -212,12 +212,7 @@ def test_top1_accuracy_on_known_descriptors():
     assert mt.top1_accuracy(refs, queries, dirs, dirs[1:] + dirs[:1])[0] == 0.0
 
 
-# --- model side -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def random_shapes():
-    return ev.load_eval_model(random=True)[0]
-
-
+# --- model side (random_shapes: conftest) -----------------------------------------------------------
 def test_search_descriptor_is_the_catalogues(random_shapes):
     """eval skips the ρ optimisation for search: the stored descriptor depends on the reference AMF only."""
     from motionlib.catalog import descriptor_of

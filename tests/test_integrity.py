@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save
-from test_cli import LEFT, cli, cli_json, home  # noqa: F401  (home is a fixture)
+from helpers import LEFT, cli, cli_json
 
 from benchmarks.reliability import make_asset
 from motionlib.asset import VERSION, AssetError, MotionAsset

@@ -15,11 +15,7 @@ from motionlib.learn import LearnResult, learn, reference_motion
 from motionlib.rho import Parametrised, base_rho, shifted
 from motionlib.sampling import prepare
 
-
-def clip(model, seed=0):
-    s = model.spec
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(s.num_frames, 3, s.height, s.width, generator=g) * 2 - 1
+from helpers import LEFT, noise_clip
 
 
 KW = dict(steps=6, opt_steps=2)
@@ -43,7 +39,7 @@ def test_batched_loss_is_the_mean_of_the_single_runs(family, tiny5b, tiny2b):
     injection of each generation's own noised reference)."""
     m = tiny5b if family == "tiny-5b" else tiny2b
     params = GuidanceParams.from_spec(m.spec, samples=2)
-    ref = reference_motion(m, clip(m), blocks=params.blocks, temperature=params.temperature)
+    ref = reference_motion(m, noise_clip(m), blocks=params.blocks, temperature=params.temperature)
     prompts = ["a red ball", "a blue cube"]
     batch = prepare(m, "", seed=3, samples=2, prompts=prompts)
     t = batch.timesteps[1]
@@ -62,13 +58,13 @@ def test_one_batched_forward_per_adam_step(tiny5b, monkeypatch):
     real = guidance_mod.forward
     monkeypatch.setattr(guidance_mod, "forward",
                         lambda tr, x, *a, **kw: calls.append(x.shape[0]) or real(tr, x, *a, **kw))
-    learn(tiny5b, clip(tiny5b), seed=1, samples=3, **KW)
+    learn(tiny5b, noise_clip(tiny5b), seed=1, samples=3, **KW)
     n_guided = guidance_mod.guided_step_count(6, tiny5b.spec.guidance.guided_fraction)
     assert calls == [3] * (n_guided * KW["opt_steps"])
 
 
 def test_asset_records_samples_prompts_and_seeds(tiny5b, tmp_path):
-    result = learn(tiny5b, clip(tiny5b), seed=4, samples=2, prompts=["a red ball", "a blue ball", "a cat"], **KW)
+    result = learn(tiny5b, noise_clip(tiny5b), seed=4, samples=2, prompts=["a red ball", "a blue ball", "a cat"], **KW)
     assert isinstance(result, LearnResult) and result.preview is None
     path = result.asset.save(tmp_path / "m.safetensors")
     back = MotionAsset.load(path)
@@ -79,7 +75,7 @@ def test_asset_records_samples_prompts_and_seeds(tiny5b, tmp_path):
 def test_transfer_ignores_samples(tiny5b):
     from motionlib.learn import transfer
 
-    video, losses = transfer(tiny5b, clip(tiny5b), "a red ball", seed=1, samples=3, output="latent", **KW)
+    video, losses = transfer(tiny5b, noise_clip(tiny5b), "a red ball", seed=1, samples=3, output="latent", **KW)
     assert video.shape[0] == 1 and losses
 
 
@@ -172,7 +168,7 @@ def test_roughness_is_zero_for_a_per_frame_field_and_matches_a_naive_sum(tiny5b)
 def test_learn_with_regularisers_and_apply(tiny5b):
     from motionlib.apply import apply
 
-    asset = learn(tiny5b, clip(tiny5b), seed=1, parametrisation="shift", shift_grid=2, frame_shift=True,
+    asset = learn(tiny5b, noise_clip(tiny5b), seed=1, parametrisation="shift", shift_grid=2, frame_shift=True,
                   smoothness=0.5, **KW).asset
     g = asset.guidance
     assert (g.shift_grid, g.frame_shift, g.smoothness) == (2, True, 0.5)
@@ -189,7 +185,7 @@ def test_learn_reports_why_it_stopped_early(tiny5b):
     from motionlib.progress import Stopped
 
     events = []
-    learn(tiny5b, clip(tiny5b), seed=1, progress=events.append, **KW)
+    learn(tiny5b, noise_clip(tiny5b), seed=1, progress=events.append, **KW)
     n = guidance_mod.guided_step_count(6, tiny5b.spec.guidance.guided_fraction)
     stop = events[-1]
     assert isinstance(stop, Stopped) and stop.step == n - 1 and stop.total == 6
@@ -215,14 +211,12 @@ def test_parse_prompts(tmp_path):
 
 
 def test_cli_learn_samples_and_prompts(tmp_path, monkeypatch, capsys):
-    from pathlib import Path
-
     from motionlib.cli.main import main
 
     monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
     monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
     monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
-    clip_path = Path(__file__).resolve().parent.parent / "examples" / "disc_left.mp4"
+    clip_path = LEFT
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red ball\n\na blue ball\n")
 

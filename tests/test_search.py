@@ -11,7 +11,7 @@ from motionlib.demo import data
 from motionlib.models import shapes_available
 from motionlib.video import write_video
 
-from test_cli import EXAMPLES, LEFT, RIGHT, cli, cli_json, home  # noqa: F401  (home: the CLI tests' fixture)
+from helpers import EXAMPLES, LEFT, RIGHT, cli, cli_json
 
 SHAPES_LEFT = EXAMPLES / "shapes_left.mp4"
 needs_shapes = pytest.mark.skipif(not shapes_available(), reason="shapes weights not installed")
@@ -112,6 +112,7 @@ def test_apply_steps_below_one_renders_nothing(home, capsys, tmp_path):
     assert not (tmp_path / "out.mp4").exists() and cli_json(capsys, "show", "m")["renders"] == []
 
 
+@pytest.mark.parametrize("catalogue_db", ["sqlite"], indirect=True)  # it edits the SQLite file directly
 def test_old_descriptors_are_redescribed_on_open(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "left")
     cli_json(capsys, "learn", str(RIGHT), "--name", "right")

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from motionlib.web import Settings, create_app  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-LEFT, RIGHT = EXAMPLES / "disc_left.mp4", EXAMPLES / "disc_right.mp4"
+from helpers import LEFT, RIGHT
 
 
 @pytest.fixture(scope="module")

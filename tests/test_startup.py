@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from motionlib.cli.main import hoist_global_flags
-from test_cli import cli  # (exit code, stdout, stderr) of an in-process run
+from helpers import cli  # (exit code, stdout, stderr) of an in-process run
 
 HEAVY = ("torch", "diffusers", "transformers", "faiss", "alembic")
 

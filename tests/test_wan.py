@@ -13,7 +13,7 @@ from motionlib.learn import learn
 from motionlib.rho import Parametrised, base_rho, shifted
 from motionlib.sampling import generate
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from helpers import LEFT, RIGHT, noise_clip
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,10 @@ def wan():
     return load_model("tiny-wan", device="cpu")
 
 
-def clip(model, seed=0):
-    s = model.spec
-    return torch.rand(s.num_frames, 3, s.height, s.width, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
-
 @pytest.fixture(scope="module")
 def learnt(wan):
     events = []
-    return learn(wan, clip(wan), seed=1, progress=events.append).asset, events
+    return learn(wan, noise_clip(wan), seed=1, progress=events.append).asset, events
 
 
 def _pipe(m):
@@ -134,8 +129,8 @@ def test_kv_only_pass_records_what_a_full_pass_sees(wan):
 
 def test_checkpointing_does_not_change_the_motion(wan):
     kw = dict(seed=2, steps=4, opt_steps=2)
-    on = learn(wan, clip(wan, 1), checkpointing="on", **kw).asset
-    off = learn(wan, clip(wan, 1), checkpointing="off", **kw).asset
+    on = learn(wan, noise_clip(wan, 1), checkpointing="on", **kw).asset
+    off = learn(wan, noise_clip(wan, 1), checkpointing="off", **kw).asset
     assert on.losses == off.losses
     for t in on.timesteps:
         assert all(torch.equal(v, off.rho_delta[t][n]) for n, v in on.rho_delta[t].items())
@@ -151,7 +146,7 @@ def test_asset_round_trip_and_shift_parametrisation(wan, learnt, tmp_path):
     a = apply(wan, asset, "x", seed=2, output="latent")
     b = apply(wan, back, "x", seed=2, output="latent")
     torch.testing.assert_close(a, b, atol=1e-2, rtol=0)  # ρ deltas are stored in fp16
-    shift = learn(wan, clip(wan), seed=1, parametrisation="shift").asset
+    shift = learn(wan, noise_clip(wan), seed=1, parametrisation="shift").asset
     n = wan.spec.grid[0] * wan.spec.grid[1] * wan.spec.grid[2]
     assert set(shift.rho_delta[shift.timesteps[0]]) == {"q_shift", "k_shift"}
     assert shift.rho_delta[shift.timesteps[0]]["q_shift"].shape == (n, 3)
@@ -215,9 +210,9 @@ def test_cli_flow_on_tiny_wan(tmp_path, monkeypatch, capsys):
             assert not e.code, capsys.readouterr().err
         return json.loads(capsys.readouterr().out)
 
-    left = EXAMPLES / "disc_left.mp4"
+    left = LEFT
     assert run("learn", str(left), "--name", "left", "--model", "tiny-wan")["model"] == "tiny-wan"
-    run("learn", str(EXAMPLES / "disc_right.mp4"), "--name", "right", "--parametrisation", "shift")
+    run("learn", str(RIGHT), "--name", "right", "--parametrisation", "shift")
     assert {r["name"] for r in run("list", "--model", "tiny-wan")} == {"left", "right"}
     out = run("apply", "left", "a red ball", "-o", str(tmp_path / "out.mp4"))
     assert Path(out["output"]).stat().st_size > 0
@@ -232,6 +227,6 @@ def test_cli_flow_on_tiny_wan(tmp_path, monkeypatch, capsys):
 def test_transfer_latent_mode_keeps_wans_float32_latents(wan):
     from motionlib.learn import transfer
 
-    latents, losses = transfer(wan, clip(wan), "a cat", seed=0, steps=4, output="latent")
+    latents, losses = transfer(wan, noise_clip(wan), "a cat", seed=0, steps=4, output="latent")
     assert latents.dtype == torch.float32 and latents.shape == wan.latent_shape()
     assert len(losses) == 2 and all(per[-1] < per[0] for per in losses)

@@ -10,8 +10,12 @@ centre per frame is returned in ``meta["track"]`` (``[F, 2]`` float, (x, y), x r
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -159,7 +163,7 @@ def sample_batch(rng: np.random.Generator, n: int, *, vary_words: bool = False,
     return np.stack(clips), prompts, metas
 
 
-def to_model_range(frames) -> "torch.Tensor":  # noqa: F821
+def to_model_range(frames) -> torch.Tensor:
     """uint8 frames (numpy or torch) -> float32 torch tensor in [-1, 1], same layout."""
     import torch
 

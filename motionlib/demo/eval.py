@@ -58,7 +58,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -468,7 +468,7 @@ def checks(results: dict) -> list[dict]:
     """The issue's thresholds against the measured values: [{metric, value, op, threshold, pass}]."""
     out = []
     for name, (op, thr) in THRESHOLDS.items():
-        v = results
+        v: Any = results
         for part in name.split("."):
             v = v.get(part) if isinstance(v, dict) else None
         if v is None:

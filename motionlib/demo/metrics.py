@@ -159,7 +159,8 @@ def generation_quality(video, colour: str) -> dict:
     """Per-video generation metrics: share of good frames, disc share, colour share, smoothness."""
     v = to_uint8(video)
     mask = bright_mask(v)
-    disc, col = [], []
+    disc: list[bool] = []
+    col: list[bool] = []
     track = np.full((v.shape[0], 2), np.nan)
     for k in range(v.shape[0]):
         comps = components(mask[k])
@@ -167,10 +168,11 @@ def generation_quality(video, colour: str) -> dict:
         disc.append(is_disc_like(largest))
         col.append(dominant_colour(v[k]) == colour)
         if disc[-1]:  # the smoothness track uses disc-like frames only
+            assert largest is not None  # a disc-like component exists
             track[k] = largest[:, 1].mean(), largest[:, 0].mean()
-    disc, col = np.array(disc), np.array(col)
-    return {"ok_frac": float((disc & col).mean()), "disc_frac": float(disc.mean()),
-            "colour_frac": float(col.mean()), "smooth_rms_px": quadratic_residual(track).tolist(),
+    disc_a, col_a = np.array(disc), np.array(col)
+    return {"ok_frac": float((disc_a & col_a).mean()), "disc_frac": float(disc_a.mean()),
+            "colour_frac": float(col_a.mean()), "smooth_rms_px": quadratic_residual(track).tolist(),
             "track": track}
 
 

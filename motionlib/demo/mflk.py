@@ -34,7 +34,8 @@ def lk_tracks(video, *, grid_step: int = 2, upscale: int = 4, win: int = 15, lev
     tracks = [p.reshape(-1, 2).copy()]
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
     for k in range(1, f):
-        nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], p, None, winSize=(win, win),
+        # (ignored: OpenCV's stubs omit that the output nextPts may be None)
+        nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], p, None, winSize=(win, win),  # type: ignore[call-overload]
                                               maxLevel=levels, criteria=crit)
         nxt = nxt.reshape(-1, 2)
         inside = (nxt[:, 0] >= 0) & (nxt[:, 0] <= w * upscale - 1) & (nxt[:, 1] >= 0) & (nxt[:, 1] <= h * upscale - 1)

@@ -98,7 +98,7 @@ def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     while True:
         c = rng.integers(0, 256, 3)
         if c.max() >= 100 and np.abs(c - ref).max() >= 60:
-            return tuple(int(x) for x in c)
+            return int(c[0]), int(c[1]), int(c[2])
 
 
 def queries(per_motion: int = 10, seed: int = SEED) -> list[Query]:

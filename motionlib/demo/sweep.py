@@ -31,6 +31,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -
     from . import eval as ev
 
     seeds = [int(s) for s in a.seeds.split(",")]
-    renders, extra = [], {"optimised render": []}
+    renders: list[dict] = []
+    extra: dict[str, list[float]] = {"optimised render": []}
     mf_on = ev.have_cv2()
     for fam in a.families.split(","):
         for idx in range(a.clips):
@@ -107,9 +109,9 @@ def block_table(model, a, overrides: dict, prompts) -> list[dict]:
     g = GuidanceParams.from_spec(model.spec, **overrides)
     blocks = [int(b) for b in a.candidates.split(",")] if a.candidates else list(range(model.spec.num_layers))
     scores = ev.amf_block_scores(model, blocks, clips=a.amf_clips, temperature=g.temperature)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for combo in [(b,) for b in blocks] + list(itertools.combinations(blocks, 2)):
-        row = {"blocks": list(combo), "amf": float(np.mean([scores[b] for b in combo]))}
+        row: dict[str, Any] = {"blocks": list(combo), "amf": float(np.mean([scores[b] for b in combo]))}
         print(f"blocks {list(combo)}: AMF direction agreement {row['amf']:.3f}", flush=True)
         if not a.amf_only:
             res = zero_shot(model, a, {**overrides, "blocks": list(combo)}, prompts)
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     model, _ = ev.load_eval_model(a.weights)
     print(f"sweep {json.dumps(overrides)}" + (f", learn prompts {prompts}" if prompts else ""), flush=True)
+    out: dict[str, Any]
     if a.block_table:
         out = {"block_table": block_table(model, a, overrides, prompts)}
     else:

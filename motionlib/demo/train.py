@@ -131,7 +131,7 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
 
 
 def np_rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def set_np_rng_state(rng: np.random.Generator, st: dict) -> None:

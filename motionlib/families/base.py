@@ -62,7 +62,8 @@ class ModelFamily:
         return (1, s.latent_frames, c, s.height // s.spatial_compression, s.width // s.spatial_compression)
 
     def latent_channels(self, model: "Model") -> int:
-        return int(model.transformer.config.in_channels)
+        config: Any = model.transformer.config  # a diffusers model's config (untyped FrozenDict)
+        return int(config.in_channels)
 
     def initial_noise(self, model: "Model", generator: torch.Generator) -> torch.Tensor:
         """The run's initial noise, drawn as the family's diffusers pipeline draws it."""

@@ -9,6 +9,8 @@ the real weights, local folders and the tiny presets.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +32,13 @@ def _rope_tables(image_rotary_emb: tuple) -> tuple[tuple, tuple]:
     return rope_q, (image_rotary_emb[2:] if len(image_rotary_emb) == 4 else rope_q)
 
 
+def _rotary(x: torch.Tensor, tables: tuple) -> torch.Tensor:
+    """diffusers' apply_rotary_emb (annotated as returning a pair; with tables it returns the rotated x)."""
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    return cast(torch.Tensor, apply_rotary_emb(x, tables))
+
+
 class MotionAttnProcessor:
     """CogVideoXAttnProcessor2_0 plus ρ, capture, injection and truncation hooks."""
 
@@ -38,8 +47,6 @@ class MotionAttnProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None,
                  image_rotary_emb=None, controls: Controls | None = None):
-        from diffusers.models.embeddings import apply_rotary_emb
-
         if controls is not None and controls.stop_at == self.index and self.index not in controls.capture:
             self._record_kv_and_stop(attn, hidden_states, image_rotary_emb, controls)  # video tokens only
 
@@ -58,9 +65,9 @@ class MotionAttnProcessor:
         if image_rotary_emb is not None:
             rope_q, rope_k = _rope_tables(image_rotary_emb)
             # out of place (diffusers writes in place), so gradients can reach trainable tables
-            query = torch.cat([query[:, :, :text_len], apply_rotary_emb(query[:, :, text_len:], rope_q)], dim=2)
+            query = torch.cat([query[:, :, :text_len], _rotary(query[:, :, text_len:], rope_q)], dim=2)
             if not attn.is_cross_attention:
-                key = torch.cat([key[:, :, :text_len], apply_rotary_emb(key[:, :, text_len:], rope_k)], dim=2)
+                key = torch.cat([key[:, :, :text_len], _rotary(key[:, :, text_len:], rope_k)], dim=2)
 
         if controls is not None:
             i = self.index
@@ -86,12 +93,10 @@ class MotionAttnProcessor:
 
     def _record_kv_and_stop(self, attn, video, image_rotary_emb, controls: Controls):
         """A pass that stops here without capturing q/k (KV injection): video keys/values only."""
-        from diffusers.models.embeddings import apply_rotary_emb
-
         key = _heads(attn.to_k(video), attn, attn.norm_k)
         value = _heads(attn.to_v(video), attn)
         if image_rotary_emb is not None and not attn.is_cross_attention:
-            key = apply_rotary_emb(key, _rope_tables(image_rotary_emb)[1])
+            key = _rotary(key, _rope_tables(image_rotary_emb)[1])
         record_kv_and_stop(controls, self.index, key, value)
 
 

@@ -6,9 +6,11 @@ It is kept deliberately thin: everything after loading is shared with the tiny p
 
 from __future__ import annotations
 
+from typing import Any
+
 from .spec import GuidanceDefaults, ModelSpec
 
-_COMMON = dict(num_frames=49, height=480, width=720, temporal_compression=4, spatial_compression=8,
+_COMMON: dict[str, Any] = dict(num_frames=49, height=480, width=720, temporal_compression=4, spatial_compression=8,
                patch_size=2, text_len=226, head_dim=64, num_inference_steps=50, guidance_scale=6.0)
 
 COGVIDEOX_5B = ModelSpec(

@@ -9,11 +9,13 @@ fraction (lr 0.002 -> 0.001, 5 steps at each of the first 20% of 50 steps, KV in
 
 from __future__ import annotations
 
+from typing import Any
+
 from .spec import GuidanceDefaults, ModelSpec
 
 UNTESTED = "guidance defaults from the literature, untested with real weights"
 
-_COMMON = dict(family="wan", num_frames=81, height=480, width=832, temporal_compression=4,
+_COMMON: dict[str, Any] = dict(family="wan", num_frames=81, height=480, width=832, temporal_compression=4,
                spatial_compression=8, patch_size=2, text_len=512, head_dim=128, dtype="bfloat16",
                scheduler="unipc", num_inference_steps=50, guidance_scale=5.0, use_dynamic_cfg=False, fps=16)
 

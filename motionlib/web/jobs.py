@@ -14,7 +14,7 @@ from motionlib.errors import MotionlibError
 from motionlib.progress import DenoiseStep, ProgressEvent
 
 #: a render function: (job, progress callback) -> result dict (the CLI's `apply --json` keys)
-RenderFn = Callable[["Job", Callable[[dict], None]], dict]
+RenderFn = Callable[["Job", Callable[[ProgressEvent], None]], dict]
 
 
 @dataclass
@@ -87,15 +87,16 @@ class RenderQueue:
         with self._lock:
             return [self._jobs[i] for i in reversed(self._order)]
 
-    def wait(self, job_id: int, timeout: float = 60.0) -> Job:
-        """Block until the job has finished (for tests and scripts)."""
+    def wait(self, job_id: int, timeout: float = 60.0) -> Job | None:
+        """Block until the job has finished (for tests and scripts); None when there is no such job."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             job = self.get(job_id)
             if job is None or job.status in ("done", "failed"):
                 return job
             time.sleep(0.05)
-        raise TimeoutError(f"render job {job_id} still {self.get(job_id).status} after {timeout} s")
+        job = self.get(job_id)
+        raise TimeoutError(f"render job {job_id} still {job.status if job else 'unknown'} after {timeout} s")
 
     def close(self) -> None:
         self._queue.put(None)
