@@ -67,12 +67,12 @@ def run_blocks(blocks, carry: tuple, extra: tuple, controls: Controls, checkpoin
     other blocks run without gradients and every block's input is detached.
     """
     grad = torch.is_grad_enabled() and checkpointing
-    local = controls.grad_blocks is not None
+    grad_blocks = controls.grad_blocks  # None: every block carries gradients
     try:
         for i, block in enumerate(blocks):
-            if local:
+            if grad_blocks is not None:
                 carry = tuple(c.detach() if isinstance(c, torch.Tensor) else c for c in carry)
-            if local and i not in controls.grad_blocks:
+            if grad_blocks is not None and i not in grad_blocks:
                 with torch.no_grad():
                     out = block(*carry, *extra)
             elif grad and controls.stop_at != i:

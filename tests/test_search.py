@@ -112,7 +112,6 @@ def test_apply_steps_below_one_renders_nothing(home, capsys, tmp_path):
     assert not (tmp_path / "out.mp4").exists() and cli_json(capsys, "show", "m")["renders"] == []
 
 
-@pytest.mark.parametrize("catalogue_db", ["sqlite"], indirect=True)  # it edits the SQLite file directly
 def test_old_descriptors_are_redescribed_on_open(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "left")
     cli_json(capsys, "learn", str(RIGHT), "--name", "right")
