@@ -22,7 +22,7 @@ def _store_motion(home: Path, name: str) -> None:
 
     m = model(name)
     # the motion's quality does not matter here, only its size and the render cost: a short learn
-    asset = learn(m, disc_video(m.spec), prompt="a red disc", seed=0, opt_steps=1)
+    asset = learn(m, disc_video(m.spec), prompt="a red disc", seed=0, opt_steps=1).asset
     with Library(home, db_url=f"sqlite:///{home / 'motionlib.db'}") as lib:
         store_asset(lib, asset, "bench")
 
