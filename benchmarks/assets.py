@@ -72,7 +72,10 @@ def _real_meta(spec, parametrisation: str) -> dict:
             "params": {"inject_blocks": list(spec.guidance.inject_blocks), "parametrisation": parametrisation},
             "latent_shape": [1, f, LATENT_CHANNELS, spec.height // spec.spatial_compression,
                              spec.width // spec.spatial_compression],
-            "frames_shape": [f, h, round(spec.width * h / spec.height), 3]}
+            "frames_shape": [f, h, round(spec.width * h / spec.height), 3],
+            # header fields the validator requires; their size is part of the header row, not a tensor
+            "steps": spec.num_inference_steps, "scheduler": {"name": spec.scheduler}, "losses": [[0.0]] * n_steps,
+            "source": {"name": "reference.mp4"}, "created_at": "2026-01-01T00:00:00+00:00"}
 
 
 def _tiny_measured(name: str, parametrisation: str, tmp: Path) -> tuple[dict, dict[str, int], int, int, int]:
