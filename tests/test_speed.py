@@ -13,7 +13,7 @@ from motionlib.learn import learn, reference_motion, transfer
 from motionlib.rho import Parametrised
 from motionlib.sampling import prepare
 from motionlib.synthetic import moving_disc
-from test_cli import LEFT, cli, cli_json, home  # noqa: F401 (home is a fixture)
+from helpers import LEFT, cli, cli_json
 
 
 @pytest.fixture(scope="module")
