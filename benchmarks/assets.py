@@ -15,7 +15,7 @@ from .common import Config, Section, disc_video, every_core, fmt_bytes, log, mod
 
 GOAL = 10e6  # bytes, for a 5B motion and a Wan 14B-class one (with 'shift')
 REAL = ("cogvideox-5b", "cogvideox-2b", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b")
-ITEMSIZE = {"F16": 2, "I16": 2, "U8": 1, "F32": 4}
+ITEMSIZE = {"F16": 2, "I16": 2, "I8": 1, "U8": 1, "F32": 4}
 LATENT_CHANNELS = 16  # CogVideoX-2B/5B and Wan 2.1 VAE latent channels (the tiny presets use 4)
 
 
@@ -23,11 +23,11 @@ def _parts(meta: dict) -> dict[str, int]:
     """Bytes per part, from the tensor table ``motionlib.asset`` validates files against."""
     from motionlib.asset import _expected
 
-    out = {"ρ": 0, "ref latent": 0, "AMF (int16)": 0, "confidence": 0, "previews": 0}
+    out = {"ρ": 0, "ref latent": 0, "AMF": 0, "confidence": 0, "previews": 0}
     for name, (shape, dtype) in _expected(meta).items():
         n = math.prod(shape) * ITEMSIZE[dtype]
         key = ("ρ" if name.startswith("rho.") else "ref latent" if name == "ref.latent" else
-               "AMF (int16)" if name.startswith("ref.amf") else "confidence" if name.startswith("ref.conf")
+               "AMF" if name.startswith("ref.amf") else "confidence" if name.startswith("ref.conf")
                else "previews")
         out[key] += n
     return out
@@ -64,11 +64,12 @@ def _official_pickle(spec, timesteps) -> int:
 def _real_meta(spec, parametrisation: str) -> dict:
     from motionlib.catalog import PREVIEW_HEIGHT
     from motionlib.guidance import guided_step_count
+    from motionlib.integrity import VERSION
 
     f, _, _ = spec.grid
     n_steps = guided_step_count(spec.num_inference_steps, spec.guidance.guided_fraction)
     h = PREVIEW_HEIGHT  # previews are always this tall (enlarged for small clips)
-    return {"spec": spec.to_dict(), "timesteps": list(range(n_steps)), "blocks": list(spec.guidance.blocks),
+    return {"version": VERSION, "spec": spec.to_dict(), "timesteps": list(range(n_steps)), "blocks": list(spec.guidance.blocks),
             "params": {"inject_blocks": list(spec.guidance.inject_blocks), "parametrisation": parametrisation},
             "latent_shape": [1, f, LATENT_CHANNELS, spec.height // spec.spatial_compression,
                              spec.width // spec.spatial_compression],
@@ -114,7 +115,7 @@ def run(cfg: Config) -> Section:
             formula = sum(parts.values()) + header
             assert formula == size, f"{name}: formula {formula} != file {size}"
             sec.rows.append([name, param, str(len(meta["timesteps"])), fmt_bytes(parts["ρ"]),
-                             fmt_bytes(parts["ref latent"]), fmt_bytes(parts["AMF (int16)"] + parts["confidence"]),
+                             fmt_bytes(parts["ref latent"]), fmt_bytes(parts["AMF"] + parts["confidence"]),
                              fmt_bytes(parts["previews"]), fmt_bytes(size), fmt_bytes(pickle),
                              f"{size / pickle:.2f}",
                              "measured (file saved; tensor table + header match it to the byte)"])
@@ -128,7 +129,7 @@ def run(cfg: Config) -> Section:
             off = _official_bytes(spec, len(meta["timesteps"]))
             totals[name, param] = (total, parts)
             sec.rows.append([name, param, str(len(meta["timesteps"])), fmt_bytes(parts["ρ"]),
-                             fmt_bytes(parts["ref latent"]), fmt_bytes(parts["AMF (int16)"] + parts["confidence"]),
+                             fmt_bytes(parts["ref latent"]), fmt_bytes(parts["AMF"] + parts["confidence"]),
                              fmt_bytes(parts["previews"]), fmt_bytes(total), fmt_bytes(off), f"{total / off:.3f}",
                              f"formula from the engine's tensor table ({spec.num_frames} frames, "
                              f"{spec.height}x{spec.width})"])
@@ -161,9 +162,20 @@ def run(cfg: Config) -> Section:
     sec.notes.append("'table': fp16 ρ_t − ρ_base for every guided timestep, full [F·S, ·] tables (the paper's "
                      "parametrisation). 'shift': fp16 per-token 3D position offsets ([F·S, 3], twice for RoPE: "
                      "queries and keys), ρ recomputed from them by angle addition (motionlib/rho.py).")
-    sec.notes.append("Wan 2.1 at 81x480x832 (21x30x52 = 32,760 tokens, 10 guided steps): with 'shift' the reference "
-                     "latent, AMF + confidence and previews alone take about 9.3 MB, so the 10 MB goal needs a smaller "
-                     "file format (e.g. int8 AMF offsets, 8-bit confidence), not a smaller ρ.")
+    wan_parts = totals["wan2.1-t2v-14b", "shift"][1]
+    fixed = wan14 - wan_parts["ρ"]
+    sec.notes.append("Format version 3 (motionlib.asset) stores the reference AMF offsets as int8 (grids up to 128 "
+                     "patches each way) and its confidence in steps of 1/255 (uint8): half the bytes of version 2's "
+                     "int16 / float16 for those parts, which only thumbnails, search descriptors and the catalogue "
+                     "read (apply does not).")
+    sec.notes.append(f"Wan 2.1 at 81x480x832 (21x30x52 = 32,760 tokens, 10 guided steps, 'shift'): reference latent "
+                     f"{fmt_bytes(wan_parts['ref latent'])}, AMF + confidence "
+                     f"{fmt_bytes(wan_parts['AMF'] + wan_parts['confidence'])}, previews "
+                     f"{fmt_bytes(wan_parts['previews'])} and header take {fmt_bytes(fixed)} before any ρ; ρ "
+                     f"(fp16 query and key shifts) adds {fmt_bytes(wan_parts['ρ'])}"
+                     + ("." if wan14 <= GOAL else
+                        ". What would close the rest: one shift for queries and keys (the paper applies one ρ to "
+                        "both; halves ρ, quality unmeasured) or a lossy reference latent (fp8; a measurable loss)."))
     sec.notes.append(f"Header: the safetensors JSON header measured on the tiny assets ({fmt_bytes(header_tiny)}) "
                      "is used for the real models too (it grows with the tensor count, a few kB at most).")
     sec.notes.append(f"Defaults: {spec5.name} and cogvideox-2b keep the paper's 'table' (the 'shift' lr is tuned on the "

@@ -83,7 +83,7 @@ def _edit_meta(header: dict, fn) -> dict:
 
 
 _ODD_VALUES = [None, -1, 0, 1, 2 ** 63, 1.5, "x", [], {}, True, "9" * 40, -(2 ** 70)]
-_DTYPES = ["F32", "F64", "BF16", "I8", "I32", "I64", "U16", "BOOL", "F8_E4M3", "Q4", ""]
+_DTYPES = ["F32", "F64", "F16", "BF16", "I8", "I16", "I32", "I64", "U8", "U16", "BOOL", "F8_E4M3", "Q4", ""]
 
 
 def _mutate_json(rng: random.Random, data: bytes) -> tuple[str, bytes]:
@@ -118,7 +118,7 @@ def _mutate_json(rng: random.Random, data: bytes) -> tuple[str, bytes]:
         else:
             header[name]["data_offsets"] = [off[1], off[0]]
     elif kind == "dtype":
-        header[name]["dtype"] = rng.choice(_DTYPES)
+        header[name]["dtype"] = rng.choice([d for d in _DTYPES if d != header[name].get("dtype")])
     elif kind == "tensor-table":
         op = rng.randrange(3)
         if op == 0:

@@ -6,8 +6,10 @@ Tensors:
   (``shift``: ``q_shift``, ``k_shift`` of [tokens, 3]); see motionlib.rho. Storing a change
   keeps fp16 precise (it is small) and lets apply scale it by `strength`.
 - ``ref.latent``: the reference latent for KV injection, float16.
-- ``ref.amf.<block>``: the reference's hard AMF [F, F, S, 2] (integer patch offsets), int16.
-- ``ref.conf.<block>``: its peak attention probabilities [F, F, S], float16.
+- ``ref.amf.<block>``: the reference's hard AMF [F, F, S, 2] (integer patch offsets): int8 when
+  the token grid is at most 128 patches each way (every offset fits), else int16 (version 2: int16).
+- ``ref.conf.<block>``: its peak attention probabilities [F, F, S] in steps of 1/255, uint8
+  (version 2: float16).
 - ``ref.frames`` (optional): small uint8 previews [F, h, w, 3] of the reference at the latent
   frames, so thumbnails can be redrawn from the file alone (e.g. after import).
 
@@ -15,7 +17,8 @@ The JSON header metadata holds the format name and version, the model spec, the 
 scheduler, every learn parameter, the loss history and (version 2) the SHA-256 of the tensor data
 and of the rest of the header (motionlib.integrity). `load` checks the header size, every tensor's
 name, shape and dtype against that metadata before reading any tensor data, then both hashes, and
-refuses NaN or Inf in any tensor. Version-1 files (no hash) load with an ``UnverifiedAsset`` warning.
+refuses NaN or Inf in any tensor. Version-1 files (no hash) load with an ``UnverifiedAsset`` warning;
+version-2 files (16-bit AMF and confidence) load as they are.
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ class MotionAsset:
             for n in names_for(self.family, self.parametrisation):
                 out[f"rho.{t}.{n}"] = self.rho_delta[t][n].detach().to(torch.float16).cpu().contiguous()
         for b in self.blocks:
-            out[f"ref.amf.{b}"] = self.ref_amf[b].detach().round().to(torch.int16).cpu().contiguous()
-            out[f"ref.conf.{b}"] = self.ref_confidence[b].detach().to(torch.float16).cpu().contiguous()
+            amf_type = _TORCH[amf_dtype(self.spec)]
+            out[f"ref.amf.{b}"] = self.ref_amf[b].detach().round().to(amf_type).cpu().contiguous()
+            out[f"ref.conf.{b}"] = quantise_confidence(self.ref_confidence[b].detach()).cpu().contiguous()
         if self.ref_frames is not None:
             out["ref.frames"] = self.ref_frames.detach().to(torch.uint8).cpu().contiguous()
         return out
@@ -158,11 +162,34 @@ class MotionAsset:
         latent = latent.float()
         rho = {t: {n: v.float() for n, v in d.items()} for t, d in rho.items()}
         amf = {b: a.float() for b, a in amf.items()}
-        conf = {b: c.float() for b, c in conf.items()}
+        conf = {b: dequantise_confidence(c) for b, c in conf.items()}
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
                    created_at=meta["created_at"], ref_frames=frames)
+
+
+CONF_LEVELS = 255  # version 3: confidence p in [0, 1] is stored as round(p * 255), uint8
+
+
+def quantise_confidence(conf: torch.Tensor) -> torch.Tensor:
+    """Peak attention probabilities [0, 1] as uint8 steps of 1/255 (error at most 1/510)."""
+    return (conf.float().clamp(0, 1) * CONF_LEVELS).round().to(torch.uint8)
+
+
+def dequantise_confidence(stored: torch.Tensor) -> torch.Tensor:
+    """float32 probabilities from a file's confidence tensor (uint8 in version 3, float16 before)."""
+    return stored.float() / CONF_LEVELS if stored.dtype == torch.uint8 else stored.float()
+
+
+def amf_dtype(spec: ModelSpec) -> str:
+    """The safetensors dtype of ``ref.amf.*`` in the current version: int8 holds every offset of a
+    grid of at most 128 x 128 patches (|offset| <= 127), larger grids keep int16."""
+    _, rows, cols = spec.grid
+    return "I8" if max(rows, cols) <= 128 else "I16"
+
+
+_TORCH = {"I8": torch.int8, "I16": torch.int16}
 
 
 _SPEC_BOUNDS = {"num_frames": 1024, "height": 8192, "width": 8192, "temporal_compression": 64,
@@ -225,9 +252,10 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     for t in meta["timesteps"]:
         for n in names_for(spec.family, param):
             out[f"rho.{t}.{n}"] = ((n_tok, 3 if param == "shift" else width), "F16")
+    compact = meta["version"] >= 3  # 8-bit AMF offsets and confidence
     for b in meta["blocks"]:
-        out[f"ref.amf.{b}"] = ((frames, frames, s, 2), "I16")
-        out[f"ref.conf.{b}"] = ((frames, frames, s), "F16")
+        out[f"ref.amf.{b}"] = ((frames, frames, s, 2), amf_dtype(spec) if compact else "I16")
+        out[f"ref.conf.{b}"] = ((frames, frames, s), "U8" if compact else "F16")
     fshape = meta.get("frames_shape")
     if fshape is not None:
         fshape = tuple(int(x) for x in fshape)
@@ -290,7 +318,7 @@ def _read(path: str | os.PathLike) -> tuple[Header, dict]:
     return head, meta
 
 
-_ITEMSIZE = {"F16": 2, "I16": 2, "U8": 1}
+_ITEMSIZE = {"F16": 2, "I16": 2, "I8": 1, "U8": 1}
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -7,7 +7,9 @@ Format version 2 adds two SHA-256 digests to the ``motionlib`` header metadata:
   tensor table (names, dtypes, shapes, offsets) and the metadata without these two keys, so an
   edit that keeps the data but swaps offsets or changes a parameter is caught as well.
 
-Version-1 files carry no hash: they are still read, with an ``UnverifiedAsset`` warning.
+Version-1 files carry no hash: they are still read, with an ``UnverifiedAsset`` warning. Version 3
+stores the reference AMF and its confidence in 8 bits (motionlib.asset); versions 2 and 3 carry the
+same hashes.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from .errors import MotionlibError
 from .fsutil import atomic_write, sha256_file
 
 __all__ = ["AssetError", "DamagedAsset", "UnverifiedAsset", "Header", "read_header", "seal", "verify", "check_file",
-           "seal_file", "FORMAT", "VERSION", "READS", "CONTENT_KEY", "HEADER_KEY", "MAX_HEADER_BYTES"]
+           "seal_file", "FORMAT", "VERSION", "READS", "HASHED", "CONTENT_KEY", "HEADER_KEY", "MAX_HEADER_BYTES"]
 
 FORMAT = "motionlib.motion"
-VERSION = 2  # 2: content and header hashes
-READS = (1, 2)  # 1: no hashes, read with an UnverifiedAsset warning
+VERSION = 3  # 2: content and header hashes; 3: 8-bit AMF offsets and confidence
+READS = (1, 2, 3)  # 1: no hashes, read with an UnverifiedAsset warning
+HASHED = 2  # the version that added the hashes: what sealing a version-1 file makes it
 CONTENT_KEY = "content_sha256"
 HEADER_KEY = "header_sha256"
 MAX_HEADER_BYTES = 1 << 20  # metadata + tensor table; a 5B asset needs ~10 KB
@@ -161,14 +164,14 @@ def verify(path: str | os.PathLike, head: Header) -> bool:
 
 
 def seal_file(path: str | os.PathLike) -> bool:
-    """Seal a motion file of an older format in place (atomically), as the current version with its
+    """Seal a version-1 motion file in place (atomically): version 2, the same tensors plus the
     hashes; False (nothing written) when it already carries them."""
     head = read_header(path)
     if head.meta is None or head.meta.get("format") != FORMAT or head.meta.get("version") not in READS:
         raise AssetError(f"{path}: not a motionlib motion of a supported version")
     if CONTENT_KEY in head.meta:
         return False
-    atomic_write(path, seal(Path(path).read_bytes(), version=VERSION))
+    atomic_write(path, seal(Path(path).read_bytes(), version=HASHED))
     return True
 
 

@@ -1,6 +1,7 @@
 """Assets that prove their integrity: content hash, finite values, full disk, renders that survive
 catalogue changes (issue 19), and the one atomic-write helper."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -34,15 +35,28 @@ def _rebuild(header: dict, body: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + body
 
 
-def _version1(data: bytes) -> bytes:
-    """The same file as the previous format wrote it: version 1, no hashes."""
-    header, body = _header(data)
+def _older(data: bytes, version: int) -> bytes:
+    """The same motion as an older format wrote it: 16-bit AMF offsets and confidence (versions 1
+    and 2), version 2 sealed with its hashes, version 1 without."""
+    from safetensors.torch import load
+
+    header, _ = _header(data)
     meta = json.loads(header["__metadata__"]["motionlib"])
     for k in (CONTENT_KEY, HEADER_KEY):
-        meta.pop(k)
-    meta["version"] = 1
-    header["__metadata__"]["motionlib"] = json.dumps(meta)
-    return _rebuild(header, body)
+        meta.pop(k, None)
+    meta["version"] = version
+    tensors = load(data)
+    for k, v in tensors.items():
+        if k.startswith("ref.amf."):
+            tensors[k] = v.to(torch.int16)
+        elif k.startswith("ref.conf.") and v.dtype == torch.uint8:
+            tensors[k] = (v.float() / 255).to(torch.float16)
+    out = save(tensors, metadata={"motionlib": json.dumps(meta)})
+    return seal(out) if version >= 2 else out
+
+
+def _version1(data: bytes) -> bytes:
+    return _older(data, 1)
 
 
 def _state(home: Path) -> tuple:
@@ -101,8 +115,11 @@ def test_saved_asset_carries_hashes_that_load_verifies(good_bytes, tmp_path):
     path = tmp_path / "a.safetensors"
     path.write_bytes(good_bytes)
     meta = read_header(path).meta
-    assert meta["version"] == VERSION == 2
     header, body = _header(good_bytes)
+    assert meta["version"] == VERSION == 3
+    # version 3: 8-bit AMF offsets and confidence
+    assert {header[k]["dtype"] for k in header if k.startswith("ref.amf.")} == {"I8"}
+    assert {header[k]["dtype"] for k in header if k.startswith("ref.conf.")} == {"U8"}
     import hashlib
 
     assert meta[CONTENT_KEY] == hashlib.sha256(body).hexdigest()  # SHA-256 of the tensor data section
@@ -152,8 +169,44 @@ def test_version_1_files_load_with_a_warning(good_bytes, tmp_path):
         MotionAsset.load(tmp_path / "stripped.safetensors")
 
 
-def _with_nan(good_bytes: bytes, tensor: str, value: float, *, sealed: bool = True) -> bytes:
-    """A file whose `tensor` holds `value`, hashed as if it had been written that way."""
+def test_version_2_files_load_as_they_are(good_bytes, tmp_path):
+    v2 = tmp_path / "v2.safetensors"
+    v2.write_bytes(_older(good_bytes, 2))
+    header, _ = _header(v2.read_bytes())
+    assert {header[k]["dtype"] for k in header if k.startswith(("ref.amf.", "ref.conf."))} == {"I16", "F16"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = MotionAsset.load(v2)
+    assert check_file(v2) is True
+    b = MotionAsset.load(_write(tmp_path / "v3.safetensors", good_bytes))
+    for blk in b.blocks:
+        assert torch.equal(a.ref_amf[blk], b.ref_amf[blk])
+        assert (a.ref_confidence[blk] - b.ref_confidence[blk]).abs().max() <= 1e-3  # fp16 of k/255 vs k/255
+    assert a.tensors().keys() == b.tensors().keys()
+    assert all(torch.equal(a.tensors()[k], v) for k, v in b.tensors().items())  # saved again: the same bytes
+
+
+def test_confidence_and_amf_quantisation_against_a_naive_rounding():
+    from motionlib.asset import amf_dtype, dequantise_confidence, quantise_confidence
+    from motionlib.models.tiny import tiny_spec
+
+    p = torch.rand(10_000, generator=torch.Generator().manual_seed(0))
+    p[:3] = torch.tensor([0.0, 1.0, 0.5])
+    q = quantise_confidence(p)
+    naive = torch.tensor([int(x * 255 + 0.5) for x in p.tolist()], dtype=torch.uint8)
+    assert q.dtype == torch.uint8 and torch.equal(q, naive)
+    assert (dequantise_confidence(q) - p).abs().max() <= 0.5 / 255 + 1e-7
+    assert dequantise_confidence(p.half()).dtype == torch.float32  # version 2: float16 read as it is
+    spec = tiny_spec("rope")
+    assert amf_dtype(spec) == "I8"
+    big = dataclasses.replace(spec, height=129 * spec.patch_size * spec.spatial_compression)
+    assert big.grid[1] == 129 and amf_dtype(big) == "I16"  # an offset of 128 would not fit int8
+
+
+def _with_nan(good_bytes: bytes, tensor: str, value: float, *, version: int = 3) -> bytes:
+    """A file of `version` whose `tensor` holds `value`, hashed as if it had been written that way."""
+    if version < 3:
+        good_bytes = _older(good_bytes, 2)
     header, _ = _header(good_bytes)
     tensors = load_file_bytes(good_bytes)
     tensors[tensor] = tensors[tensor].clone()
@@ -162,7 +215,7 @@ def _with_nan(good_bytes: bytes, tensor: str, value: float, *, sealed: bool = Tr
     for k in (CONTENT_KEY, HEADER_KEY):
         meta.pop(k)
     data = save(tensors, metadata={"motionlib": json.dumps(meta)})
-    return seal(data) if sealed else _version1(seal(data))
+    return seal(data) if version >= 2 else _version1(seal(data))
 
 
 def load_file_bytes(data: bytes) -> dict:
@@ -174,9 +227,9 @@ def load_file_bytes(data: bytes) -> dict:
 @pytest.mark.parametrize("tensor,value", [("rho.900.q_cos", float("nan")), ("ref.latent", float("inf")),
                                           ("ref.conf.2", float("-inf"))])
 def test_non_finite_values_are_refused(good_bytes, tmp_path, tensor, value):
-    for sealed in (True, False):
-        p = tmp_path / f"nan-{sealed}.safetensors"
-        p.write_bytes(_with_nan(good_bytes, tensor, value, sealed=sealed))
+    for version in (3, 2, 1) if tensor != "ref.conf.2" else (2, 1):  # version 3 confidence is uint8
+        p = tmp_path / f"nan-{version}.safetensors"
+        p.write_bytes(_with_nan(good_bytes, tensor, value, version=version))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnverifiedAsset)
             with pytest.raises(AssetError, match=f"tensor {tensor} holds NaN or Inf"):
@@ -227,7 +280,7 @@ def test_old_format_imports_with_a_warning_and_exports_sealed(home, capsys, tmp_
     exported = cli_json(capsys, "export", "old", str(tmp_path / "out.safetensors"))
     assert exported["sealed"] is True
     out_file = Path(exported["file"])
-    assert check_file(out_file) is True and read_header(out_file).meta["version"] == VERSION
+    assert check_file(out_file) is True and read_header(out_file).meta["version"] == 2  # same tensors, hashed
     assert load_file(str(out_file)).keys() == load_file(str(old)).keys()
     assert all(torch.equal(load_file(str(out_file))[k], v) for k, v in load_file(str(old)).items())
     code, _, err = cli(capsys, "import", str(out_file), "--name", "again")

@@ -31,7 +31,7 @@ def asset_file(path: Path) -> Path:
             "source": {"name": "clip.mp4"}, "blocks": [2],
             "latent_shape": [1, f, 4, spec.height // spec.spatial_compression, spec.width // spec.spatial_compression],
             "frames_shape": None}
-    dtypes = {"F16": np.float16, "I16": np.int16, "U8": np.uint8}
+    dtypes = {"F16": np.float16, "I16": np.int16, "I8": np.int8, "U8": np.uint8}
     save_file({k: np.zeros(shape, dtypes[dt]) for k, (shape, dt) in _expected(meta).items()}, str(path),
               metadata={"motionlib": json.dumps(meta)})
     inspect(path)  # a file the engine accepts
