@@ -229,3 +229,30 @@ def test_local_gradient_composition_from_recorded_phases():
     learn, official = 1.0 + 10 * per_guided_step + 9 * 2.0, composed(res, 50, 10)[1]
     assert row[2] == f"{learn:.2f} s" and row[4] == f"{learn / official:.3f}"
     assert local_rows("cogvideox-2b", res, 10)[0][2].startswith("n/a")
+
+
+def test_update_splices_the_remeasured_sections_into_the_report():
+    """`--only X --update`: X's summary row and section are replaced, every other line is kept."""
+    from benchmarks import __main__ as bench
+    from benchmarks.common import Config, Section
+
+    report = bench.REPORT.read_text()
+    sec = Section("team", "Team scale", "a goal", status="met", headline="re-measured headline")
+    sec.headers, sec.rows, sec.notes = ["a", "b"], [["1", "2"]], ["a note"]
+    env = {"command": "python -m benchmarks --only team --update", "date": "2026-12-01 00:00 UTC",
+           "load average at start (1/5/15 min)": "0.10, 0.20, 0.30"}
+    out = bench.splice(report, env, [sec], Config(quick=False), 60.0)
+    n = bench.number("team")
+    rows = [x for x in out.splitlines() if x.startswith(f"| {n} | ")]
+    assert rows == [f"| {n} | Team scale | a goal | re-measured headline | met |"]
+    start, end = bench._span(out.splitlines(), n)
+    block = out.splitlines()[start:end]
+    assert block[0] == f"## {n}. Team scale" and "| 1 | 2 |" in block and "- a note" in block
+    assert "Sections 12 re-measured by `python -m benchmarks --only team --update` on 2026-12-01" in out
+    old, new = report.splitlines(), out.splitlines()
+    for other in (1, 4, 13):  # untouched sections are byte for byte the same
+        s0, e0 = bench._span(old, other)
+        s1, e1 = bench._span(new, other)
+        assert old[s0:e0] == new[s1:e1]
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "team", "--update", "--quick"])
