@@ -60,6 +60,12 @@ class MotionAsset:
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     ref_frames: torch.Tensor | None = None  # uint8 [F', h, w, 3] previews
 
+    def __post_init__(self):
+        # What the file holds is what every reader sees: the confidence on the 1/255 grid it is
+        # stored on, so a descriptor or thumbnail drawn now equals one drawn from the file later.
+        self.ref_confidence = {b: dequantise_confidence(quantise_confidence(c)).to(c.device)
+                               for b, c in self.ref_confidence.items()}
+
     @property
     def family(self) -> str:
         return self.spec.family

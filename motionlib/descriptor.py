@@ -29,9 +29,9 @@ the whole vector is L2-normalised, so the cosine similarity is a dot product:
 similar motions score near 1, opposite directions negative, perpendicular ~0. A clip without motion
 gives the zero vector; :func:`motion_strength` says how much confident motion an AMF holds.
 
-This module needs only numpy (the catalogue imports ``DESCRIPTOR_VERSION`` from here without
-torch). Bump ``DESCRIPTOR_VERSION`` whenever the layout or the computation changes: opening a
-library then re-describes the stored motions from the reference AMF in their assets.
+This module needs only numpy. ``DESCRIPTOR_VERSION`` is defined in motionlib.versions (the catalogue
+reads it at start-up without numpy); bump it there whenever the layout or the computation here
+changes: opening a library then re-describes the stored motions from the reference AMF in their assets.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import MotionlibError
+from .versions import DESCRIPTOR_VERSION
 
 __all__ = ["DESCRIPTOR_VERSION", "DESCRIPTOR_DIM", "GAP_FRACTIONS", "TIME_BINS", "SPACE_BINS", "MIN_MOTION",
            "NoMotionError", "motion_descriptor", "motion_strength", "descriptor_gaps", "described_motion"]
 
-DESCRIPTOR_VERSION = 2
 GAP_FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # 0.0 means one latent step
 TIME_BINS = (4, 4, 2, 1)  # trend samples per gap
 WIGGLE_GAPS = (0, 1)  # indices into GAP_FRACTIONS

@@ -10,9 +10,16 @@ from .blobs import BlobStore, sha256_file
 from .db import migrate, open_engine
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
                      RenderNotFound)
-from .index import DescriptorIndex
 from .library import COLUMN_META, DESCRIPTOR_VERSION, FAMILIES, REQUIRED_META, Library, Report
 from .models import Motion, MotionSummary, MotionTag, Render
+
+
+def __getattr__(name: str):
+    if name == "DescriptorIndex":  # numpy and faiss load only when the index is used
+        from .index import DescriptorIndex
+
+        return DescriptorIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Library", "Report", "Motion", "MotionSummary", "MotionTag", "Render",

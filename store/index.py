@@ -43,6 +43,8 @@ import numpy as np
 
 from motionlib.fsutil import atomic_write, fsync_dir, sha256_file
 
+from .layout import index_file, index_sidecar
+
 __all__ = ["DescriptorIndex", "IndexState", "CatalogueSource", "normalise", "as_descriptor", "pq_factory",
            "FLAT_MAX", "K_FACTOR"]
 
@@ -199,11 +201,11 @@ class DescriptorIndex:
     # -- files ---------------------------------------------------------------------------------
     @property
     def faiss_path(self) -> Path:
-        return self.folder / f"descriptors-v{self.version}.faiss"
+        return self.folder / index_file(self.version)
 
     @property
     def sidecar_path(self) -> Path:
-        return self.folder / f"descriptors-v{self.version}.json"
+        return self.folder / index_sidecar(self.version)
 
     def read_sidecar(self) -> dict | None:
         try:

@@ -24,29 +24,32 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Iterable, Mapping, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, cast
 
-import numpy as np
 import platformdirs
 from sqlalchemy import ColumnElement, case, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import QueryableAttribute, joinedload
 from sqlmodel import Session, col, select
 
-from motionlib.descriptor import DESCRIPTOR_VERSION  # numpy-only: the one definition, without torch
+from motionlib.versions import DESCRIPTOR_VERSION  # the one definition, importable without numpy or torch
 from motionlib.families import FAMILIES
 from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_an_error
 
 from .blobs import BlobStore
 from .doctor import Report
 from .db import lock, migrate, open_engine, write_engine
+from .layout import index_sidecar
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
                      RenderNotFound)
-from .index import DescriptorIndex, as_descriptor
 from .models import Motion, MotionSummary, MotionTag, Render
+
+if TYPE_CHECKING:
+    from .index import DescriptorIndex
 
 __all__ = ["Library", "Report", "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES"]
 
@@ -97,9 +100,22 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
         raise LibraryError(f"meta key '{key}' should be {typ.__name__}, got {value!r}") from None
 
 
+def _as_descriptor(vec):
+    from .index import as_descriptor
+
+    return as_descriptor(vec)
+
+
+def _numpy():
+    """numpy if something imported it already (then a value may be a numpy one), else None: the
+    catalogue commands never import it themselves."""
+    return sys.modules.get("numpy")
+
+
 def _float_lists(obj: Any) -> Any:
     """Loss history as nested lists of floats (per guided step, per optimisation step)."""
-    if isinstance(obj, np.ndarray):
+    np = _numpy()
+    if np is not None and isinstance(obj, np.ndarray):
         obj = obj.tolist()
     if isinstance(obj, (list, tuple)):
         return [_float_lists(x) for x in obj]
@@ -107,9 +123,10 @@ def _float_lists(obj: Any) -> Any:
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
+    np = _numpy()
+    if np is not None and isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, np.generic):
+    if np is not None and isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, (Path, datetime)):
         return str(obj)
@@ -184,7 +201,7 @@ class Library:
         self.descriptor_version = int(descriptor_version)
         self.blobs = BlobStore(self.home / "blobs")
         self.thumbs_dir = self.home / "thumbs"
-        self.index = DescriptorIndex(self.home / "index", self.descriptor_version)
+        self._index: DescriptorIndex | None = None  # built on first use: numpy and faiss load only then
         self._model_cache: dict[tuple, frozenset[int]] = {}
         self.engine = open_engine(self.db_url)
         self._write = write_engine(self.engine)
@@ -203,9 +220,19 @@ class Library:
                         "library with describe= (the motionlib CLI does) to re-describe them",
                         len(self.stale_descriptors()))
 
+    @property
+    def index(self) -> DescriptorIndex:
+        """The faiss index of descriptors (store.index), opened on first use."""
+        if self._index is None:
+            from .index import DescriptorIndex
+
+            self._index = DescriptorIndex(self.home / "index", self.descriptor_version)
+        return self._index
+
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
-        self.index.unload()
+        if self._index is not None:
+            self._index.unload()
         self.engine.dispose()
 
     def __enter__(self) -> Library:
@@ -323,7 +350,7 @@ class Library:
                 progress(j, len(rows), name)
             try:
                 vec = describe(self.blobs.verify(sha, motion=name))
-                blob = None if vec is None else as_descriptor(vec).astype("<f4").tobytes()
+                blob = None if vec is None else _as_descriptor(vec).astype("<f4").tobytes()
             except (CorruptBlob, ValueError) as exc:
                 log.warning("cannot re-describe motion '%s' (%s); it stays unsearchable, see doctor", name, exc)
                 continue
@@ -453,7 +480,7 @@ class Library:
         tag_list = self._clean_tags(tags)
         cols = self._meta_to_columns(meta)
         try:
-            desc = None if descriptor is None else as_descriptor(descriptor)
+            desc = None if descriptor is None else _as_descriptor(descriptor)
         except ValueError as exc:
             raise LibraryError(f"bad descriptor for '{name}': {exc}") from None
         version = cols.pop("descriptor_version", None) or self.descriptor_version
@@ -620,7 +647,7 @@ class Library:
                 raise ImportRejected(f"{path.name}: {exc}") from None
             try:
                 desc = descriptor_fn(staged, meta)  # None: a motion search cannot rank (no motion)
-                desc = None if desc is None else as_descriptor(desc)
+                desc = None if desc is None else _as_descriptor(desc)
             except Exception as exc:
                 raise ImportRejected(f"{path.name}: could not compute its descriptor: {exc}") from exc
             thumbs: Mapping[str, Path] = {}
@@ -692,7 +719,8 @@ class Library:
         """After a catalogue write: update the in-memory index if this Library has one (cheap: the new rows
         only), or, with ``build``, build the index if it has no file yet (e.g. the first motion). Otherwise
         the saved index just lags the catalogue and the next search catches up."""
-        if not (self.index.loaded or (build and not self.index.sidecar_path.exists())):
+        loaded = self._index is not None and self._index.loaded
+        if not (loaded or (build and not (self.home / "index" / index_sidecar(self.descriptor_version)).exists())):
             return
         try:
             self._sync_index()

@@ -7,12 +7,14 @@ these tables); change a model here only together with a new numbered migration.
 import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Motion", "MotionSummary", "MotionTag", "Render", "UTCDateTime", "utcnow", "TABLES", "HEAVY_COLUMNS"]
 
@@ -112,10 +114,12 @@ class Motion(SQLModel, table=True):
     def loss(self) -> list:
         return json.loads(self.loss_json or "[]")
 
-    def descriptor_array(self) -> Optional[np.ndarray]:
+    def descriptor_array(self) -> Optional["np.ndarray"]:
         """The stored descriptor as a float32 vector (not normalised), or None."""
         if self.descriptor is None:
             return None
+        import numpy as np  # here, not at import: the catalogue commands never need it
+
         return np.frombuffer(self.descriptor, dtype="<f4").astype(np.float32)
 
     def summary(self) -> dict[str, Any]:

@@ -98,6 +98,20 @@ def test_catalogue_commands_never_import_the_engine(home, tmp_path):
     assert (tmp_path / "exported.safetensors").is_file()
 
 
+def test_browsing_commands_do_not_even_import_numpy(home, tmp_path):
+    """--help, list, show and the organising commands read rows and headers only: not even numpy (a
+    tenth of a second of start-up) loads; doctor (the index check) and search may load it."""
+    commands = [c for c in CATALOGUE_COMMANDS if c[0] != "doctor"]
+    script = PROBE.format(heavy=(*HEAVY, "numpy"), commands=commands)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    line = [x for x in out.stdout.splitlines() if x.startswith("PROBE ")]
+    assert out.returncode == 0 and line, out.stderr[-3000:]
+    probe = json.loads(line[-1][len("PROBE "):])
+    assert probe["codes"] == [0] * len(commands), (probe, out.stderr[-3000:])
+    assert probe["loaded"] == [], f"browsing commands imported {probe['loaded']}"
+    assert "numpy" in probe["after_engine"]
+
+
 def test_commands_did_their_work(home, capsys, tmp_path):
     """The same commands in this process: the lazy paths still do everything they did."""
     shown = json.loads(cli(capsys, "show", "tag", "--json")[1])  # `tag` the motion, not the command
