@@ -185,9 +185,18 @@ def test_train_smoke_checkpoint_and_resume(tmp_path):
     weights = tmp_path / "shapes.safetensors"
     assert weights.stat().st_size <= 20 * 2**20
     card = json.loads((tmp_path / "card.json").read_text())
-    assert card["steps"] == 5 and card["samples_seen"] == 10
+    assert card["steps"] == 5 and card["samples_seen"] == 10 and card["recipe"]["init"] == "adaLN-Zero"
     _, enc, _, tr, _ = build_shapes(pretrained=False)
     load_weights(enc, tr, weights)
+    # a run that starts from those weights names them and carries their card as its history
+    second = tmp_path / "second"
+    try:
+        assert train.main([*common[:1], str(second), *common[2:], "--max-steps", "2", "--init", str(weights)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    card2 = json.loads((second / "card.json").read_text())
+    assert card2["recipe"]["init"] == "shapes.safetensors (--init)" and card2["steps"] == 2
+    assert card2["continued_from"]["steps"] == 5 and "spec" not in card2["continued_from"]
 
 
 def test_sweep_tool_runs_and_parses_overrides(capsys):

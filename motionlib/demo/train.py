@@ -360,12 +360,18 @@ class Trainer:
                        "timesteps": self.a.timesteps, "optimizer": "AdamW(0.9, 0.99)", "lr": self.a.lr,
                        "schedule": f"warmup {self.a.warmup} steps + cosine over the time budget to "
                                    f"{self.a.min_lr_ratio} x lr", "batch_size": self.a.batch_size,
-                       "ema_decay": self.a.ema_decay, "init": "adaLN-Zero", "seed": self.a.seed},
+                       "ema_decay": self.a.ema_decay,
+                       "init": "adaLN-Zero" if self.a.init is None else f"{Path(self.a.init).name} (--init)",
+                       "seed": self.a.seed},
             "weights": "shapes.safetensors (EMA, fp32)", "parameters": n_params, "size_bytes": size,
             "steps": self.step, "samples_seen": self.samples, "minutes": round(self.elapsed / 60, 2),
             "device": str(self.device), "threads": torch.get_num_threads(),
             "final_train_loss": final_loss, **val,
         }
+        previous = None if self.a.init is None else Path(self.a.init).with_name("card.json")
+        if previous is not None and previous.is_file():  # the run it continued, and that run's own history
+            card["continued_from"] = {k: v for k, v in json.loads(previous.read_text()).items()
+                                      if k not in ("spec", "data")}
         atomic_write(out / "card.json", json.dumps(card, indent=1) + "\n")
         log(f"wrote {out / 'shapes.safetensors'} ({size / 1e6:.1f} MB, {n_params} params) and card.json")
 
