@@ -39,6 +39,9 @@ class Diverged(MotionlibError, RuntimeError):
     """The optimisation produced a non-finite loss or variable; its message names the step."""
 
 
+SHIFT_ONLY = ("shift_grid", "frame_shift", "smoothness")  # options of the 'shift' parametrisation only
+
+
 @dataclass(frozen=True)
 class GuidanceParams(GuidanceDefaults):
     """Every knob of a learn/transfer run: the model spec's GuidanceDefaults (the paper's), plus
@@ -65,6 +68,11 @@ class GuidanceParams(GuidanceDefaults):
             if k in overrides:
                 overrides[k] = tuple(int(b) for b in overrides[k])
         params = replace(base, **overrides)
+        if params.parametrisation != "shift":
+            # the spec's shift-only defaults (e.g. shapes' frame_shift) do not follow a run to 'table';
+            # asked for explicitly, they still fail validation below with a clear message
+            keep = {k: getattr(params, k) for k in SHIFT_ONLY if k in overrides}
+            params = replace(params, **{k: getattr(GuidanceDefaults, k) for k in SHIFT_ONLY if k not in keep})
         if params.parametrisation == "shift" and "lr_start" not in overrides and "lr_end" not in overrides:
             params = replace(params, lr_start=g.shift_lr[0], lr_end=g.shift_lr[1])
         params.validate(spec)
@@ -101,8 +109,7 @@ class GuidanceParams(GuidanceDefaults):
         if self.smoothness < 0:
             raise ParameterError(f"smoothness must be >= 0, got {self.smoothness}")
         if self.parametrisation != "shift":
-            used = [k for k, v in (("shift_grid", self.shift_grid), ("frame_shift", self.frame_shift),
-                                   ("smoothness", self.smoothness)) if v]
+            used = [k for k in SHIFT_ONLY if getattr(self, k)]
             if used:
                 raise ParameterError(f"{', '.join(used)} need parametrisation='shift' "
                                      f"(got {self.parametrisation!r})")

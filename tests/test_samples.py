@@ -238,3 +238,19 @@ def test_cli_learn_samples_and_prompts(tmp_path, monkeypatch, capsys):
     assert params["shift_grid"] == 2 and params["frame_shift"] is True
     code, out = run("learn", str(clip_path), "--name", "bad", "--samples", "0")
     assert code == 1 and "samples" in out.err and "Traceback" not in out.err
+
+
+def test_spec_shift_options_do_not_follow_a_run_to_the_table_parametrisation():
+    """shapes' defaults hold frame_shift (a 'shift'-only option): `--parametrisation table` still works,
+    while asking for frame_shift with 'table' explicitly is refused by name."""
+    from motionlib.demo.spec import SHAPES_SPEC
+    from motionlib.errors import ParameterError
+    from motionlib.guidance import GuidanceParams
+
+    assert SHAPES_SPEC.guidance.frame_shift and SHAPES_SPEC.guidance.parametrisation == "shift"
+    g = GuidanceParams.from_spec(SHAPES_SPEC, parametrisation="table")
+    assert g.parametrisation == "table" and not g.frame_shift and g.shift_grid == 0 and g.smoothness == 0
+    assert g.samples == SHAPES_SPEC.guidance.samples and g.blocks == SHAPES_SPEC.guidance.blocks
+    with pytest.raises(ParameterError, match="frame_shift need parametrisation='shift'"):
+        GuidanceParams.from_spec(SHAPES_SPEC, parametrisation="table", frame_shift=True)
+    assert GuidanceParams.from_spec(SHAPES_SPEC).frame_shift  # the default run keeps it
