@@ -92,9 +92,10 @@ def run(cfg: Config) -> Section:
     sec.notes.append("Whole process: `python -m motionlib.cli ARGS` started fresh each time, stdout and stderr "
                      "captured through pipes, as a script or `| less` sees it (list prints plain aligned columns; "
                      "--json prints plain JSON when stdout is not a terminal).")
-    sec.notes.append("These commands import neither torch, diffusers, transformers nor faiss (tests/test_startup.py "
-                     "checks sys.modules), and opening the library checks the schema with one query on "
-                     "alembic_version: alembic is imported only to upgrade an older catalogue.")
+    sec.notes.append("These commands import neither torch, diffusers, transformers, faiss nor numpy "
+                     "(tests/test_startup.py checks sys.modules), and opening the library checks the schema with one "
+                     "query on alembic_version: alembic is imported only to upgrade an older catalogue. `list` reads "
+                     "its rows with two SQL queries on a plain connection (no ORM objects).")
     sec.notes.append(f"The {BIG:,}-motion library: rows bulk-inserted as in section 'catalogue' (no asset files), "
                      "plus the one learnt motion; `show` reads that motion's row, its renders and the asset "
                      "file's JSON header.")

@@ -13,6 +13,7 @@ import numpy as np
 from .common import Config, Section, demo_model_name, disc_video, fmt_s, log, model, paired
 
 GOAL = 1.7
+FULL_STEPS = 100  # denoising steps per job in a full run
 
 
 def _store_motion(home: Path, name: str) -> None:
@@ -49,11 +50,12 @@ def batch_rows(sec: Section, cfg: Config) -> None:
         sec.rows.append(["apply-batch 2 workers / 1 worker", "not measured: Ray is not installed "
                          "(pip install -e '.[batch]')", "", ""])
         return
-    # quick (CI): tiny-5b, short jobs, only to keep the code path alive; full: the demo model at its own
-    # step count, jobs of several seconds each
+    # quick (CI): tiny-5b, short jobs, only to keep the code path alive; full: the demo model with enough
+    # denoising steps that a job takes over 5 s on one idle worker (the job size; at the model's own
+    # 30 steps a job takes about 2 s there) and enough jobs that worker start-up does not dominate
     name = "tiny-5b" if cfg.quick else demo_model_name()
-    n_jobs = 2 if cfg.quick else 4
-    steps = 2 if cfg.quick else None
+    n_jobs = 2 if cfg.quick else 8
+    steps = 2 if cfg.quick else FULL_STEPS
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         home, out = Path(tmp) / "home", Path(tmp) / "out"
