@@ -86,13 +86,19 @@ print("PROBE", json.dumps({{"codes": codes, "loaded": before, "after_engine": lo
 """
 
 
-def test_catalogue_commands_never_import_the_engine(home, tmp_path):
-    script = PROBE.format(heavy=HEAVY, commands=CATALOGUE_COMMANDS)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+def run_probe(commands: list, heavy: tuple, cwd: Path) -> dict:
+    """Run `commands` in one fresh interpreter; which of `heavy` they loaded (all must exit 0)."""
+    script = PROBE.format(heavy=heavy, commands=commands)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, timeout=300)
     line = [x for x in out.stdout.splitlines() if x.startswith("PROBE ")]
     assert out.returncode == 0 and line, out.stderr[-3000:]
     probe = json.loads(line[-1][len("PROBE "):])
-    assert probe["codes"] == [0] * len(CATALOGUE_COMMANDS), (probe, out.stderr[-3000:])
+    assert probe["codes"] == [0] * len(commands), (probe, out.stderr[-3000:])
+    return probe
+
+
+def test_catalogue_commands_never_import_the_engine(home, tmp_path):
+    probe = run_probe(CATALOGUE_COMMANDS, HEAVY, tmp_path)
     assert probe["loaded"] == [], f"catalogue commands imported {probe['loaded']}"
     assert "torch" in probe["after_engine"]  # the check itself can see a heavy import
     assert (tmp_path / "exported.safetensors").is_file()
@@ -101,13 +107,7 @@ def test_catalogue_commands_never_import_the_engine(home, tmp_path):
 def test_browsing_commands_do_not_even_import_numpy(home, tmp_path):
     """--help, list, show and the organising commands read rows and headers only: not even numpy (a
     tenth of a second of start-up) loads; doctor (the index check) and search may load it."""
-    commands = [c for c in CATALOGUE_COMMANDS if c[0] != "doctor"]
-    script = PROBE.format(heavy=(*HEAVY, "numpy"), commands=commands)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    line = [x for x in out.stdout.splitlines() if x.startswith("PROBE ")]
-    assert out.returncode == 0 and line, out.stderr[-3000:]
-    probe = json.loads(line[-1][len("PROBE "):])
-    assert probe["codes"] == [0] * len(commands), (probe, out.stderr[-3000:])
+    probe = run_probe([c for c in CATALOGUE_COMMANDS if c[0] != "doctor"], (*HEAVY, "numpy"), tmp_path)
     assert probe["loaded"] == [], f"browsing commands imported {probe['loaded']}"
     assert "numpy" in probe["after_engine"]
 
