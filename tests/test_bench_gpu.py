@@ -248,7 +248,7 @@ def test_update_splices_the_remeasured_sections_into_the_report():
     start, end = bench._span(out.splitlines(), n)
     block = out.splitlines()[start:end]
     assert block[0] == f"## {n}. Team scale" and "| 1 | 2 |" in block and "- a note" in block
-    assert "Sections 12 re-measured by `python -m benchmarks --only team --update` on 2026-12-01" in out
+    assert "Section 12 re-measured by `python -m benchmarks --only team --update` on 2026-12-01" in out
     old, new = report.splitlines(), out.splitlines()
     for other in (1, 4, 13):  # untouched sections are byte for byte the same
         s0, e0 = bench._span(old, other)
