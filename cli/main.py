@@ -302,7 +302,7 @@ def learn(
              "generation put its content. The N generations go through the transformer as one batch "
              "(one batched pass, not N runs); measured on shapes (`python -m benchmarks --only samples`, one "
              "thread of a loaded CPU): N=2 takes 2.1x the time and 1.6x the memory of N=1, N=4 3.8x and "
-             "3.1x. Default: the model's (1 for every model now)."),
+             "3.1x. Default: the model's (4 for shapes, chosen by motionlib eval; 1 for the real models)."),
     prompts: Optional[str] = typer.Option(
         None, "--prompts",
         help="Prompts of the --samples generations: a text file (one prompt per line) or P1,P2,... "
@@ -313,7 +313,7 @@ def learn(
              "(spatially smooth) instead of a free shift per token (0: per token)."),
     frame_shift: Optional[bool] = typer.Option(
         None, "--frame-shift/--no-frame-shift",
-        help="Shift parametrisation: add one shift shared by all tokens of a frame."),
+        help="Shift parametrisation: add one shift shared by all tokens of a frame (default: the model's; on for shapes)."),
     smoothness: Optional[float] = typer.Option(
         None, "--smoothness", help="Shift parametrisation: weight of a penalty on neighbouring tokens' shift differences."),
     gradient: Optional[str] = typer.Option(None, "--gradient", help=GRADIENT_HELP),
