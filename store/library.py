@@ -420,7 +420,12 @@ class Library:
             tags: dict[int, builtins.list[str]] = {}
             for mid, t in conn.execute(tag_stmt):
                 tags.setdefault(mid, []).append(t)
-        return [MotionSummary(*r, tags=tags.get(r[0], [])) for r in rows]
+        out = []
+        for r in rows:
+            m = MotionSummary(*r)
+            m.tags = tags.get(m.id, [])
+            out.append(m)
+        return out
 
     def thumb_path(self, motion: Motion | MotionSummary | str, kind: str = "png") -> Path | None:
         m = self.get(motion) if isinstance(motion, str) else motion
