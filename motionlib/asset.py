@@ -63,8 +63,7 @@ class MotionAsset:
     def __post_init__(self):
         # What the file holds is what every reader sees: the confidence on the 1/255 grid it is
         # stored on, so a descriptor or thumbnail drawn now equals one drawn from the file later.
-        self.ref_confidence = {b: dequantise_confidence(quantise_confidence(c)).to(c.device)
-                               for b, c in self.ref_confidence.items()}
+        self.ref_confidence = {b: stored_confidence(c) for b, c in self.ref_confidence.items()}
 
     @property
     def family(self) -> str:
@@ -113,8 +112,8 @@ class MotionAsset:
         for t in self.timesteps:
             for n in names_for(self.family, self.parametrisation):
                 out[f"rho.{t}.{n}"] = self.rho_delta[t][n].detach().to(torch.float16).cpu().contiguous()
+        amf_type = _TORCH[amf_dtype(self.spec)]
         for b in self.blocks:
-            amf_type = _TORCH[amf_dtype(self.spec)]
             out[f"ref.amf.{b}"] = self.ref_amf[b].detach().round().to(amf_type).cpu().contiguous()
             out[f"ref.conf.{b}"] = quantise_confidence(self.ref_confidence[b].detach()).cpu().contiguous()
         if self.ref_frames is not None:
@@ -168,7 +167,6 @@ class MotionAsset:
         latent = latent.float()
         rho = {t: {n: v.float() for n, v in d.items()} for t, d in rho.items()}
         amf = {b: a.float() for b, a in amf.items()}
-        conf = {b: dequantise_confidence(c) for b, c in conf.items()}
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
@@ -186,6 +184,12 @@ def quantise_confidence(conf: torch.Tensor) -> torch.Tensor:
 def dequantise_confidence(stored: torch.Tensor) -> torch.Tensor:
     """float32 probabilities from a file's confidence tensor (uint8 in version 3, float16 before)."""
     return stored.float() / CONF_LEVELS if stored.dtype == torch.uint8 else stored.float()
+
+
+def stored_confidence(conf: torch.Tensor) -> torch.Tensor:
+    """float32 confidence as a version-3 file holds it: a file's uint8 read back, any other tensor
+    (fresh from a reference pass, or a version-2 file's float16) rounded onto the 1/255 grid."""
+    return dequantise_confidence(conf if conf.dtype == torch.uint8 else quantise_confidence(conf))
 
 
 def amf_dtype(spec: ModelSpec) -> str:

@@ -71,8 +71,7 @@ class GuidanceParams(GuidanceDefaults):
         if params.parametrisation != "shift":
             # the spec's shift-only defaults (e.g. shapes' frame_shift) do not follow a run to 'table';
             # asked for explicitly, they still fail validation below with a clear message
-            keep = {k: getattr(params, k) for k in SHIFT_ONLY if k in overrides}
-            params = replace(params, **{k: getattr(GuidanceDefaults, k) for k in SHIFT_ONLY if k not in keep})
+            params = replace(params, **{k: getattr(GuidanceDefaults, k) for k in SHIFT_ONLY if k not in overrides})
         if params.parametrisation == "shift" and "lr_start" not in overrides and "lr_end" not in overrides:
             params = replace(params, lr_start=g.shift_lr[0], lr_end=g.shift_lr[1])
         params.validate(spec)

@@ -217,15 +217,14 @@ def _guidance(model, cfg: EvalConfig | None = None):
 def _descriptor(model, frames, cfg: EvalConfig | None = None) -> np.ndarray:
     """What the catalogue stores for a motion learnt from `frames`: descriptor of the hard AMF at the
     first guidance block (``catalog.descriptor_of(asset)``; the ρ optimisation does not change it)."""
-    from ..asset import dequantise_confidence, quantise_confidence
+    from ..asset import stored_confidence
     from ..descriptor import motion_descriptor
     from ..learn import reference_motion
 
     g = _guidance(model, cfg)
     ref = reference_motion(model, data.to_model_range(frames), blocks=g.blocks[:1], temperature=g.temperature)
     _, rows, cols = model.spec.grid
-    stored = dequantise_confidence(quantise_confidence(ref.confidence[g.blocks[0]]))  # as an asset keeps it
-    return motion_descriptor(ref.amf[g.blocks[0]], (rows, cols), stored)
+    return motion_descriptor(ref.amf[g.blocks[0]], (rows, cols), stored_confidence(ref.confidence[g.blocks[0]]))
 
 
 def eval_generation(model, cfg: EvalConfig, log) -> tuple[dict, list]:
