@@ -285,14 +285,17 @@ def local_pass(res: dict, opt_steps: int, measured_steps: int, fraction: float =
     full = res["learn"]["phases"]["guided steps (ρ optimisation)"] / passes
     no_ckpt = res["learn, no activation checkpointing"]["phases"]["guided steps (ρ optimisation)"] / passes
     prefix_forward = full - no_ckpt
-    return {"full": full, "local": no_ckpt - 2 * prefix_forward, "prefix forward": prefix_forward}
+    local = no_ckpt - 2 * prefix_forward
+    # reuse: the prefix forward once per guided step, then only the guidance block (and AMF) per pass
+    return {"full": full, "local": local, "prefix forward": prefix_forward, "reuse": local - prefix_forward}
 
 
 LOCAL_NOTE = ("'gradient=local' rows (RoPE models only): a what-if composed from the recorded phases, not measured "
               "on a GPU. One Adam pass with gradient='local' = the recorded pass without checkpointing minus twice "
               "the recompute (checkpointed minus unchecked pass = one forward of the blocks before the guidance "
               "block; their backward taken as 2x that), then the guided steps rescaled to it "
-              "(benchmarks/gpu.py local_pass).")
+              "(benchmarks/gpu.py local_pass). With reuse, a pass is that minus the prefix forward, which runs "
+              "once per guided step instead.")
 
 
 def local_rows(model_name: str, res: dict, measured_steps: int, opt_steps: int = 5) -> list[list[str]]:
@@ -307,13 +310,18 @@ def local_rows(model_name: str, res: dict, measured_steps: int, opt_steps: int =
         return []
     if rho_kind(spec.family) != "rope":
         return [[model_name, "50, gradient=local", "n/a: additive ρ", "", ""]]
-    saved = opt_steps * (passes["full"] - passes["local"])  # per guided step
-    local_res = {**res, "learn": {**res["learn"], "phases": dict(res["learn"]["phases"])}}
-    ph = local_res["learn"]["phases"]
-    ph["guided steps (ρ optimisation)"] -= saved * guided_step_count(measured_steps, 0.2)
-    learn_s, off_s = composed(local_res, 50, measured_steps)
-    return [[model_name, f"50, gradient=local (composed what-if: pass {passes['local']:.2f} s vs "
-             f"{passes['full']:.2f} s)", fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"]]
+    rows = []
+    for label, saved in (  # seconds saved per guided step
+            ("gradient=local", opt_steps * (passes["full"] - passes["local"])),
+            ("gradient=local, reuse", opt_steps * (passes["full"] - passes["reuse"]) - passes["prefix forward"])):
+        local_res = {**res, "learn": {**res["learn"], "phases": dict(res["learn"]["phases"])}}
+        ph = local_res["learn"]["phases"]
+        ph["guided steps (ρ optimisation)"] -= saved * guided_step_count(measured_steps, 0.2)
+        learn_s, off_s = composed(local_res, 50, measured_steps)
+        key = "reuse" if "reuse" in label else "local"
+        rows.append([model_name, f"50, {label} (composed what-if: pass {passes[key]:.2f} s vs "
+                     f"{passes['full']:.2f} s)", fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"])
+    return rows
 
 
 def phase_tables(sec: Section, path: Path = PHASES) -> None:
@@ -333,7 +341,14 @@ def phase_tables(sec: Section, path: Path = PHASES) -> None:
             for steps in (data["steps"], 50):
                 learn_s, off_s = composed(res, steps, data["steps"])
                 comp.append([model_name, str(steps), fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"])
-            comp += local_rows(model_name, res, data["steps"])
+            reuse = res.get("learn, gradient=local, reuse")  # benchmarks.phases.LOCAL_REUSE, when recorded
+            if reuse is not None and "failed" not in reuse:
+                for steps in (data["steps"], 50):
+                    learn_s, off_s = composed({**res, "learn": reuse}, steps, data["steps"])
+                    comp.append([model_name, f"{steps}, gradient=local, reuse (measured phases)", fmt_s(learn_s),
+                                 fmt_s(off_s), f"{learn_s / off_s:.3f}"])
+            else:
+                comp += local_rows(model_name, res, data["steps"])
     sec.tables.append((["model", "case (one run each)", "wall", "peak above weights", *PHASE_COLUMNS], rows))
     sec.tables.append((["model", "denoising steps", "learn (composed)", "official-style (composed)", "ratio"], comp))
     sec.notes.append(f"Phase breakdown: `{data['command']}` on {data['device']}, {data['measured']}, {data['steps']} "

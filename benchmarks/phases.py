@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.phases [--models cogvideox-5b,...] [--steps N] [--out PATH]`` builds each
 model (random-weight real architectures on a GPU, tiny models on a CPU), warms it up and runs each
-case once (learn and the official-style learn with checkpointing on; learn with it off) with the
+case once (learn and the official-style learn with checkpointing on; learn with it off; for RoPE
+models learn with ``gradient="local", reuse=True``, issue #13's cheaper passes) with the
 engine's phases wrapped in synchronised timers: VAE encode/decode, text
 encoder, the reference pass, the guided steps (ρ optimisation incl. KV injection), the CFG
 denoising forwards. It is a diagnostic for deciding what to optimise, not a side-by-side benchmark.
@@ -58,20 +59,28 @@ def timed_phases(model, totals: dict[str, float]):
         yield
 
 
-def profile(model, steps: int) -> dict[str, dict]:
-    """{case: {"seconds", "peak", "phases": {phase: seconds}}} for one run of each case."""
+LOCAL_REUSE = "learn, gradient=local, reuse"
+
+
+def profile(model, steps: int, **overrides) -> dict[str, dict]:
+    """{case: {"seconds", "peak", "phases": {phase: seconds}}} for one run of each case (`overrides`:
+    guidance parameters of the learn cases, e.g. opt_steps=5)."""
+    from motionlib.families import rho_kind
     from motionlib.learn import learn
+    from motionlib.sampling import generate
 
     from .official import official_learn
 
     bench = ModelBench(model, steps)
     bench.warm_up()
-    kw = dict(prompt=bench.prompt, seed=0, steps=steps)
+    kw = dict(prompt=bench.prompt, seed=0, steps=steps, **overrides)
     # checkpointing named, not "auto": the cases must not depend on the card's free memory
-    cases = {"generate": bench.runs["generate"],
+    cases = {"generate": lambda: generate(model, bench.prompt, seed=1, steps=steps),
              "learn": lambda: learn(model, bench.video, checkpointing="on", **kw),
              "official-style learn": lambda: official_learn(model, bench.video, checkpointing="on", **kw),
              "learn, no activation checkpointing": lambda: learn(model, bench.video, checkpointing="off", **kw)}
+    if rho_kind(model.spec.family) == "rope":
+        cases[LOCAL_REUSE] = lambda: learn(model, bench.video, checkpointing="on", gradient="local", reuse=True, **kw)
     out = {}
     for case, fn in cases.items():
         phases: dict[str, float] = defaultdict(float)

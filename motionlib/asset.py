@@ -3,7 +3,7 @@
 Tensors:
 - ``rho.<t>.<name>``: for each guided timestep value t, float16, either ρ_t − ρ_base
   (``table`` parametrisation: ``q_cos``... or ``pos``) or the per-token position shifts
-  (``shift``: ``q_shift``, ``k_shift`` of [tokens, 3]); see motionlib.rho. Storing a change
+  (``shift``: ``q_shift``, ``k_shift`` of [tokens, 3]; ``shared-shift``: one ``shift``); see motionlib.rho. Storing a change
   keeps fp16 precise (it is small) and lets apply scale it by `strength`.
 - ``ref.latent``: the reference latent for KV injection, float16.
 - ``ref.amf.<block>``: the reference's hard AMF [F, F, S, 2] (integer patch offsets): int8 when
@@ -38,7 +38,7 @@ from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header
 from .guidance import GuidanceParams
 from .models.spec import ModelSpec
 from .families import FAMILIES
-from .rho import check_parametrisation, names_for, rho_width
+from .rho import check_parametrisation, is_shift, names_for, rho_width
 
 __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
 
@@ -261,7 +261,7 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     out: dict[str, tuple[tuple[int, ...], str]] = {"ref.latent": (lat, "F16")}
     for t in meta["timesteps"]:
         for n in names_for(spec.family, param):
-            out[f"rho.{t}.{n}"] = ((n_tok, 3 if param == "shift" else width), "F16")
+            out[f"rho.{t}.{n}"] = ((n_tok, 3 if is_shift(param) else width), "F16")
     compact = meta["version"] >= 3  # 8-bit AMF offsets and confidence
     for b in meta["blocks"]:
         out[f"ref.amf.{b}"] = ((frames, frames, s, 2), amf_dtype(spec) if compact else "I16")

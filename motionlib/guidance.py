@@ -8,8 +8,9 @@ with ``Diverged`` naming the step.
 
 Cheaper optimisation passes (issue #13; each trades something, see README "Faster learning"):
 ``gradient="local"`` runs the blocks before each guidance block without gradients under the current
-ρ, so ρ gets its gradient only through the guidance block's own RoPE (RoPE families only);
-``amf_window`` matches only frame pairs at most that many latent frames apart (FastVMT's windowed
+ρ, so ρ gets its gradient only through the guidance block's own RoPE (RoPE families only), and
+with ``reuse`` those blocks run once per guided step (under its starting ρ) instead of once per
+Adam step, so an Adam step costs the guidance block alone; ``amf_window`` matches only frame pairs at most that many latent frames apart (FastVMT's windowed
 AMF); ``opt_steps_end`` ramps the Adam steps linearly from ``opt_steps`` at the first guided step
 to it at the last; ``opt_tol`` ends a guided step's Adam loop once the loss falls by less than that
 fraction in one step. The reference's noised KV pass is computed once per guided step, not per
@@ -29,7 +30,7 @@ from .errors import MotionlibError, ParameterError
 from .injection import reference_kv
 from .models.spec import GuidanceDefaults
 from .progress import OptimiseStep, ProgressFn
-from .rho import Parametrised, check_parametrisation
+from .rho import Parametrised, check_parametrisation, is_shift
 from .transformer import Controls, forward
 
 _TUPLES = ("blocks", "inject_blocks", "latent_lr", "shift_lr")
@@ -39,7 +40,7 @@ class Diverged(MotionlibError, RuntimeError):
     """The optimisation produced a non-finite loss or variable; its message names the step."""
 
 
-SHIFT_ONLY = ("shift_grid", "frame_shift", "smoothness")  # options of the 'shift' parametrisation only
+SHIFT_ONLY = ("shift_grid", "frame_shift", "smoothness")  # options of the shift parametrisations only
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class GuidanceParams(GuidanceDefaults):
 
     inject: bool = True  # KV injection of the noised reference at inject_blocks
     gradient: str = "full"  # "full" (paper) or "local": ρ's gradient only through the guidance block's RoPE
+    reuse: bool = False  # with "local": run the blocks before the guidance block once per guided step, not per Adam step
     amf_window: int | None = None  # match only frame pairs |i - j| <= amf_window (None: all, the paper)
     opt_steps_end: int | None = None  # Adam steps at the last guided step, linear from opt_steps (None: same)
     opt_tol: float = 0.0  # end a guided step's Adam loop when the loss falls by < opt_tol x itself (0: never)
@@ -68,11 +70,11 @@ class GuidanceParams(GuidanceDefaults):
             if k in overrides:
                 overrides[k] = tuple(int(b) for b in overrides[k])
         params = replace(base, **overrides)
-        if params.parametrisation != "shift":
+        if not is_shift(params.parametrisation):
             # the spec's shift-only defaults (e.g. shapes' frame_shift) do not follow a run to 'table';
             # asked for explicitly, they still fail validation below with a clear message
             params = replace(params, **{k: getattr(GuidanceDefaults, k) for k in SHIFT_ONLY if k not in overrides})
-        if params.parametrisation == "shift" and "lr_start" not in overrides and "lr_end" not in overrides:
+        if is_shift(params.parametrisation) and "lr_start" not in overrides and "lr_end" not in overrides:
             params = replace(params, lr_start=g.shift_lr[0], lr_end=g.shift_lr[1])
         params.validate(spec)
         return params
@@ -107,10 +109,10 @@ class GuidanceParams(GuidanceDefaults):
             raise ParameterError(f"shift_grid must be an integer >= 0 (0: a shift per token), got {self.shift_grid!r}")
         if self.smoothness < 0:
             raise ParameterError(f"smoothness must be >= 0, got {self.smoothness}")
-        if self.parametrisation != "shift":
+        if not is_shift(self.parametrisation):
             used = [k for k in SHIFT_ONLY if getattr(self, k)]
             if used:
-                raise ParameterError(f"{', '.join(used)} need parametrisation='shift' "
+                raise ParameterError(f"{', '.join(used)} need parametrisation='shift' or 'shared-shift' "
                                      f"(got {self.parametrisation!r})")
         if self.gradient not in GRADIENTS:
             raise ParameterError(f"gradient must be one of {', '.join(GRADIENTS)}, got {self.gradient!r}")
@@ -121,6 +123,9 @@ class GuidanceParams(GuidanceDefaults):
                 raise ParameterError(
                     f"gradient='local' does not apply to {spec.name}: its ρ is an additive position embedding "
                     "added to the input tokens, so no gradient would reach ρ at the guidance block; use 'full'")
+        if self.reuse and self.gradient != "local":
+            raise ParameterError("reuse needs gradient='local': with the full gradient every Adam step must run "
+                                 "the blocks before the guidance block under its own ρ")
         if self.amf_window is not None and self.amf_window < 1:
             raise ParameterError(f"amf_window must be >= 1 latent frame (or None for all pairs), got {self.amf_window}")
         if self.opt_steps_end is not None and self.opt_steps_end < 1:
@@ -237,7 +242,9 @@ class Guidance:
                 rho = self.rho
                 variables = rho.params()
                 latents = state.latents
-                kw = lambda: {"rho": rho.rho(), "inject": kv}  # noqa: E731
+                # reuse: the blocks before the guidance block run once, under this step's starting ρ
+                prefix: dict | None = {} if p.reuse else None
+                kw = lambda: {"rho": rho.rho(), "inject": kv, "prefix": prefix}  # noqa: E731
                 penalty = (lambda: p.smoothness * rho.roughness()) if p.smoothness else None
             else:
                 latents = state.latents.detach().float().requires_grad_(True)

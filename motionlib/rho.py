@@ -21,6 +21,9 @@ Two parametrisations of what is optimised (``GuidanceParams.parametrisation``):
   token's key position moves where other frames look for it, which is what an AMF describes.
   Sin-cos: one offset per token. 2 × 17550 × 3 numbers per step for CogVideoX-5B instead of
   4 × 17550 × 64, and a geometric prior that does not depend on the prompt or the noise.
+- ``"shared-shift"``: one offset per token for its query and its key alike, i.e. the token itself
+  moves (the paper optimises one ρ that both sides use). Half of ``"shift"``'s numbers for RoPE
+  (the same as ``"shift"`` for sin-cos, which has one offset per token anyway).
 """
 
 from __future__ import annotations
@@ -35,10 +38,15 @@ from .families import rho_kind
 ROPE_NAMES = ("q_cos", "q_sin", "k_cos", "k_sin")
 POSEMB_NAMES = ("pos",)
 SHIFT_NAMES = ("q_shift", "k_shift")
-PARAMETRISATIONS = ("table", "shift")
-
-
+SHARED_SHIFT_NAMES = ("shift",)
 POSEMB_SHIFT_NAMES = ("pos_shift",)
+SHIFTS = ("shift", "shared-shift")  # the parametrisations that learn position offsets
+PARAMETRISATIONS = ("table", *SHIFTS)
+
+
+def is_shift(parametrisation: str) -> bool:
+    """Whether `parametrisation` learns per-token position offsets (its assets store [N, 3] shifts)."""
+    return parametrisation in SHIFTS
 
 
 def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
@@ -46,7 +54,16 @@ def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
     rope = rho_kind(family) == "rope"
     if parametrisation == "shift":
         return SHIFT_NAMES if rope else POSEMB_SHIFT_NAMES
+    if parametrisation == "shared-shift":
+        return SHARED_SHIFT_NAMES if rope else POSEMB_SHIFT_NAMES
     return ROPE_NAMES if rope else POSEMB_NAMES
+
+
+def rope_sides(family: str, parametrisation: str, shifts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The shift arguments of ``shifted`` from what an asset stores: (q, k) for RoPE (one tensor
+    twice under 'shared-shift'), (pos,) for sin-cos."""
+    values = tuple(shifts[n] for n in names_for(family, parametrisation))
+    return values * 2 if rho_kind(family) == "rope" and len(values) == 1 else values
 
 
 def rho_width(spec) -> int:
@@ -143,7 +160,8 @@ def from_stored(base: Rho, stored: dict[str, torch.Tensor], parametrisation: str
     if strength == 0:
         return base
     dev = next(iter(base.tensors.values())).device
-    rho = shifted(base, *(strength * stored[n].to(dev, torch.float32) for n in names_for(base.family, "shift")))
+    scaled = {n: strength * stored[n].to(dev, torch.float32) for n in names_for(base.family, parametrisation)}
+    rho = shifted(base, *rope_sides(base.family, parametrisation, scaled))
     return rho.cast_like(base)
 
 
@@ -167,7 +185,7 @@ class Parametrised:
             return
         first = next(iter(base.tensors.values()))
         n_tok, dev = first.shape[0], first.device
-        names = names_for(base.family, "shift")
+        names = names_for(base.family, parametrisation)
 
         def zeros(*shape: int) -> dict[str, torch.Tensor]:
             return {k: torch.zeros(*shape, 3, device=dev, requires_grad=True) for k in names}
@@ -227,7 +245,7 @@ class Parametrised:
         """ρ as the forward pass needs it (differentiable in the parameters)."""
         if self.parametrisation == "table":
             return self.table
-        return shifted(self.base, *self.token_shifts().values())
+        return shifted(self.base, *rope_sides(self.base.family, self.parametrisation, self.token_shifts()))
 
     def stored(self) -> dict[str, torch.Tensor]:
         """What an asset keeps for this step: ρ_t − ρ_base, or the per-token shifts."""

@@ -35,6 +35,9 @@ class Controls:
     # "local" gradient (GuidanceParams.gradient): when set, only these blocks run with gradients, each
     # on a detached input, so a gradient reaches ρ only through these blocks' own RoPE
     grad_blocks: tuple[int, ...] | None = None
+    # with grad_blocks: a cache of the input to the first of them. Empty, the pass fills it; filled,
+    # the pass starts there and skips the blocks before (GuidanceParams.reuse: once per guided step)
+    prefix: dict | None = None
     captured: dict = field(default_factory=dict)  # ("qk", i) -> (q [B, H, N, D], k); ("kv", i) -> family's (k, v)
 
 
@@ -64,14 +67,24 @@ def run_blocks(blocks, carry: tuple, extra: tuple, controls: Controls, checkpoin
 
     While gradients are enabled and `checkpointing` is on, each block but the truncated one keeps
     only its inputs and recomputes its activations in backward. With ``controls.grad_blocks``, the
-    other blocks run without gradients and every block's input is detached.
+    other blocks run without gradients and every block's input is detached; with ``controls.prefix``
+    too, the input to the first of them is cached there, or taken from there (skipping the blocks
+    before it) when the cache is already filled.
     """
     grad = torch.is_grad_enabled() and checkpointing
     grad_blocks = controls.grad_blocks  # None: every block carries gradients
+    first = min(grad_blocks) if grad_blocks and controls.prefix is not None else None
+    start = 0
+    if first is not None and controls.prefix:
+        carry, start = controls.prefix["carry"], first
     try:
         for i, block in enumerate(blocks):
+            if i < start:
+                continue
             if grad_blocks is not None:
                 carry = tuple(c.detach() if isinstance(c, torch.Tensor) else c for c in carry)
+            if i == first and controls.prefix is not None and not controls.prefix:
+                controls.prefix["carry"] = carry
             if grad_blocks is not None and i not in grad_blocks:
                 with torch.no_grad():
                     out = block(*carry, *extra)

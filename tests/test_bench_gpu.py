@@ -108,7 +108,8 @@ def test_phases_profile_on_a_tiny_model(tiny5b):
     from benchmarks.phases import profile, table
 
     res = profile(tiny5b, steps=2)
-    assert set(res) == {"generate", "learn", "official-style learn", "learn, no activation checkpointing"}
+    assert set(res) == {"generate", "learn", "official-style learn", "learn, no activation checkpointing",
+                        "learn, gradient=local, reuse"}  # the last: RoPE models only
     for case, r in res.items():
         assert abs(sum(r["phases"].values()) - r["seconds"]) < 1e-6  # "other" closes the sum
         assert r["phases"]["guided steps (ρ optimisation)" if "learn" in case else "VAE decode"] > 0
@@ -224,10 +225,15 @@ def test_local_gradient_composition_from_recorded_phases():
     p = local_pass(res, 5, 10)
     assert p["full"] == pytest.approx(2.0) and p["prefix forward"] == pytest.approx(0.4)
     assert p["local"] == pytest.approx(1.6 - 0.8)
-    (row,) = local_rows("cogvideox-5b", res, 10)
+    assert p["reuse"] == pytest.approx(0.8 - 0.4)
+    row, reuse = local_rows("cogvideox-5b", res, 10)
     per_guided_step = 20.0 / 2 - 5 * (2.0 - 0.8)
     learn, official = 1.0 + 10 * per_guided_step + 9 * 2.0, composed(res, 50, 10)[1]
     assert row[2] == f"{learn:.2f} s" and row[4] == f"{learn / official:.3f}"
+    # reuse: the prefix forward once per guided step, then 5 passes of the guidance block alone
+    per_guided_step = 0.4 + 5 * 0.4
+    learn = 1.0 + 10 * per_guided_step + 9 * 2.0
+    assert "reuse" in reuse[1] and reuse[2] == f"{learn:.2f} s" and reuse[4] == f"{learn / official:.3f}"
     assert local_rows("cogvideox-2b", res, 10)[0][2].startswith("n/a")
 
 
@@ -256,3 +262,32 @@ def test_update_splices_the_remeasured_sections_into_the_report():
         assert old[s0:e0] == new[s1:e1]
     with pytest.raises(SystemExit):
         bench.main(["--only", "team", "--update", "--quick"])
+
+
+def test_phases_skip_local_gradient_for_additive_rho_and_compose_a_recorded_reuse_case(tiny2b):
+    """The local/reuse case runs only where it applies; a record that has it gets measured-phase rows."""
+    from benchmarks.gpu import phase_tables
+    from benchmarks.common import Section
+    from benchmarks.phases import profile
+
+    assert "learn, gradient=local, reuse" not in profile(tiny2b, steps=2)
+    ph = lambda g, cfg: {"VAE encode": 1.0, "guided steps (ρ optimisation)": g,  # noqa: E731
+                         "denoising forwards (CFG)": cfg}
+    res = {"generate": {"seconds": 22.0, "peak": None, "phases": {"denoising forwards (CFG)": 20.0}},
+           "learn": {"seconds": 23.0, "peak": None, "phases": ph(20.0, 2.0)},
+           "official-style learn": {"seconds": 51.0, "peak": None, "phases": ph(30.0, 20.0)},
+           "learn, gradient=local, reuse": {"seconds": 8.0, "peak": None, "phases": ph(5.0, 2.0)}}
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "phases.json"
+        path.write_text(json.dumps({"results": {"cogvideox-5b": res}, "steps": 10, "command": "c", "device": "d",
+                                    "measured": "m"}))
+        sec = Section("gpu", "t", "g")
+        phase_tables(sec, path)
+    comp = sec.tables[1][1]
+    reuse = [r for r in comp if "reuse (measured phases)" in r[1]]
+    assert [r[1].split(",")[0] for r in reuse] == ["10", "50"]
+    assert reuse[0][2] == "8.00 s"  # 1 + 5 + 2: the recorded case itself at its own step count

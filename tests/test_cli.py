@@ -209,6 +209,11 @@ def test_learn_with_shift_parametrisation_makes_a_smaller_motion(home, capsys):
     assert cli_json(capsys, "show", "t")["params"]["parametrisation"] == "table"
     code, out, err = cli(capsys, "apply", "s", "a red disc", "-o", str(home / "s.mp4"))
     assert code == 0, err
+    shared = cli_json(capsys, "learn", str(LEFT), "--name", "one", "--parametrisation", "shared-shift")
+    assert shared["bytes"] < shift["bytes"]
+    assert cli_json(capsys, "show", "one")["params"]["parametrisation"] == "shared-shift"
+    code, out, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--parametrisation", "shfit")
+    assert code != 0 and "shared-shift" in err and "'shfit'" in err
 
 
 # -- a team on one PostgreSQL catalogue ---------------------------------------------------------

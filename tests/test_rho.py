@@ -10,6 +10,8 @@ from motionlib.learn import learn
 from motionlib.rho import Parametrised, Rho, base_rho, from_stored, rope_rates, shifted
 from motionlib.sampling import generate
 
+from helpers import noise_clip
+
 
 def neighbour_check(base, grid, atol=1e-5):
     """Shifting every query by one unit along t, y or x must give diffusers' table entry of the
@@ -150,3 +152,38 @@ def test_shift_takes_its_own_learning_rate_unless_one_is_given(tiny5b):
     assert (p.lr_start, p.lr_end) == (0.3, g.lr_end)
     p = GuidanceParams.from_spec(tiny5b.spec)
     assert (p.parametrisation, p.lr_start, p.lr_end) == (g.parametrisation, g.lr_start, g.lr_end)
+
+
+def test_shared_shift_moves_query_and_key_alike(tiny5b):
+    """'shared-shift': one offset per token gives the neighbour's query *and* key table entries
+    (diffusers' own values), and equals 'shift' with the same offset on both sides."""
+    base = base_rho(tiny5b)
+    frames, rows, cols = tiny5b.spec.grid
+    n = frames * rows * cols
+    idx = torch.arange(n).reshape(frames, rows, cols)
+    d = torch.zeros(n, 3)
+    d[:, 2] = 1.0  # one patch to the right
+    rho = from_stored(base, {"shift": d}, "shared-shift")
+    src, dst = idx[..., :-1].reshape(-1), idx[..., 1:].reshape(-1)
+    for k in ("q_cos", "q_sin", "k_cos", "k_sin"):
+        torch.testing.assert_close(rho.tensors[k][src].float(), base.tensors[k][dst].float(), atol=1e-5, rtol=0)
+    both = from_stored(base, {"q_shift": d, "k_shift": d}, "shift")
+    assert all(torch.equal(rho.tensors[k], both.tensors[k]) for k in base.tensors)
+    p = Parametrised(base, "shared-shift")
+    assert set(p.stored()) == {"shift"} and len(p.params()) == 1
+    assert all(torch.equal(p.rho().tensors[k], base.tensors[k]) for k in base.tensors)  # zero: the base
+
+
+def test_learn_with_shared_shift_stores_one_offset_per_token(tiny5b, tmp_path):
+    asset = learn(tiny5b, noise_clip(tiny5b), seed=1, parametrisation="shared-shift").asset
+    frames, rows, cols = tiny5b.spec.grid
+    last = asset.rho_delta[asset.timesteps[-1]]
+    assert set(last) == {"shift"} and last["shift"].shape == (frames * rows * cols, 3)
+    assert last["shift"].abs().max() > 0
+    assert all(steps[-1] < steps[0] for steps in asset.losses)
+    path = asset.save(tmp_path / "m.safetensors")
+    back = MotionAsset.load(path)
+    assert back.parametrisation == "shared-shift" and set(back.rho_delta[back.timesteps[0]]) == {"shift"}
+    plain = generate(tiny5b, "a blue cube", seed=5, output="latent")
+    assert torch.equal(plain, apply(tiny5b, back, "a blue cube", seed=5, strength=0.0, inject=False, output="latent"))
+    assert not torch.allclose(plain, apply(tiny5b, back, "a blue cube", seed=5, inject=False, output="latent"))

@@ -30,16 +30,21 @@ def _video(model):
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def _only_block_sees_rho(model, block: int):
-    """A processor class whose other blocks get ρ's tables detached: the naive 'local' gradient."""
+def _only_block_sees_rho(model, block: int, others=None):
+    """A processor class whose other blocks get ρ's tables detached: the naive 'local' gradient.
+    With `others` (q_cos, q_sin, k_cos, k_sin), the other blocks use those tables instead."""
+    def other(tables):
+        return tuple(t.detach() for t in (tables if others is None else others))
+
     if model.spec.family == "wan":
         from motionlib.families.wan import WanMotionProcessor, _Rope
 
         class Only(WanMotionProcessor):
             def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
                 if self.index != block and isinstance(rotary_emb, _Rope):
-                    rotary_emb = dataclasses.replace(rotary_emb, **{f: getattr(rotary_emb, f).detach()
-                                                                    for f in ("q_cos", "q_sin", "k_cos", "k_sin")})
+                    names = ("q_cos", "q_sin", "k_cos", "k_sin")
+                    tables = other(tuple(getattr(rotary_emb, f) for f in names))
+                    rotary_emb = dataclasses.replace(rotary_emb, **dict(zip(names, tables)))
                 return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
 
         return Only, WanMotionProcessor, model.transformer.blocks
@@ -49,20 +54,20 @@ def _only_block_sees_rho(model, block: int):
         def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None,
                      image_rotary_emb=None, controls=None):
             if self.index != block and image_rotary_emb is not None:
-                image_rotary_emb = tuple(t.detach() for t in image_rotary_emb)
+                image_rotary_emb = other(image_rotary_emb)
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask,
                                     image_rotary_emb, controls)
 
     return Only, MotionAttnProcessor, model.transformer.transformer_blocks
 
 
-def _rho_grads(model, params, *, checkpointing=True, processor=None):
-    """Gradients of eq. (8) w.r.t. a perturbed ρ table at the first guided step."""
+def _rho_grads(model, params, *, checkpointing=True, processor=None, prefix=None, seed=1):
+    """Gradients of eq. (8) w.r.t. a perturbed ρ table at the first guided step (`seed`: the perturbation)."""
     video = _video(model)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     run = prepare(model, "a red disc", seed=0, steps=10)
     rho = Parametrised(run.base, "table")
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for v in rho.params():
             v.add_(0.05 * torch.randn(v.shape, generator=gen))
@@ -74,7 +79,7 @@ def _rho_grads(model, params, *, checkpointing=True, processor=None):
             for i, b in enumerate(blocks):
                 b.attn1.set_processor(cls(i))
         with torch.enable_grad():
-            loss = guidance_loss(run, latents, t, {"rho": rho.rho(), "inject": {}}, ref, params,
+            loss = guidance_loss(run, latents, t, {"rho": rho.rho(), "inject": {}, "prefix": prefix}, ref, params,
                                  checkpointing=checkpointing)
             loss.backward()
     finally:
@@ -106,6 +111,49 @@ def test_local_gradient_is_the_guidance_blocks_own_rope(name, tiny5b, tinywan):
     # and it is not the full gradient (the blocks before the guidance block carry ρ's effect too)
     diff = sum(float((a - f).abs().sum()) for a, f in zip(g_local, g_full))
     assert diff > 1e-3 * sum(float(f.abs().sum()) for f in g_full)
+
+
+def _perturbed_tables(model, seed):
+    """The ρ tables _rho_grads uses for `seed` (q_cos, q_sin, k_cos, k_sin)."""
+    run = prepare(model, "a red disc", seed=0, steps=10)
+    rho = Parametrised(run.base, "table")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for v in rho.params():
+            v.add_(0.05 * torch.randn(v.shape, generator=gen))
+    return tuple(v.detach() for v in rho.rho().rope())
+
+
+@pytest.mark.parametrize("name", ["tiny-5b", "tiny-wan"])
+def test_reuse_runs_the_blocks_before_once_under_the_first_rho(name, tiny5b, tinywan):
+    """reuse: the first pass fills the cache and equals 'local'; a later pass under another ρ equals
+    a naive forward whose earlier blocks see the first ρ and whose guidance block sees the new one."""
+    model = tiny5b if name == "tiny-5b" else tinywan
+    local = dataclasses.replace(GuidanceParams.from_spec(model.spec), gradient="local")
+    (block,) = local.blocks
+    prefix: dict = {}
+    g_first, loss_first = _rho_grads(model, local, prefix=prefix)
+    g_local, loss_local = _rho_grads(model, local)
+    assert "carry" in prefix and loss_first == loss_local
+    assert all(torch.equal(a, b) for a, b in zip(g_first, g_local))
+    g_reused, loss_reused = _rho_grads(model, local, prefix=prefix, seed=2)
+    naive = _only_block_sees_rho(model, block, others=_perturbed_tables(model, 1))
+    g_naive, loss_naive = _rho_grads(model, GuidanceParams.from_spec(model.spec), checkpointing=False,
+                                     processor=naive, seed=2)
+    assert loss_reused == pytest.approx(loss_naive, rel=1e-6)
+    for a, c in zip(g_reused, g_naive):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-8)
+    _, loss_fresh = _rho_grads(model, local, seed=2)  # not the pass that reruns the earlier blocks
+    assert loss_fresh != loss_reused
+
+
+def test_reuse_learns_and_needs_the_local_gradient(tiny5b):
+    asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, gradient="local", reuse=True).asset
+    assert asset.params["reuse"] is True
+    assert all(step[-1] < step[0] for step in asset.losses)
+    with pytest.raises(ParameterError, match="reuse needs gradient='local'"):
+        GuidanceParams.from_spec(tiny5b.spec, reuse=True)
 
 
 def test_local_gradient_still_lowers_the_loss_and_is_recorded(tiny5b):
@@ -226,10 +274,13 @@ def test_step_rules_shape_the_learn(tiny5b):
 
 
 def test_cli_learn_options_are_recorded_and_bad_ones_refused(home, capsys):
-    cli_json(capsys, "learn", str(LEFT), "--name", "fast", "--gradient", "local", "--amf-window", "1",
+    cli_json(capsys, "learn", str(LEFT), "--name", "fast", "--gradient", "local", "--reuse", "--amf-window", "1",
              "--opt-steps-end", "1", "--opt-tol", "0.05")
     params = cli_json(capsys, "show", "fast")["params"]
-    assert (params["gradient"], params["amf_window"], params["opt_steps_end"], params["opt_tol"]) == ("local", 1, 1, 0.05)
+    assert (params["gradient"], params["reuse"], params["amf_window"], params["opt_steps_end"],
+            params["opt_tol"]) == ("local", True, 1, 1, 0.05)
+    code, _, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--reuse")
+    assert code == 1 and "reuse needs gradient='local'" in err and "Traceback" not in err
     code, _, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--gradient", "partial")
     assert code == 1 and "--gradient must be one of full, local" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(capsys, "learn", str(LEFT), "--name", "x", "--gradient", "local", "--model", "tiny-2b")
@@ -237,7 +288,8 @@ def test_cli_learn_options_are_recorded_and_bad_ones_refused(home, capsys):
 
 
 def test_recorded_quality_per_option_and_its_seed_spread(tmp_path):
-    """benchmarks.learn: sweep --json records -> means over defined renders, per-seed means, their range."""
+    """benchmarks.learn: sweep --json records -> means with every render counted (no score: 0), per-seed
+    means, their range."""
     import json
 
     from benchmarks.learn import quality_table, record_quality
@@ -258,12 +310,66 @@ def test_recorded_quality_per_option_and_its_seed_spread(tmp_path):
                                                                             for x in recs]}))
     _, r, _ = record_quality([default, sweep, worse], "test run", out=tmp_path / "q.json")["results"]
     assert r["renders"] == 4 and r["learn_s"] == [10.0, 20.0]
-    assert r["direction"]["defined"] == 3 and r["direction"]["mean"] == pytest.approx(0.1)
-    assert r["direction"]["per_seed"] == pytest.approx({"0": 0.3, "1": -0.3})
-    assert r["direction"]["seed_spread"] == pytest.approx(0.6)
+    assert r["direction"]["defined"] == 3 and r["direction"]["mean"] == pytest.approx(0.3 / 4)
+    assert r["direction"]["per_seed"] == pytest.approx({"0": 0.3, "1": -0.15})
+    assert r["direction"]["seed_spread"] == pytest.approx(0.45)
     assert r["direction_blob"]["seed_spread"] == pytest.approx(0.3 - 0.0)
     (headers, rows), notes = quality_table(tmp_path / "q.json")
-    # the default: direction 0.6 with the same 0.6 spread, so local's 0.1 is within it (0.1 >= 0.6 - 0.6)
-    assert rows[1] == ['{"gradient": "local"}', "0.100 (3/4 defined)", "0.600", "yes", "0.150", "0.300", "15 s"]
-    assert rows[0][0] == "default" and rows[0][3] == "yes" and rows[2][3] == "no"  # -0.5 < 0.6 - 0.6
+    # the default: per seed 0.8 and 0.1 (mean 0.45, spread 0.7), so local's 0.075 is within it
+    assert rows[1] == ['{"gradient": "local"}', "0.075 (3/4 defined)", "0.450", "yes", "0.150", "0.300", "15 s"]
+    assert rows[0][0] == "default" and rows[0][3] == "yes" and rows[2][3] == "no"  # -0.375 < 0.45 - 0.7
     assert "test run" in notes[0]
+
+
+def test_quality_summary_counts_every_render_and_the_seed_spread():
+    """A render without a disc track counts 0 (motionlib eval's rule); learn-seed renders and other
+    methods are left out; the spread is the range of the per-seed means."""
+    from benchmarks.learn import quality_summary
+
+    renders = [{"method": "zero_shot", "seed": 0, "learn_seed": False, "direction": 0.8, "direction_blob": 0.6},
+               {"method": "zero_shot", "seed": 0, "learn_seed": False, "direction": None, "direction_blob": 0.2},
+               {"method": "zero_shot", "seed": 1, "learn_seed": False, "direction": 0.5, "direction_blob": 0.5},
+               {"method": "zero_shot", "seed": 7, "learn_seed": True, "direction": -1.0, "direction_blob": -1.0},
+               {"method": "plain", "seed": 1, "direction": -1.0, "direction_blob": -1.0}]
+    q = quality_summary({"overrides": {"opt_tol": 0.05}, "renders": renders})
+    assert q["renders"] == 3 and q["direction"]["defined"] == 2
+    assert q["direction"]["mean"] == pytest.approx((0.8 + 0.0 + 0.5) / 3)
+    assert q["direction"]["per_seed"] == {"0": pytest.approx(0.4), "1": pytest.approx(0.5)}
+    assert q["direction"]["seed_spread"] == pytest.approx(0.1)
+    assert q["direction_blob"]["mean"] == pytest.approx(1.3 / 3)
+
+
+def test_record_quality_joins_one_options_runs_over_other_seeds(tmp_path):
+    import json
+
+    from benchmarks.learn import record_quality
+
+    def sweep(name, overrides, seed, score):
+        p = tmp_path / name
+        p.write_text(json.dumps({"overrides": overrides, "learns": [{"family": "arc", "clip": 0, "learn_s": 10.0}],
+                                 "renders": [{"method": "zero_shot", "seed": seed, "learn_seed": False,
+                                              "direction": score, "direction_blob": score}]}))
+        return str(p)
+
+    a, b = sweep("a.json", {}, 0, 0.2), sweep("b.json", {}, 2, 0.6)
+    (r,) = record_quality([f"{a}+{b}"], "joined", out=tmp_path / "q.json")["results"]
+    assert r["renders"] == 2 and r["direction"]["mean"] == pytest.approx(0.4) and r["learn_s"] == [10.0, 10.0]
+    assert r["direction"]["seed_spread"] == pytest.approx(0.4)
+    c = sweep("c.json", {"opt_tol": 0.05}, 2, 0.6)
+    with pytest.raises(SystemExit, match="different overrides"):
+        record_quality([f"{a}+{c}"], "bad", out=tmp_path / "q2.json")
+
+
+def test_a_consistent_drop_on_every_seed_is_a_measured_loss():
+    """benchmarks.assets.no_measured_loss: the spread rule, plus a paired check over render seeds."""
+    from benchmarks.assets import no_measured_loss
+
+    def rec(per_seed):
+        vals = list(per_seed.values())
+        return {"direction": {"mean": sum(vals) / len(vals), "per_seed": per_seed,
+                              "seed_spread": max(vals) - min(vals)}}
+
+    default = rec({"0": 0.5, "1": 0.7})
+    assert no_measured_loss(default, rec({"0": 0.55, "1": 0.6}))      # lower on one seed only
+    assert not no_measured_loss(default, rec({"0": 0.45, "1": 0.65}))  # within the spread, lower on both
+    assert not no_measured_loss(default, rec({"0": 0.1, "1": 0.2}))    # beyond the spread

@@ -58,6 +58,7 @@ def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -
 
     seeds = [int(s) for s in a.seeds.split(",")]
     renders: list[dict] = []
+    learns: list[dict] = []  # per learn: wall seconds and Adam passes (context for benchmarks.learn)
     extra: dict[str, list[float]] = {"optimised render": []}
     mf_on = ev.have_cv2()
     for fam in a.families.split(","):
@@ -70,6 +71,8 @@ def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -
             if a.learn_seed:
                 extra["optimised render"].append(ev.blob_direction(result.preview, meta["track"]))
             learn_s = time.monotonic() - t0
+            learns.append({"family": fam, "clip": idx, "learn_s": learn_s,
+                           "passes": sum(len(step) for step in asset.losses)})
             per = []
             for colour in a.colours.split(","):
                 tp = data.prompt_for(colour, "black")
@@ -86,6 +89,7 @@ def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -
                 f"{asset.losses[-1][-1]:.4f}; " + summary(ev.aggregate([r for r in per if not r["learn_seed"]], mf_on)))
     out = ev.transfer_summary(renders, mf_on)
     out["renders"] = renders  # every render's scores, for seed-to-seed spreads (benchmarks.learn --record-quality)
+    out["learns"] = learns
     out["optimised_render_blob"] = float(np.nanmean(extra["optimised render"])) if extra["optimised render"] else None
     return out
 

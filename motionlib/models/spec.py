@@ -24,8 +24,8 @@ class GuidanceDefaults:
     inject_blocks: tuple[int, ...] = (0,)  # KV injection of the noised reference
     confidence: float = 0.0  # supervise only reference patches whose peak attention prob exceeds this
     latent_lr: tuple[float, float] | None = None  # (start, end) for z_t mode; None: lr_start/lr_end
-    parametrisation: str = "table"  # what ρ mode optimises: "table" (paper) or "shift" (motionlib.rho)
-    # (start, end) lr for the shift parametrisation, in latent patches per Adam step (table values
+    parametrisation: str = "table"  # what ρ mode optimises: "table" (paper), "shift" or "shared-shift" (motionlib.rho)
+    # (start, end) lr for the shift parametrisations, in latent patches per Adam step (table values
     # are in [-1, 1], so their lr does not carry over); tuned on the shapes demo model only
     shift_lr: tuple[float, float] = (0.3, 0.1)
     # learn over several generations at once: one shared ρ_t against the reference AMF on `samples`
