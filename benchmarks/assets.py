@@ -208,7 +208,7 @@ def run(cfg: Config) -> Section:
     if shared is not None:
         d = shared["default"]["direction"]
         rows = [["'shift' (default)", f"{d['mean']:.3f}", f"{d['seed_spread']:.3f}", str(shared["default"]["renders"]),
-                 "-"]]
+                 "-", "-", "-"]]
         for r in shared["tried"]:
             lower = sum(r["direction"]["per_seed"].get(k, float("inf")) < v for k, v in d["per_seed"].items())
             rows.append([json.dumps(r["overrides"]), f"{r['direction']['mean']:.3f}",

@@ -116,20 +116,23 @@ def quality_table(path: Path = QUALITY) -> tuple[tuple[list[str], list[list[str]
             return "-"
         return "yes" if d["mean"] >= base["mean"] - base["seed_spread"] else "no"
 
+    timed = any(r["learn_s"] for r in data["results"])
     for r in data["results"]:
         d, b = r["direction"], r["direction_blob"]
         fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
         rows.append([json.dumps(r["overrides"]) if r["overrides"] else "default",
-                     f"{fmt(d['mean'])} ({d['defined']}/{r['renders']} defined)", fmt(d["seed_spread"]), within(d),
-                     fmt(b["mean"]), fmt(b["seed_spread"]),
-                     f"{sum(r['learn_s']) / len(r['learn_s']):.0f} s" if r["learn_s"] else "-"])
+                     f"{fmt(d['mean'])} ({d['defined']}/{r['renders']} with a disc track)", fmt(d["seed_spread"]),
+                     within(d), fmt(b["mean"]), fmt(b["seed_spread"])]
+                    + ([f"{sum(r['learn_s']) / len(r['learn_s']):.0f} s" if r["learn_s"] else "-"] if timed else []))
     notes = [f"Zero-shot quality per option: recorded {data['measured']} by `{data['command']}` on shapes "
              f"({data['note']}). Direction = motionlib eval's disc-only direction agreement (c), largest-blob = "
              "the sweep's second score; seed spread = the range of the per-render-seed means, the noise an "
              "option must beat; 'within' = direction no lower than the first row's (the full-gradient default) "
-             "minus its seed spread, issue #13's rule for a new default. Learn seconds are wall time of runs sharing a loaded CPU, context only."]
+             "minus its seed spread, issue #13's rule for a new default. Every render counts: one without a disc "
+             "track scores 0 (as in motionlib eval)."
+             + (" Learn seconds are wall time of runs sharing a loaded CPU, context only." if timed else "")]
     return (["learn option (shapes)", "zero-shot direction", "seed spread", "within default's spread",
-             "largest-blob direction", "seed spread", "learn (context)"], rows), notes
+             "largest-blob direction", "seed spread"] + (["learn (context)"] if timed else []), rows), notes
 
 
 def merged_sweep(spec: str | Path) -> dict:

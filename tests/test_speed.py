@@ -316,7 +316,7 @@ def test_recorded_quality_per_option_and_its_seed_spread(tmp_path):
     assert r["direction_blob"]["seed_spread"] == pytest.approx(0.3 - 0.0)
     (headers, rows), notes = quality_table(tmp_path / "q.json")
     # the default: per seed 0.8 and 0.1 (mean 0.45, spread 0.7), so local's 0.075 is within it
-    assert rows[1] == ['{"gradient": "local"}', "0.075 (3/4 defined)", "0.450", "yes", "0.150", "0.300", "15 s"]
+    assert rows[1] == ['{"gradient": "local"}', "0.075 (3/4 with a disc track)", "0.450", "yes", "0.150", "0.300", "15 s"]
     assert rows[0][0] == "default" and rows[0][3] == "yes" and rows[2][3] == "no"  # -0.375 < 0.45 - 0.7
     assert "test run" in notes[0]
 
