@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .common import Config, Section, disc_video, every_core, fmt_bytes, log, model
+from .learn import no_measured_loss
 
 GOAL = 10e6  # bytes, for a 5B motion and a Wan 14B-class one (with a shift parametrisation)
 REAL = ("cogvideox-5b", "cogvideox-2b", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b")
@@ -97,16 +98,6 @@ def _tiny_measured(name: str, parametrisation: str, tmp: Path) -> tuple[dict, di
 
 PARAMS = ("table", "shift", "shared-shift")
 QUALITY_PARAMS = ("table", "shift")  # the in-section quality table (shared-shift's: the recorded sweep)
-
-
-def no_measured_loss(default: dict, option: dict) -> bool:
-    """An option's zero-shot direction (benchmarks.learn.quality_summary records) shows no loss against
-    the default's: within the default's seed spread and not lower on every render seed."""
-    d, o = default["direction"], option["direction"]
-    if o["mean"] < d["mean"] - d["seed_spread"]:
-        return False
-    seeds = [k for k in d["per_seed"] if k in o["per_seed"]]
-    return not seeds or not all(o["per_seed"][k] < d["per_seed"][k] for k in seeds)
 
 
 def _shared_shift_quality() -> dict | None:
@@ -203,8 +194,8 @@ def run(cfg: Config) -> Section:
     sec.notes.append("'table': fp16 ρ_t − ρ_base for every guided timestep, full [F·S, ·] tables (the paper's "
                      "parametrisation). 'shift': fp16 per-token 3D position offsets ([F·S, 3], twice for RoPE: "
                      "queries and keys), ρ recomputed from them by angle addition (motionlib/rho.py). "
-                     "'shared-shift': one offset per token for its query and its key (the token moves; the paper "
-                     "optimises one ρ that both sides use): half of 'shift's ρ for RoPE, the same for sin-cos.")
+                     "'shared-shift': one offset per token for its query and its key (the token moves, as with the "
+                     "paper's single ρ; its official code optimises a query and a key copy): half of 'shift's ρ for RoPE, the same for sin-cos.")
     if shared is not None:
         d = shared["default"]["direction"]
         rows = [["'shift' (default)", f"{d['mean']:.3f}", f"{d['seed_spread']:.3f}", str(shared["default"]["renders"]),

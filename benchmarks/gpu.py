@@ -337,25 +337,28 @@ def phase_tables(sec: Section, path: Path = PHASES) -> None:
                 continue
             rows.append([model_name, case, fmt_s(r["seconds"]), fmt_bytes(r["peak"]) if r["peak"] is not None else "-",
                          *[fmt_s(r["phases"][c]) if r["phases"].get(c) else "-" for c in PHASE_COLUMNS]])
-        if {"generate", "learn", "official-style learn"} <= set(res) and not any("failed" in r for r in res.values()):
+        main = ("generate", "learn", "official-style learn")
+        if all(c in res and "failed" not in res[c] for c in main):
             for steps in (data["steps"], 50):
                 learn_s, off_s = composed(res, steps, data["steps"])
                 comp.append([model_name, str(steps), fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"])
+            comp += local_rows(model_name, res, data["steps"])
             reuse = res.get("learn, gradient=local, reuse")  # benchmarks.phases.LOCAL_REUSE, when recorded
             if reuse is not None and "failed" not in reuse:
                 for steps in (data["steps"], 50):
                     learn_s, off_s = composed({**res, "learn": reuse}, steps, data["steps"])
                     comp.append([model_name, f"{steps}, gradient=local, reuse (measured phases)", fmt_s(learn_s),
                                  fmt_s(off_s), f"{learn_s / off_s:.3f}"])
-            else:
-                comp += local_rows(model_name, res, data["steps"])
     sec.tables.append((["model", "case (one run each)", "wall", "peak above weights", *PHASE_COLUMNS], rows))
     sec.tables.append((["model", "denoising steps", "learn (composed)", "official-style (composed)", "ratio"], comp))
     sec.notes.append(f"Phase breakdown: `{data['command']}` on {data['device']}, {data['measured']}, {data['steps']} "
                      "steps, one run per case. The composed rows scale its guided-step and CFG-step times to the "
                      "paper's 50 steps (10 guided): a cost model from measured phases, not a side-by-side run.")
-    if any("gradient=local" in str(r[1]) for r in comp):
+    if any("composed what-if" in str(r[1]) for r in comp):
         sec.notes.append(LOCAL_NOTE)
+    if any("measured phases" in str(r[1]) for r in comp):
+        sec.notes.append("'(measured phases)' rows: the recorded `learn, gradient=local, reuse` case (a GPU run of "
+                         "benchmarks.phases) composed to 50 steps like the rows above.")
     sec.notes += data.get("notes", [])
 
 

@@ -72,14 +72,19 @@ def zero_shot_records(records: list[dict]) -> list[dict]:
 
 
 def by_seed(records: list[dict], key: str) -> dict[int, list[float]]:
-    """`key` scores of the zero-shot renders (other seeds than the learn seed), per render seed; every
-    render counted, as in motionlib eval: one without a score (no usable disc track) counts 0."""
+    """`key` scores of the zero-shot renders (other seeds than the learn seed), per render seed, as
+    motionlib eval counts them: for "direction" (its metric of record) every render counts and one
+    without a score (no usable disc track) counts 0; other keys leave such renders out."""
     import numpy as np
 
     out: dict[int, list[float]] = {}
     for r in zero_shot_records(records):
         v = r.get(key)
-        out.setdefault(r["seed"], []).append(float(v) if v is not None and np.isfinite(v) else 0.0)
+        if v is None or not np.isfinite(v):
+            if key != "direction":
+                continue
+            v = 0.0
+        out.setdefault(r["seed"], []).append(float(v))
     return dict(sorted(out.items()))
 
 
@@ -144,6 +149,12 @@ def merged_sweep(spec: str | Path) -> dict:
         if other["overrides"] != first["overrides"]:
             raise SystemExit(f"{spec}: the runs joined by '+' have different overrides "
                              f"({first['overrides']} vs {other['overrides']})")
+    seeds = [sorted({r["seed"] for r in p.get("records") or p.get("renders", []) if "seed" in r}) for p in parts]
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1:]:
+            if set(a) & set(b):
+                raise SystemExit(f"{spec}: the runs joined by '+' share render seeds {sorted(set(a) & set(b))} "
+                                 "(join runs of other seeds only)")
     key = "records" if "records" in first else "renders"
     return {**first, "argv": [a for p in parts for a in p.get("argv", [])],
             key: [r for p in parts for r in (p.get("records") or p.get("renders", []))],
@@ -186,6 +197,28 @@ def recorded_quality(path: Path = QUALITY) -> list[dict]:
     return json.loads(path.read_text())["results"] if path.is_file() else []
 
 
+def no_measured_loss(default: dict, option: dict) -> bool:
+    """An option's zero-shot direction (benchmarks.learn.quality_summary records) shows no loss against
+    the default's: within the default's seed spread and not lower on every render seed."""
+    d, o = default["direction"], option["direction"]
+    if o["mean"] < d["mean"] - d["seed_spread"]:
+        return False
+    seeds = [k for k in d["per_seed"] if k in o["per_seed"]]
+    return not seeds or not all(o["per_seed"][k] < d["per_seed"][k] for k in seeds)
+
+
+def quality_verdict(results: list[dict]) -> str:
+    """The headline's word on the recorded zero-shot quality of the options (issue #13's rule)."""
+    if len(results) < 2:
+        return "; zero-shot quality of the options not recorded"
+    kept = [json.dumps(r["overrides"]) for r in results[1:]
+            if r["direction"]["mean"] is not None and no_measured_loss(results[0], r)]
+    if not kept:
+        return (f"; every option judged on shapes ({len(results) - 1}) loses zero-shot quality (quality table): "
+                "the default stays the full gradient")
+    return f"; options with no measured zero-shot loss on shapes: {', '.join(kept)}"
+
+
 def quality_cell(results: list[dict], overrides: dict) -> str:
     """'0.603 (default)', '0.346 (loss)' or 'not judged' for the option with these overrides."""
     r = next((r for r in results if r["overrides"] == overrides), None)
@@ -193,9 +226,7 @@ def quality_cell(results: list[dict], overrides: dict) -> str:
         return "not judged"
     if r is results[0]:
         return f"{r['direction']['mean']:.3f} (default)"
-    base = results[0]["direction"]
-    ok = r["direction"]["mean"] >= base["mean"] - base["seed_spread"]
-    return f"{r['direction']['mean']:.3f} ({'within the spread' if ok else 'loss'})"
+    return f"{r['direction']['mean']:.3f} ({'no measured loss' if no_measured_loss(results[0], r) else 'loss'})"
 
 
 PHASE_COLUMNS = ("VAE encode", "text encoder", "reference pass", "guided steps (ρ optimisation)",
@@ -276,9 +307,8 @@ def run(cfg: Config) -> Section:
                     + f"); peak memory ratio {mem_l / mem_o:.2f}"
                     + ("" if p_on is None else f"; with block checkpointing on for both {p_on.ratio:.3f}")
                     + ("" if bound is None else f"; bounded by learn's fixed phases ({bound[0]:.2f} of the "
-                       f"official-style time) and its full-gradient Adam passes ({bound[1]:.2f}; phase table), and "
-                       "every cheaper pass tried loses zero-shot quality on shapes (quality table): the default "
-                       "stays the full gradient"))
+                       f"official-style time) and its full-gradient Adam passes ({bound[1]:.2f}; phase table)")
+                    + quality_verdict(recorded_quality()))
     sec.notes.append(f"Settings: {s['steps']} steps, guided fraction {s['guided_fraction']}, opt_steps "
                      f"{s['opt_steps']}, the model's guidance block and KV injection; seed 0.")
     sec.notes.append("Official-style = the same Guidance/loss/sampler with per-head AMF maps, no truncation "

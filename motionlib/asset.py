@@ -3,7 +3,7 @@
 Tensors:
 - ``rho.<t>.<name>``: for each guided timestep value t, float16, either ρ_t − ρ_base
   (``table`` parametrisation: ``q_cos``... or ``pos``) or the per-token position shifts
-  (``shift``: ``q_shift``, ``k_shift`` of [tokens, 3]; ``shared-shift``: one ``shift``); see motionlib.rho. Storing a change
+  (``shift``: ``q_shift``, ``k_shift`` of [tokens, 3]; ``shared-shift``: one ``shift``, sin-cos ``pos_shift``); see motionlib.rho. Storing a change
   keeps fp16 precise (it is small) and lets apply scale it by `strength`.
 - ``ref.latent``: the reference latent for KV injection, float16.
 - ``ref.amf.<block>``: the reference's hard AMF [F, F, S, 2] (integer patch offsets): int8 when

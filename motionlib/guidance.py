@@ -123,6 +123,8 @@ class GuidanceParams(GuidanceDefaults):
                 raise ParameterError(
                     f"gradient='local' does not apply to {spec.name}: its ρ is an additive position embedding "
                     "added to the input tokens, so no gradient would reach ρ at the guidance block; use 'full'")
+        if not isinstance(self.reuse, bool):
+            raise ParameterError(f"reuse must be true or false, got {self.reuse!r}")
         if self.reuse and self.gradient != "local":
             raise ParameterError("reuse needs gradient='local': with the full gradient every Adam step must run "
                                  "the blocks before the guidance block under its own ρ")

@@ -1,7 +1,8 @@
 """ρ, the positional embedding DiTFlow optimises (paper §4.3, appendix A).
 
 - "rope" kind (CogVideoX-5B, Wan): the 3D RoPE cos/sin tables, with separate copies for queries
-  and keys (as the official code optimises them): ``q_cos, q_sin, k_cos, k_sin`` of ``[F·S, head_dim]``.
+  and keys (the paper writes one ρ; its official code optimises a query and a key copy):
+  ``q_cos, q_sin, k_cos, k_sin`` of ``[F·S, head_dim]``.
 - "additive" kind (CogVideoX-2B): the video part of the additive 3D sin-cos embedding: ``pos``
   of ``[F·S, hidden]``.
 
@@ -10,7 +11,7 @@ family's adapter (``base_rho``).
 
 The base ρ is exactly what diffusers would use, so an unchanged ρ reproduces plain generation.
 
-Two parametrisations of what is optimised (``GuidanceParams.parametrisation``):
+Three parametrisations of what is optimised (``GuidanceParams.parametrisation``):
 
 - ``"table"``: every entry of ρ is free, as in the paper and its official code. An asset stores
   ρ_t − ρ_base per guided step (for CogVideoX-5B at 49 frames, 4 × 17550 × 64 numbers per step).
@@ -22,7 +23,7 @@ Two parametrisations of what is optimised (``GuidanceParams.parametrisation``):
   Sin-cos: one offset per token. 2 × 17550 × 3 numbers per step for CogVideoX-5B instead of
   4 × 17550 × 64, and a geometric prior that does not depend on the prompt or the noise.
 - ``"shared-shift"``: one offset per token for its query and its key alike, i.e. the token itself
-  moves (the paper optimises one ρ that both sides use). Half of ``"shift"``'s numbers for RoPE
+  moves, as with the paper's single ρ). Half of ``"shift"``'s numbers for RoPE
   (the same as ``"shift"`` for sin-cos, which has one offset per token anyway).
 """
 

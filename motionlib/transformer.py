@@ -36,7 +36,9 @@ class Controls:
     # on a detached input, so a gradient reaches ρ only through these blocks' own RoPE
     grad_blocks: tuple[int, ...] | None = None
     # with grad_blocks: a cache of the input to the first of them. Empty, the pass fills it; filled,
-    # the pass starts there and skips the blocks before (GuidanceParams.reuse: once per guided step)
+    # the pass starts there and skips the blocks before (GuidanceParams.reuse: once per guided step).
+    # It is not keyed: one dict serves passes of the same latents, timestep and batch only (Guidance
+    # makes a fresh one for each guided step)
     prefix: dict | None = None
     captured: dict = field(default_factory=dict)  # ("qk", i) -> (q [B, H, N, D], k); ("kv", i) -> family's (k, v)
 

@@ -187,3 +187,20 @@ def test_learn_with_shared_shift_stores_one_offset_per_token(tiny5b, tmp_path):
     plain = generate(tiny5b, "a blue cube", seed=5, output="latent")
     assert torch.equal(plain, apply(tiny5b, back, "a blue cube", seed=5, strength=0.0, inject=False, output="latent"))
     assert not torch.allclose(plain, apply(tiny5b, back, "a blue cube", seed=5, inject=False, output="latent"))
+
+
+def test_shared_shift_on_sincos_and_wan(tiny2b):
+    """Sin-cos has one offset per token anyway (stored as pos_shift); on Wan one shared offset equals
+    'shift' with it on both sides."""
+    from motionlib.models import load_model
+    from motionlib.rho import names_for
+
+    assert names_for(tiny2b.spec.family, "shared-shift") == names_for(tiny2b.spec.family, "shift") == ("pos_shift",)
+    wan = load_model("tiny-wan", device="cpu")
+    base = base_rho(wan)
+    n = base.tensors["q_cos"].shape[0]
+    d = torch.randn(n, 3, generator=torch.Generator().manual_seed(0))
+    one = from_stored(base, {"shift": d}, "shared-shift")
+    both = from_stored(base, {"q_shift": d, "k_shift": d}, "shift")
+    assert all(torch.equal(one.tensors[k], both.tensors[k]) for k in base.tensors)
+    assert not torch.equal(one.tensors["k_cos"], base.tensors["k_cos"])

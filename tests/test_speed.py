@@ -61,16 +61,22 @@ def _only_block_sees_rho(model, block: int, others=None):
     return Only, MotionAttnProcessor, model.transformer.transformer_blocks
 
 
-def _rho_grads(model, params, *, checkpointing=True, processor=None, prefix=None, seed=1):
-    """Gradients of eq. (8) w.r.t. a perturbed ρ table at the first guided step (`seed`: the perturbation)."""
-    video = _video(model)
-    ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
+def _perturbed(model, seed: int):
+    """(run, ρ tables perturbed by 0.05 x N(0, 1) from `seed`) at the first of 10 steps."""
     run = prepare(model, "a red disc", seed=0, steps=10)
     rho = Parametrised(run.base, "table")
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for v in rho.params():
             v.add_(0.05 * torch.randn(v.shape, generator=gen))
+    return run, rho
+
+
+def _rho_grads(model, params, *, checkpointing=True, processor=None, prefix=None, seed=1):
+    """Gradients of eq. (8) w.r.t. a perturbed ρ table at the first guided step (`seed`: the perturbation)."""
+    video = _video(model)
+    ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
+    run, rho = _perturbed(model, seed)
     t = run.timesteps[0]
     latents = run.init_noise * run.scheduler.init_noise_sigma
     try:
@@ -115,13 +121,7 @@ def test_local_gradient_is_the_guidance_blocks_own_rope(name, tiny5b, tinywan):
 
 def _perturbed_tables(model, seed):
     """The ρ tables _rho_grads uses for `seed` (q_cos, q_sin, k_cos, k_sin)."""
-    run = prepare(model, "a red disc", seed=0, steps=10)
-    rho = Parametrised(run.base, "table")
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for v in rho.params():
-            v.add_(0.05 * torch.randn(v.shape, generator=gen))
-    return tuple(v.detach() for v in rho.rho().rope())
+    return tuple(v.detach() for v in _perturbed(model, seed)[1].rho().rope())
 
 
 @pytest.mark.parametrize("name", ["tiny-5b", "tiny-wan"])
@@ -361,8 +361,8 @@ def test_record_quality_joins_one_options_runs_over_other_seeds(tmp_path):
 
 
 def test_a_consistent_drop_on_every_seed_is_a_measured_loss():
-    """benchmarks.assets.no_measured_loss: the spread rule, plus a paired check over render seeds."""
-    from benchmarks.assets import no_measured_loss
+    """benchmarks.learn.no_measured_loss: the spread rule, plus a paired check over render seeds."""
+    from benchmarks.learn import no_measured_loss
 
     def rec(per_seed):
         vals = list(per_seed.values())
@@ -373,3 +373,41 @@ def test_a_consistent_drop_on_every_seed_is_a_measured_loss():
     assert no_measured_loss(default, rec({"0": 0.55, "1": 0.6}))      # lower on one seed only
     assert not no_measured_loss(default, rec({"0": 0.45, "1": 0.65}))  # within the spread, lower on both
     assert not no_measured_loss(default, rec({"0": 0.1, "1": 0.2}))    # beyond the spread
+
+
+def test_the_learn_headline_reads_its_verdict_from_the_recorded_quality():
+    from benchmarks.learn import quality_verdict
+
+    def rec(overrides, per_seed):
+        vals = list(per_seed.values())
+        return {"overrides": overrides, "direction": {"mean": sum(vals) / len(vals), "per_seed": per_seed,
+                                                      "seed_spread": max(vals) - min(vals)}}
+
+    default = rec({}, {"0": 0.5, "1": 0.7})
+    assert "not recorded" in quality_verdict([default])
+    assert "every option judged on shapes (1) loses" in quality_verdict([default, rec({"opt_tol": 0.1}, {"0": 0.1, "1": 0.2})])
+    assert '{"reuse": true}' in quality_verdict([default, rec({"reuse": True}, {"0": 0.55, "1": 0.6})])
+
+
+def test_reuse_skips_the_blocks_before_the_guidance_block_once_cached(tiny5b):
+    """A filled cache really skips them (not run and thrown away): forward hooks count their calls in a
+    pass without the cache and in one with it (the reference pass inside _rho_grads is the same in both)."""
+    params = dataclasses.replace(GuidanceParams.from_spec(tiny5b.spec), gradient="local")
+    (block,) = params.blocks
+    blocks = tiny5b.transformer.transformer_blocks
+
+    def counted(**kw) -> list[int]:
+        calls = [0] * len(blocks)
+        hooks = [b.register_forward_hook(lambda mod, args, out, i=i: calls.__setitem__(i, calls[i] + 1))
+                 for i, b in enumerate(blocks)]
+        try:
+            _rho_grads(tiny5b, params, **kw)
+        finally:
+            for h in hooks:
+                h.remove()
+        return calls
+
+    prefix: dict = {}
+    _rho_grads(tiny5b, params, prefix=prefix)  # fills the cache
+    plain, cached = counted(), counted(prefix=prefix, seed=2)
+    assert [plain[i] - cached[i] for i in range(block + 1)] == [1] * block + [0]

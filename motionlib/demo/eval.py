@@ -423,7 +423,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
                     vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
                     if cfg.zt:
                         v, _ = transfer(model, x, tp, seed=seed, steps=cfg.steps,  # z_t has no 'local' gradient
-                                        **{k: v for k, v in cfg.overrides.items() if k != "gradient"})
+                                        **{k: v for k, v in cfg.overrides.items() if k not in ("gradient", "reuse")})
                         vids["zt"] = to_uint8(v)
                 for method, v in vids.items():
                     d, used = render_direction(v, ref_track)
