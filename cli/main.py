@@ -775,6 +775,7 @@ def eval_(
     frame_shift: Optional[bool] = typer.Option(None, "--frame-shift/--no-frame-shift", help="Guidance override: a shift shared by each frame's tokens."),
     smoothness: Optional[float] = typer.Option(None, "--smoothness", help="Guidance override: shift smoothness penalty weight."),
     gradient: Optional[str] = typer.Option(None, "--gradient", help="Guidance override: 'full' or 'local' (see learn --help)."),
+    reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="Guidance override, with --gradient local (see learn --help)."),
     amf_window: Optional[int] = typer.Option(None, "--amf-window", help="Guidance override (see learn --help)."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
 ):
@@ -785,7 +786,7 @@ def eval_(
     overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
                      blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
                      shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness, gradient=gradient,
-                     amf_window=amf_window)
+                     reuse=reuse, amf_window=amf_window)
     log = (lambda msg: None) if (state.as_json or state.quiet) else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
     results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
                        families=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),

@@ -249,12 +249,14 @@ def test_load_eval_model_from_checkpoint(tmp_path, random_shapes):
 
 
 def test_quick_eval_smoke_through_cli(tmp_path, capsys):
-    """`motionlib eval --random --quick` end to end, cut to 3 denoising steps and 1 Adam step."""
+    """`motionlib eval --random --quick` end to end, cut to 3 denoising steps and 1 Adam step; with
+    --gradient local --reuse, which the z_t baseline (no local gradient) must leave out."""
     from motionlib.cli.main import main
 
     out = tmp_path / "ev"
     try:
-        main(["eval", "--random", "--quick", "--steps", "3", "--opt-steps", "1", "--out", str(out), "--json"])
+        main(["eval", "--random", "--quick", "--steps", "3", "--opt-steps", "1", "--gradient", "local", "--reuse",
+              "--out", str(out), "--json"])
         code = 0
     except SystemExit as e:
         code = e.code
@@ -275,7 +277,8 @@ def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     assert 0.0 <= res["amf"]["score"] <= 1.0 and res["search"]["queries"] == 4
     for p in res["pictures"].values():
         assert (out / p.split("/")[-1]).stat().st_size > 1000
-    assert json.loads((out / "eval.json").read_text())["config"]["quick"] is True
+    config = json.loads((out / "eval.json").read_text())["config"]
+    assert config["quick"] is True and config["overrides"] == {"opt_steps": 1, "gradient": "local", "reuse": True}
 
 
 def test_smoothness_of_the_training_clips_themselves():
