@@ -311,14 +311,14 @@ def local_rows(model_name: str, res: dict, measured_steps: int, opt_steps: int =
     if rho_kind(spec.family) != "rope":
         return [[model_name, "50, gradient=local", "n/a: additive ρ", "", ""]]
     rows = []
-    for label, saved in (  # seconds saved per guided step
-            ("gradient=local", opt_steps * (passes["full"] - passes["local"])),
-            ("gradient=local, reuse", opt_steps * (passes["full"] - passes["reuse"]) - passes["prefix forward"])):
+    # (label, its pass, what it runs once per guided step on top: reuse's prefix forward)
+    for label, key, once in (("gradient=local", "local", 0.0),
+                             ("gradient=local, reuse", "reuse", passes["prefix forward"])):
+        saved = opt_steps * (passes["full"] - passes[key]) - once  # seconds saved per guided step
         local_res = {**res, "learn": {**res["learn"], "phases": dict(res["learn"]["phases"])}}
         ph = local_res["learn"]["phases"]
         ph["guided steps (ρ optimisation)"] -= saved * guided_step_count(measured_steps, 0.2)
         learn_s, off_s = composed(local_res, 50, measured_steps)
-        key = "reuse" if "reuse" in label else "local"
         rows.append([model_name, f"50, {label} (composed what-if: pass {passes[key]:.2f} s vs "
                      f"{passes['full']:.2f} s)", fmt_s(learn_s), fmt_s(off_s), f"{learn_s / off_s:.3f}"])
     return rows

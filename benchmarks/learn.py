@@ -1,9 +1,9 @@
 """Section 2: motionlib.learn vs the official-style DiTFlow run (benchmarks/official.py).
 
 ``python -m benchmarks.learn --record-quality A.json B.json ...`` records zero-shot quality per learn
-option from ``python -m motionlib.demo.sweep ... --json A.json`` runs (``A1.json+A2.json``: one option's
-runs over different render seeds, counted together) (too slow for this section to
-run itself) in benchmarks/learn_quality.json, which the section shows beside the timings.
+option from ``python -m motionlib.demo.sweep ... --json A.json`` runs, too slow for this section to
+run itself (``A1.json+A2.json``: one option's runs over other render seeds, counted together), in
+benchmarks/learn_quality.json, which the section shows beside the timings.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ def projection(layers: int = 42, block: int = 20, steps: int = 50, guided: int =
     return learn / official
 
 
+def sweep_records(sweep: dict) -> list[dict]:
+    """A sweep --json file's per-render records ("records" in older files, "renders" now)."""
+    return sweep.get("records") or sweep.get("renders", [])
+
+
 def zero_shot_records(records: list[dict]) -> list[dict]:
     """The zero-shot render records of a sweep with other seeds than the learn seed."""
     return [r for r in records if "seed" in r and r.get("method", "zero_shot") == "zero_shot"
@@ -93,7 +98,7 @@ def quality_summary(sweep: dict) -> dict:
     each render seed's mean and their range (the seed spread)."""
     import numpy as np
 
-    records = sweep.get("records") or sweep.get("renders", [])  # this session's sweep format, or today's
+    records = sweep_records(sweep)
     renders = zero_shot_records(records)
     out = {"overrides": sweep["overrides"], "argv": sweep.get("argv", []), "renders": len(renders),
            "learn_s": [round(r["learn_s"], 1) for r in [*records, *sweep.get("learns", [])] if "learn_s" in r]}
@@ -149,7 +154,7 @@ def merged_sweep(spec: str | Path) -> dict:
         if other["overrides"] != first["overrides"]:
             raise SystemExit(f"{spec}: the runs joined by '+' have different overrides "
                              f"({first['overrides']} vs {other['overrides']})")
-    seeds = [sorted({r["seed"] for r in p.get("records") or p.get("renders", []) if "seed" in r}) for p in parts]
+    seeds = [sorted({r["seed"] for r in sweep_records(p) if "seed" in r}) for p in parts]
     for i, a in enumerate(seeds):
         for b in seeds[i + 1:]:
             if set(a) & set(b):
@@ -157,7 +162,7 @@ def merged_sweep(spec: str | Path) -> dict:
                                  "(join runs of other seeds only)")
     key = "records" if "records" in first else "renders"
     return {**first, "argv": [a for p in parts for a in p.get("argv", [])],
-            key: [r for p in parts for r in (p.get("records") or p.get("renders", []))],
+            key: [r for p in parts for r in sweep_records(p)],
             "learns": [x for p in parts for x in p.get("learns", [])]}
 
 
@@ -247,7 +252,7 @@ def phase_table(sec: Section, m, s: dict) -> tuple[float, float] | None:
         rows.append([case, fmt_s(r["seconds"]), *[fmt_s(r["phases"][c]) if r["phases"].get(c) else "-"
                                                   for c in PHASE_COLUMNS]])
     sec.tables.append((["case (one run each, tiny-5b)", "wall", *PHASE_COLUMNS], rows))
-    if any("failed" in res.get(c, {"failed": 1}) for c in ("learn", "official-style learn")):
+    if not all(c in res and "failed" not in res[c] for c in ("learn", "official-style learn")):
         return None
     passes = res["learn"]["phases"]["guided steps (ρ optimisation)"]
     fixed = sum(res["learn"]["phases"].get(c, 0) for c in PHASE_COLUMNS[:3])

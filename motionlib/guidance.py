@@ -10,8 +10,8 @@ Cheaper optimisation passes (issue #13; each trades something, see README "Faste
 ``gradient="local"`` runs the blocks before each guidance block without gradients under the current
 ρ, so ρ gets its gradient only through the guidance block's own RoPE (RoPE families only), and
 with ``reuse`` those blocks run once per guided step (under its starting ρ) instead of once per
-Adam step, so an Adam step costs the guidance block alone; ``amf_window`` matches only frame pairs at most that many latent frames apart (FastVMT's windowed
-AMF); ``opt_steps_end`` ramps the Adam steps linearly from ``opt_steps`` at the first guided step
+Adam step, so an Adam step costs the guidance block alone; ``amf_window`` matches only frame
+pairs at most that many latent frames apart (FastVMT's windowed AMF); ``opt_steps_end`` ramps the Adam steps linearly from ``opt_steps`` at the first guided step
 to it at the last; ``opt_tol`` ends a guided step's Adam loop once the loss falls by less than that
 fraction in one step. The reference's noised KV pass is computed once per guided step, not per
 Adam step.
@@ -140,6 +140,7 @@ class GuidanceParams(GuidanceDefaults):
 
 
 GRADIENTS = ("full", "local")
+RHO_ONLY = ("gradient", "reuse")  # options of ρ learning only: z_t mode (transfer) takes neither
 
 
 def guided_step_count(steps: int, fraction: float) -> int:

@@ -23,8 +23,8 @@ Three parametrisations of what is optimised (``GuidanceParams.parametrisation``)
   Sin-cos: one offset per token. 2 × 17550 × 3 numbers per step for CogVideoX-5B instead of
   4 × 17550 × 64, and a geometric prior that does not depend on the prompt or the noise.
 - ``"shared-shift"``: one offset per token for its query and its key alike, i.e. the token itself
-  moves, as with the paper's single ρ). Half of ``"shift"``'s numbers for RoPE
-  (the same as ``"shift"`` for sin-cos, which has one offset per token anyway).
+  moves, as with the paper's single ρ. Half of ``"shift"``'s numbers for RoPE (the same as
+  ``"shift"`` for sin-cos, which has one offset per token anyway).
 """
 
 from __future__ import annotations

@@ -388,6 +388,7 @@ def _targets(cfg: EvalConfig) -> list[tuple[str, str]]:
 
 def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
     from ..apply import apply
+    from ..guidance import RHO_ONLY
     from ..learn import learn, transfer
     from ..sampling import generate
 
@@ -423,7 +424,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
                     vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
                     if cfg.zt:
                         v, _ = transfer(model, x, tp, seed=seed, steps=cfg.steps,  # z_t has no 'local' gradient
-                                        **{k: v for k, v in cfg.overrides.items() if k not in ("gradient", "reuse")})
+                                        **{k: v for k, v in cfg.overrides.items() if k not in RHO_ONLY})
                         vids["zt"] = to_uint8(v)
                 for method, v in vids.items():
                     d, used = render_direction(v, ref_track)
