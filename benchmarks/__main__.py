@@ -35,6 +35,7 @@ SECTIONS = {  # key -> module; in report order
     "robustness": "benchmarks.robustness",
     "team": "benchmarks.team",
     "samples": "benchmarks.samples",
+    "train": "benchmarks.train",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .main import app, emit, err, out, progress_bar, state
+from .main import app, dim, emit, err, labelled, progress_bar, say, state
 
 
 @app.command("apply-batch")
@@ -44,12 +44,12 @@ def apply_batch(
     by_line = {j.line: j for j in jobs}
     talk = not (state.as_json or state.quiet)
     if talk and skipped:
-        err.print(f"[dim]{len(skipped)} job(s) already have their output: skipped[/dim]")
+        dim(f"{len(skipped)} job(s) already have their output: skipped")
 
     with progress_bar() as bar:
         def on_start(plan):
             if talk:
-                err.print(f"[dim]{plan.note}[/dim]")
+                dim(plan.note)
             bar.advance("jobs", "rendering", len(todo), n=0)
 
         def on_result(r):
@@ -61,9 +61,9 @@ def apply_batch(
                 except MotionlibError as exc:  # e.g. removed meanwhile: the video is there, say so
                     r.error = f"line {r.line} ({r.motion}): rendered, but not recorded: {exc}"
                     if talk:
-                        err.print(f"[yellow]warning:[/yellow] {r.error}", highlight=False, soft_wrap=True)
+                        err.print(labelled("warning:", "yellow", r.error), highlight=False, soft_wrap=True)
             elif talk:
-                err.print(f"[red]failed:[/red] {r.error}", highlight=False, soft_wrap=True)
+                err.print(labelled("failed:", "red", r.error), highlight=False, soft_wrap=True)
             bar.advance("jobs", "rendering", len(todo), info=f"{r.motion} → {Path(r.output).name}")
 
         results = run_batch(todo, home=str(lib.home), db_url=lib.db_url, workers=workers, address=address,
@@ -74,8 +74,8 @@ def apply_batch(
 
     def human():
         for r in bad:
-            err.print(f"[red]failed:[/red] {r.error}", highlight=False, soft_wrap=True)
-        out.print(f"rendered {count['done']}, skipped {count['skipped']} (output exists), failed {count['failed']}")
+            err.print(labelled("failed:", "red", r.error), highlight=False, soft_wrap=True)
+        say(f"rendered {count['done']}, skipped {count['skipped']} (output exists), failed {count['failed']}")
 
     emit(data, human)
     if count["failed"]:

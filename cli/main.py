@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -25,6 +26,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from motionlib.errors import MotionlibError
 
@@ -41,8 +43,33 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-out = Console()
-err = Console(stderr=True)
+# Markup off: whatever a user typed (names, tags, paths, prompts) and every message quoting it prints as
+# the text it is. Styles are given as styles (`labelled`, style=...), never as [markup] inside strings.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: object) -> str:
+    """`text` on one line, with control characters shown as escapes (\\n, \\t, \\x1b, ...): a user's value
+    can neither move the cursor, recolour the terminal nor split a one-line message."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), str(text))
+
+
+def labelled(label: str, style: str, msg: object) -> Text:
+    """A one-line message: a styled label, then `msg` as plain text (never markup)."""
+    return Text.assemble((label, style), " ", printable(msg))
+
+
+def say(msg: object) -> None:
+    """A result line on stdout, plain text with control characters escaped."""
+    out.print(printable(msg), highlight=False, soft_wrap=True)
+
+
+def dim(msg: object) -> None:
+    """A dim progress line on stderr (plain text)."""
+    err.print(printable(msg), style="dim", highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -123,6 +150,7 @@ def emit(data, human=None) -> None:
 def columns(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Rows as plain aligned columns under a bold header: a list of 10,000 motions prints in milliseconds
     (a rich Table measures every cell: seconds), and pipes to grep or cut."""
+    rows = [tuple(printable(c) for c in r) for r in rows]  # user text: one line, no escape sequences
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     out.print(line(headers), style="bold", highlight=False, markup=False, soft_wrap=True)
@@ -153,11 +181,11 @@ def load(model_name: str, memory: Memory, **geometry):
 
     spec = resolve_spec(model_name)
     if not state.quiet and not state.as_json:
-        err.print(f"[dim]loading {spec.name} ({spec.source})…[/dim]")
+        dim(f"loading {spec.name} ({spec.source})…")
     model = load_model(model_name, device=state.device, offload=memory.offload, vae_tiling=memory.vae_tiling,
                        job=memory.job, **geometry)
     if not state.quiet and not state.as_json:
-        err.print(f"[dim]{model.plan.line()}[/dim]", highlight=False)
+        dim(model.plan.line())
     return model
 
 
@@ -180,7 +208,7 @@ class UserError(MotionlibError):
 
 
 def warn(msg: str) -> None:
-    err.print(f"[yellow]Warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
+    err.print(labelled("Warning:", "yellow", msg), highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -368,16 +396,17 @@ def learn(
                            opt_steps_end=opt_steps_end, opt_tol=opt_tol)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
-            err.print(f"[yellow]Warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
+            warn(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     thumb = lib.thumb_path(row, "png")
     data = {"name": row.name, "model": row.model_name, "bytes": row.blob_bytes, "thumbnail": str(thumb),
             "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss),
             "searchable": row.descriptor is not None}
-    emit(data, lambda: out.print(f"learnt [bold]{row.name}[/bold] with {row.model_name}: "
-                                 f"{row.blob_bytes / 1e6:.2f} MB, {data['seconds']} s, final AMF loss "
-                                 f"{data['final_loss']:.4f}\nthumbnail: {thumb}"))
+    emit(data, lambda: out.print(Text.assemble(
+        "learnt ", (printable(row.name), "bold"), f" with {row.model_name}: {row.blob_bytes / 1e6:.2f} MB, "
+        f"{data['seconds']} s, final AMF loss {data['final_loss']:.4f}\nthumbnail: ", printable(thumb)),
+        highlight=False))
 
 
 def check_steps(steps: Optional[int]) -> None:
@@ -452,7 +481,7 @@ def apply(
         recorded = False
         warn(f"the render could not be recorded: motion '{name}' was removed or renamed while it rendered")
     emit({"output": str(path), "motion": name, "seconds": seconds, "recorded": recorded},
-         lambda: out.print(f"wrote {path} ({seconds} s)"))
+         lambda: say(f"wrote {path} ({seconds} s)"))
 
 
 @app.command()
@@ -487,7 +516,7 @@ def transfer(
                                     checkpointing=checkpointing)
     write(result, output, s.fps)
     seconds = round(time.monotonic() - started, 2)
-    emit({"output": str(output), "seconds": seconds}, lambda: out.print(f"wrote {output} ({seconds} s)"))
+    emit({"output": str(output), "seconds": seconds}, lambda: say(f"wrote {output} ({seconds} s)"))
 
 
 @app.command()
@@ -510,7 +539,7 @@ def generate(
         video = plain(m, prompt, seed=seed, steps=steps, progress=bar)
     write(video, output, m.spec.fps)
     seconds = round(time.monotonic() - started, 2)
-    emit({"output": str(output), "seconds": seconds}, lambda: out.print(f"wrote {output} ({seconds} s)"))
+    emit({"output": str(output), "seconds": seconds}, lambda: say(f"wrote {output} ({seconds} s)"))
 
 
 @app.command()
@@ -553,7 +582,7 @@ def search(
 
         hits, notes = search_clip(lib, video, k=k, model=model, load=lambda name: load(name, memory), guard=fitting)
         for note in notes:
-            err.print(f"[yellow]Warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+            warn(note)
     data = [{"name": r.name, "score": round(float(s), 4), "model": r.model_name, "tags": r.tags} for r, s in hits]
 
     def human():
@@ -562,7 +591,7 @@ def search(
             return
         t = Table("name", "similarity", "model", "tags")
         for d in data:
-            t.add_row(d["name"], f"{d['score']:.3f}", d["model"], ", ".join(d["tags"]))
+            t.add_row(printable(d["name"]), f"{d['score']:.3f}", d["model"], printable(", ".join(d["tags"])))
         out.print(t)
 
     emit(data, human)
@@ -632,15 +661,15 @@ def show(name: str = typer.Argument(...)):
         for key in ("name", "model_name", "family", "latent_frames", "latent_rows", "latent_cols", "source_name",
                     "source_fps", "source_frames", "blob_bytes", "tags", "created_at", "thumbnail_png",
                     "thumbnail_gif"):
-            t.add_row(key, str(data.get(key)))
+            t.add_row(key, printable(data.get(key)))
         loss = data["loss"] or []
         if loss and isinstance(loss[0], list):
             t.add_row("AMF loss", f"{loss[0][0]:.4f} → {loss[-1][-1]:.4f} over {len(loss)} guided steps")
         facts = data["asset"]
-        t.add_row("asset file", facts["error"] if "error" in facts else
+        t.add_row("asset file", printable(facts["error"]) if "error" in facts else
                   f"format v{facts['format_version']}, {facts['steps']} steps ({facts['scheduler']}), guided at "
                   f"timesteps {', '.join(map(str, facts['guided_timesteps'] or []))}")
-        t.add_row("params", json.dumps(data["params"]))
+        t.add_row("params", printable(json.dumps(data["params"], ensure_ascii=False)))
         t.add_row("renders", str(len(data["renders"])))
         out.print(t)
 
@@ -651,14 +680,14 @@ def show(name: str = typer.Argument(...)):
 def rm(names: List[str] = typer.Argument(..., help="Motions to remove.")):
     """Remove motions (their files go when no other motion shares them)."""
     state.library().remove_many(names)  # all or nothing
-    emit({"removed": names}, lambda: out.print(f"removed {', '.join(names)}"))
+    emit({"removed": names}, lambda: say(f"removed {', '.join(names)}"))
 
 
 @app.command()
 def rename(old: str, new: str):
     """Rename a motion."""
     state.library().rename(old, new)
-    emit({"renamed": old, "to": new}, lambda: out.print(f"renamed {old} → {new}"))
+    emit({"renamed": old, "to": new}, lambda: say(f"renamed {old} → {new}"))
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
@@ -672,7 +701,7 @@ def tag(name: str = typer.Argument(...),
     if bad:
         raise UserError(f"tags must be written +TAG or -TAG, got {' '.join(bad)}")
     row = state.library().tag(name, add=add, remove=remove)
-    emit({"name": name, "tags": row.tags}, lambda: out.print(f"{name}: {', '.join(row.tags) or '(no tags)'}"))
+    emit({"name": name, "tags": row.tags}, lambda: say(f"{name}: {', '.join(row.tags) or '(no tags)'}"))
 
 
 @app.command()
@@ -684,7 +713,7 @@ def export(name: str, file: Path = typer.Argument(..., help="Destination file or
     path = state.library().export(name, file, overwrite=force)
     sealed = seal_file(path)  # a motion stored in an older format leaves with its hash added
     emit({"name": name, "file": str(path), "sealed": sealed},
-         lambda: out.print(f"exported {name} to {path}" + (" (upgraded to the current format, with its content "
+         lambda: say(f"exported {name} to {path}" + (" (upgraded to the current format, with its content "
                                                            "hash)" if sealed else "")))
 
 
@@ -699,7 +728,7 @@ def import_(file: Path = typer.Argument(..., help="A motion asset file (.safeten
     with shown_warnings(file.name):
         row = import_motion(state.library(), file, name, force=force)
     emit({"name": row.name, "model": row.model_name},
-         lambda: out.print(f"imported {row.name} ({row.model_name})"))
+         lambda: say(f"imported {row.name} ({row.model_name})"))
 
 
 @app.command()
@@ -757,7 +786,8 @@ def eval_(
     seed: List[int] = typer.Option([], "--seed", help="Render seed (repeatable; default 0 and 1, quick: 0)."),
     quick: bool = typer.Option(False, "--quick", help="1 family, 1 target prompt, 1 seed (about 2 minutes on one CPU thread)."),
     out_dir: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for the picture grids and eval.json."),
-    family: List[str] = typer.Option([], "--family", help="Trajectory family for the transfer metrics (repeatable)."),
+    family: List[str] = typer.Option([], "--family", help="Trajectory family for the transfer metrics (repeatable): linear, arc, zigzag, speed_change, reversal, l_turn (default: all)."),
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, max=20, help="Reference clips per family, each learnt once (default 2: 12 zero-shot renders per family on other seeds; quick: 1)."),
     section: List[str] = typer.Option([], "--section", help="generation, amf, transfer or search (repeatable; default all)."),
     zt: bool = typer.Option(True, "--zt/--no-zt", help="Include one-shot z_t transfer (the slowest part)."),
     mf: bool = typer.Option(True, "--mf/--no-mf", help="Include MF-LK (needs opencv-python-headless)."),
@@ -787,19 +817,20 @@ def eval_(
                      blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
                      shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness, gradient=gradient,
                      reuse=reuse, amf_window=amf_window)
-    log = (lambda msg: None) if (state.as_json or state.quiet) else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    log = (lambda msg: None) if (state.as_json or state.quiet) else dim
     results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
                        families=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
-                       overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir)
+                       overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir,
+                       clips=clips)
     info = results.get("model", {})
 
     def human():
-        t = Table("metric", "value", "threshold / note", title=f"shapes eval: {info.get('weights')}")
+        t = Table("metric", "value", "threshold / note", title=printable(f"shapes eval: {info.get('weights')}"))
         for row in summary_rows(results):
             t.add_row(*row)
         out.print(t)
         for name, path in (results.get("pictures") or {}).items():
-            out.print(f"{name}: {path}")
+            say(f"{name}: {path}")
 
     emit(results, human)
 
@@ -863,8 +894,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as e:
         if state.verbose:
             raise
-        if isinstance(e, MotionlibError):
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, MotionlibError):  # the whole message, on one line (printable escapes newlines)
+            msg = str(e).strip() or type(e).__name__
         elif _out_of_memory(e):
             msg = (f"out of GPU memory ({str(e).strip().splitlines()[0] if str(e).strip() else 'CUDA'}); try "
                    "--checkpointing on, fewer --frames, a smaller --height/--width, or --device cpu")
@@ -872,9 +903,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             import traceback
 
             traceback.print_exc()
-            err.print(f"[red]Internal error:[/red] {type(e).__name__}: {BUG_HINT}", highlight=False, soft_wrap=True)
+            err.print(labelled("Internal error:", "red", f"{type(e).__name__}: {BUG_HINT}"), highlight=False,
+                      soft_wrap=True)
             sys.exit(1)
-        err.print(f"[red]Error:[/red] {msg}", highlight=False, soft_wrap=True)
+        err.print(labelled("Error:", "red", msg), highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

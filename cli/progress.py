@@ -15,8 +15,8 @@ class EngineProgress:
 
     def __init__(self, console: Console, enabled: bool = True):
         self.enabled = enabled
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+        self.bar = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"),
                             TimeRemainingColumn(), console=console, transient=False, disable=not enabled)
         self.tasks: dict[str, int] = {}
         self.started = time.monotonic()

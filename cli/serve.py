@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .main import UserError, app, err, state
+from .main import UserError, app, err, printable, state, warn
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -46,13 +46,13 @@ def serve(
         raise UserError(f"--max-upload-mb must be > 0, got {max_upload_mb}")
     local = is_loopback(host)
     if not local:
-        err.print(f"[yellow]Warning:[/yellow] binding {host}: every machine that can reach it can browse this "
-                  f"library{' and render on this machine' if allow_render else ''}. Use --host 127.0.0.1 to keep it local.")
+        warn(f"binding {host}: every machine that can reach it can browse this "
+             f"library{' and render on this machine' if allow_render else ''}. Use --host 127.0.0.1 to keep it local.")
     settings = Settings(allow_render=allow_render, max_upload_bytes=int(max_upload_mb * 2**20), search_model=model,
                         device=state.device,
                         allowed_hosts=[*LOOPBACK_NAMES, "[::1]", host] if local else None)
     web = create_app(state.library(), settings)
     shown = f"[{host}]" if ":" in host else host
-    err.print(f"motionlib: serving {state.library().home} at http://{shown}:{port} "
-              f"({'renders and edits allowed' if allow_render else 'read-only'}; Ctrl+C stops)")
+    err.print(printable(f"motionlib: serving {state.library().home} at http://{shown}:{port} "
+                        f"({'renders and edits allowed' if allow_render else 'read-only'}; Ctrl+C stops)"), highlight=False)
     uvicorn.run(web, host=host, port=port, log_level="warning")

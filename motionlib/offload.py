@@ -60,12 +60,41 @@ def stream_blocks(transformer: torch.nn.Module, device: torch.device) -> None:
         block.forward = _streamed(block, device)
 
 
+def align_tiles(vae, compression: int) -> None:
+    """Make a tiled VAE step its tiles by a whole number of latent pixels.
+
+    diffusers' CogVideoX VAE steps tiles by ``tile * (1 - overlap)`` pixels and keeps
+    ``tile_latent - int(tile_latent * overlap)`` latent pixels of each; unless that stride is a multiple of
+    the compression, the tiles' latents misalign and the latent comes out a row or column too large (the
+    tiny presets' 32-px tiles: issue 25). Each misaligned stride is rounded down to a multiple of the
+    compression; aligned ones (the real models') are left as they are."""
+    for axis in ("height", "width"):
+        overlap = getattr(vae, f"tile_overlap_factor_{axis}", None)
+        tile = getattr(vae, f"tile_sample_min_{axis}", None)
+        if overlap is None or not tile or tile % compression:
+            continue
+        latent = tile // compression
+
+        def aligned(f: float) -> bool:
+            stride = int(tile * (1 - f))
+            return stride % compression == 0 and int(latent * f) == latent - stride // compression
+
+        if aligned(overlap):
+            continue
+        keep = max(1, int(tile * (1 - overlap)) // compression)  # latent pixels kept per tile
+        f = (latent - keep) / latent
+        if aligned(f):
+            setattr(vae, f"tile_overlap_factor_{axis}", f)
+
+
 def place(model, vae_tiling: bool | None = None) -> None:
     """Move a CPU-loaded model's components to where its offload level keeps them between uses, and
     switch VAE tiling and slicing on or off (None: leave them)."""
     if vae_tiling is not None and hasattr(model.vae, "enable_tiling"):
         model.vae.enable_tiling() if vae_tiling else model.vae.disable_tiling()
         model.vae.enable_slicing() if vae_tiling else model.vae.disable_slicing()
+        if vae_tiling:
+            align_tiles(model.vae, model.spec.spatial_compression)
     level, device = model.offload, model.device
     if level == "none":
         for m in (model.text_encoder, model.vae, model.transformer):

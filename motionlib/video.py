@@ -261,6 +261,9 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
         stream.width, stream.height = w + pw, h + ph
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "medium"}
+        # One encoder thread: x264's frame threads made equal frames encode to different bytes from run to
+        # run (issue 25); these clips are small, so the encode stays a sliver of a render.
+        stream.codec_context.thread_count = 1
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(packet)

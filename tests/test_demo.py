@@ -76,6 +76,34 @@ def test_tracks_follow_trajectory_family(kind):
             d = np.asarray(meta["params"]["direction"])
             assert (steps @ d >= -1e-9).all()  # one direction
             assert speed.max() - speed.min() > 0.5  # the speed changes
+        elif kind in ("reversal", "l_turn"):
+            (turn,) = meta["params"]["turns"]
+            assert 2 <= turn <= len(track) - 3  # at least two steps on each side of the turn
+            d1 = steps[:turn] / speed[:turn, None]
+            d2 = steps[turn:] / speed[turn:, None]
+            assert np.allclose(d1, d1[0], atol=1e-6) and np.allclose(d2, d2[0], atol=1e-6)  # straight segments
+            cos = float(d1[0] @ d2[0])
+            if kind == "reversal":
+                assert cos == pytest.approx(-1.0, abs=1e-6)  # back along the same line
+            else:
+                assert abs(cos) <= np.cos(np.pi / 4) + 1e-6  # turned by 45..135 degrees
+            assert [tuple(s) for s in data.segments(meta, len(track))] == [(0, turn), (turn, len(track) - 1)]
+
+
+def test_turn_frames_cover_the_allowed_range():
+    rng = np.random.default_rng(0)
+    seen = {data.turn_frame(rng, 8) for _ in range(400)}
+    assert seen == {2, 3, 4, 5}  # every frame from 2 to F-3, and no other
+    with pytest.raises(ValueError, match="5 frames"):
+        data.turn_frame(rng, 4)
+
+
+def test_segments_of_each_family():
+    n = 8
+    assert data.segments({"trajectory": "linear", "params": {}}, n) == [(0, 7)]
+    assert data.segments({"trajectory": "zigzag", "params": {}}, n) == [(0, 7)]  # scored on its drift
+    assert data.segments({"trajectory": "arc", "params": {}}, n) == [(k, k + 1) for k in range(7)]
+    assert data.segments({"trajectory": "reversal", "params": {"turns": [3]}}, n) == [(0, 3), (3, 7)]
 
 
 def test_prompts_well_formed():
@@ -171,7 +199,7 @@ def test_train_smoke_checkpoint_and_resume(tmp_path):
         ck = train.latest_checkpoint(tmp_path)
         assert ck is not None and ck.name == "step-0000003"
         st = json.loads((ck / "state.json").read_text())
-        assert st["step"] == 3 and st["samples_seen"] == 6
+        assert st["step"] == 3 and st["samples_seen"] == 6 and st["cpu_s"] > 0
         with safe_open(str(ck / "state.safetensors"), "pt") as f:
             keys = set(f.keys())
         assert any(k.startswith("model.") for k in keys) and any(k.startswith("ema.") for k in keys)
@@ -197,6 +225,40 @@ def test_train_smoke_checkpoint_and_resume(tmp_path):
     card2 = json.loads((second / "card.json").read_text())
     assert card2["recipe"]["init"] == "shapes.safetensors (--init)" and card2["steps"] == 2
     assert card2["continued_from"]["steps"] == 5 and "spec" not in card2["continued_from"]
+
+
+def test_a_stopped_trainer_does_not_count_the_pause():
+    from motionlib.demo.train import step_seconds
+
+    paused = {"flag": False}
+    assert step_seconds(3.0, 2.5, paused) == 3.0  # a normal step counts its wall time
+    paused["flag"] = True  # SIGCONT arrived during this step: it took 600 s of wall time, mostly stopped
+    assert step_seconds(600.0, 2.5, paused) == 2.5 and paused["flag"] is False
+    paused["flag"] = True
+    assert step_seconds(600.0, 0.0, paused) == 0.0  # nothing typical known yet: the pause counts nothing
+
+
+def test_validation_set_is_fixed_whatever_the_seed_and_mix(monkeypatch):
+    from types import SimpleNamespace
+
+    from motionlib.demo import train
+
+    frames, prompts = train.validation_clips(14)
+    fams = [data.make_clip(train.VAL_SEED + i, trajectory=f)[2]["trajectory"]
+            for i, f in zip(range(14), train.VAL_FAMILIES * 2)]
+    assert fams == list(train.VAL_FAMILIES) * 2  # every family, round robin
+    monkeypatch.setattr(data, "TRAJECTORY_PROBS", (0, 0, 0, 0, 1.0, 0, 0))  # another data mix
+    again, prompts2 = train.validation_clips(14)
+    assert np.array_equal(frames, again) and prompts == prompts2
+    vals = []
+    for seed in (0, 13):  # the trainer's validation tensors do not follow --seed or --textured-prob
+        a = train.parse_args(["--out", "unused", "--seed", str(seed), "--textured-prob", str(0.1 * seed),
+                              "--val-size", "7"])
+        tr = SimpleNamespace(a=a, latents=lambda f: torch.as_tensor(f, dtype=torch.float32),
+                             ids=lambda p: list(p), device=torch.device("cpu"))
+        vals.append(train.Trainer._make_val(tr, 7))
+    assert torch.equal(vals[0]["z0"], vals[1]["z0"]) and torch.equal(vals[0]["noise"], vals[1]["noise"])
+    assert vals[0]["ids"] == vals[1]["ids"]
 
 
 def test_sweep_tool_runs_and_parses_overrides(capsys):

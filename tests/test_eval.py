@@ -55,6 +55,74 @@ def test_direction_agreement_skips_still_steps_and_unknown_frames():
     assert math.isnan(d) and used == 0
 
 
+# --- per-segment direction, shape agreement and steadiness (issue 24) ----------------------------
+def _reversal(turn, n=8, step=(0.0, 2.0), start=(15.0, 8.0)):
+    k = np.arange(n, dtype=np.float64)
+    out = np.minimum(k, turn) - np.maximum(k - turn, 0)  # up to the turn, then back
+    return np.array(start) + out[:, None] * np.array(step)
+
+
+def _naive_segment_direction(track, ref, segs):
+    """Issue 24's definition, written out: per segment, the cosine of end-minus-start displacements."""
+    out = []
+    for a, b in segs:
+        u, v = track[b] - track[a], ref[b] - ref[a]
+        out.append(float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v))))
+    return sum(out) / len(out)
+
+
+@pytest.mark.parametrize("family", ["linear", "arc", "zigzag", "speed_change", "reversal", "l_turn"])
+def test_segment_direction_against_the_naive_definition(family):
+    for seed in range(3):
+        _, _, meta = data.make_clip(seed, trajectory=family, background="black")
+        ref, segs = meta["track"], data.segments(meta, 8)
+        assert mt.segment_direction(ref, ref, segs) == pytest.approx(1.0)
+        other = data.make_clip(seed + 50, trajectory="linear", background="black")[2]["track"]
+        assert mt.segment_direction(other, ref, segs) == pytest.approx(_naive_segment_direction(other, ref, segs))
+
+
+def test_segment_direction_weighs_each_segment_the_same():
+    ref = _reversal(turn=5)  # five steps down, two steps up: a late turn
+    straight = _linear(step=(0.0, 2.0))  # goes down all the way: misses the turn
+    assert mt.direction_agreement(straight, ref)[0] == pytest.approx(3 / 7)  # per step: the drift dominates
+    assert mt.segment_direction(straight, ref, [(0, 5), (5, 7)]) == pytest.approx(0.0)  # per segment: half wrong
+    assert mt.segment_direction(ref, ref, [(0, 5), (5, 7)]) == pytest.approx(1.0)
+
+
+def test_segment_direction_unknown_frames_and_still_segments_score_zero():
+    ref = _reversal(turn=3)
+    segs = [(0, 3), (3, 7)]
+    gen = ref.copy()
+    gen[0] = np.nan  # the first segment is measured from frame 1 on, against the reference over 1..3
+    assert mt.segment_direction(gen, ref, segs) == pytest.approx(1.0)
+    gen[1:3] = np.nan  # only frame 3 left in the first segment: it scores 0
+    assert mt.segment_direction(gen, ref, segs) == pytest.approx(0.5)
+    still = np.repeat(ref[:1], 8, axis=0)
+    assert mt.segment_direction(still, ref, segs) == 0.0
+    assert mt.segment_direction(np.full((8, 2), np.nan), ref, segs) == 0.0
+    with pytest.raises(ValueError):
+        mt.segment_direction(ref[:7], ref, segs)
+
+
+def test_shape_agreement_is_direction_free_but_keeps_the_turns():
+    ref = _reversal(turn=4)
+    segs = [(0, 4), (4, 7)]
+    sideways = _reversal(turn=4, step=(-1.5, 0.0))  # a reversal along another axis, another speed
+    assert mt.segment_direction(sideways, ref, segs) == pytest.approx(0.0, abs=1e-9)
+    assert mt.shape_agreement(sideways, ref, segs) == pytest.approx(1.0)
+    straight = _linear(step=(1.0, 1.0))
+    assert mt.shape_agreement(straight, ref, segs) <= 1e-9  # no rotation turns a line into a there-and-back
+
+
+def test_max_jump_is_the_largest_step_as_a_share_of_the_frame():
+    t = _linear(step=(1.0, 0.0))
+    t[5] = t[4] + np.array([0.0, 16.0])  # one jump of 16 px, then back
+    assert mt.max_jump(t, size=32) == pytest.approx(math.hypot(2.0, 16.0) / 32)  # the way back is longer
+    t[5] = np.nan  # the pairs around an unknown frame are not frame-to-frame moves
+    assert mt.max_jump(t, size=32) == pytest.approx(1.0 / 32)
+    assert math.isnan(mt.max_jump(np.full((8, 2), np.nan)))
+
+
 # --- (a) smoothness and frame checks -----------------------------------------------------------
 def test_quadratic_residual_of_parabola_is_zero_and_zigzag_is_not():
     t = np.arange(8.0)
@@ -274,11 +342,43 @@ def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     assert z["renders"] == 1 and set(z["split"]) == {"learn_seed", "other_seeds", "seen_prompts", "unseen_prompts"}
     assert z["split"]["learn_seed"]["renders"] == 1 and "seed_gap" in res["transfer"]
     assert 0 <= z["no_disc"] <= z["undefined"] <= z["renders"]
+    assert all({"segment_direction", "shape", "max_jump", "present"} <= set(r) for r in renders)
+    assert res["transfer"]["worst_family_segment"] == res["transfer"]["families"]["linear"]["zero_shot"]["segment_direction"]
+    assert {c["metric"] for c in res["checks"]} >= {"transfer.worst_family_segment", "transfer.steady"}
     assert 0.0 <= res["amf"]["score"] <= 1.0 and res["search"]["queries"] == 4
     for p in res["pictures"].values():
         assert (out / p.split("/")[-1]).stat().st_size > 1000
     config = json.loads((out / "eval.json").read_text())["config"]
     assert config["quick"] is True and config["overrides"] == {"opt_steps": 1, "gradient": "local", "reuse": True}
+
+
+def _render(method, seed, seg, jump=0.05, present=True, learn_seed=False):
+    return {"method": method, "seed": seed, "learn_seed": learn_seed, "seen_prompt": False, "direction": seg,
+            "segment_direction": seg, "shape": seg, "max_jump": jump, "present": present, "no_disc": False,
+            "direction_blob": seg, "mf_lk": None}
+
+
+def test_family_summary_worst_family_mean_and_seed_spread():
+    fams = {}
+    for fam, (s0, s1) in {"linear": (1.0, 0.6), "reversal": (0.2, 0.0)}.items():
+        renders = [_render("zero_shot", 0, s0), _render("zero_shot", 1, s1), _render("plain", 0, 0.1),
+                   _render("zero_shot", ev.LEARN_SEED, 0.9, learn_seed=True)]
+        fams[fam] = {"renders": renders, **ev.transfer_summary(renders, mf_on=False)}
+    assert fams["linear"]["zero_shot"]["segment_direction"] == pytest.approx(0.8)  # the learn seed left out
+    out = ev.family_summary(fams)
+    assert out["worst_family_segment"] == pytest.approx(0.1)
+    assert out["family_mean_segment"] == pytest.approx(0.45)
+    assert out["seed_means"] == {0: pytest.approx(0.6), 1: pytest.approx(0.3)}
+    assert out["seed_spread"] == pytest.approx(0.3)
+
+
+def test_steady_and_present_count_every_render():
+    renders = [_render("zero_shot", 0, 0.5, jump=0.1), _render("zero_shot", 1, 0.5, jump=0.3, present=False),
+               _render("plain", 0, 0.0, jump=float("nan")), _render("plain", 1, 0.0, jump=0.2)]
+    out = ev.transfer_summary(renders, mf_on=False)
+    assert out["zero_shot"]["steady"] == 0.5 and out["zero_shot"]["present"] == 0.5
+    assert out["plain"]["steady"] == 0.5  # a render without a track is not steady; 0.2 exactly is
+    assert out["steady"] == 0.5
 
 
 def test_smoothness_of_the_training_clips_themselves():

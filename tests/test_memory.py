@@ -325,3 +325,48 @@ def test_readme_card_table_is_what_auto_picks():
     for r in rows:
         assert "| " + " | ".join(r) + " |" in readme, r
     assert ("Estimated, not yet measured" in readme) is not measured
+
+
+# --- VAE tiling on the tiny presets (issue 25) ----------------------------------------------------
+def test_align_tiles_leaves_real_cogvideox_tiles_and_aligns_tiny_ones():
+    from types import SimpleNamespace
+
+    from motionlib.offload import align_tiles
+
+    real = SimpleNamespace(tile_sample_min_height=240, tile_sample_min_width=360,
+                           tile_overlap_factor_height=1 / 6, tile_overlap_factor_width=1 / 5)
+    align_tiles(real, 8)
+    assert (real.tile_overlap_factor_height, real.tile_overlap_factor_width) == (1 / 6, 1 / 5)
+    tiny = SimpleNamespace(tile_sample_min_height=32, tile_sample_min_width=48,
+                           tile_overlap_factor_height=1 / 6, tile_overlap_factor_width=1 / 5)
+    align_tiles(tiny, 4)
+    for tile, f in ((32, tiny.tile_overlap_factor_height), (48, tiny.tile_overlap_factor_width)):
+        stride = int(tile * (1 - f))
+        assert stride % 4 == 0 and int(tile // 4 * f) == tile // 4 - stride // 4  # whole latent pixels per tile
+
+
+@pytest.mark.parametrize("option", [["--vae-tiling", "on"], ["--offload", "model"]])
+def test_learn_with_memory_options_on_tiny_5b(option, monkeypatch, tmp_path, capsys):
+    """Used to stop with "size of tensor a (25) must match ... (24)": the tiled encode of the reference."""
+    from helpers import LEFT, cli_json
+
+    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+    got = cli_json(capsys, "learn", str(LEFT), "--name", "a", "--model", "tiny-5b", *option,
+                   "--steps", "4", "--opt-steps", "1")
+    assert got["name"] == "a"
+
+
+def test_tiled_encode_has_the_untiled_latent_shape(tiny5b):
+    from motionlib.offload import place
+
+    s = tiny5b.spec
+    video = torch.rand(s.num_frames, 3, s.height, s.width, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = tiny5b.encode_video(video)
+    try:
+        place(tiny5b, vae_tiling=True)
+        assert tiny5b.vae.use_tiling
+        tiled = tiny5b.encode_video(video)
+    finally:
+        place(tiny5b, vae_tiling=False)
+    assert tiled.shape == plain.shape

@@ -91,6 +91,33 @@ def test_mp4_roundtrip_keeps_frames_and_motion(tmp_path, direction):
     assert np.polyfit(np.arange(16), c[:, 1], 1)[0] == pytest.approx(dy, abs=0.3)
 
 
+def test_same_frames_write_the_same_bytes(tmp_path):
+    """Issue 25: equal frames give equal files, written one after another or from threads at once, at a
+    size where x264 would pick several frame threads (their scheduling made bytes differ)."""
+    import hashlib
+    import re
+    import threading
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.nn.functional.avg_pool2d(torch.rand(9, 3, 240, 320, generator=g), 5, 1, 2)
+    digests: list[str] = []
+
+    def write(i):
+        p = write_video(frames, tmp_path / f"v{i}.mp4")
+        digests.append(hashlib.sha256(p.read_bytes()).hexdigest())
+
+    for i in range(3):
+        write(i)
+    threads = [threading.Thread(target=write, args=(10 + i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(digests) == 6 and len(set(digests)) == 1
+    settings = re.findall(rb" threads=(\d+)", (tmp_path / "v0.mp4").read_bytes())  # x264's own record
+    assert settings[:1] == [b"1"], settings
+
+
 def test_gif_roundtrip(tmp_path):
     frames = moving_disc(10, 48, 64, velocity=(0, 2), background=(20, 20, 20))
     out = write_video(frames, tmp_path / "clip.gif", fps=8)

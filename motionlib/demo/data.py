@@ -24,8 +24,9 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "yellow": (235, 215, 40),
 }
 BACKGROUNDS = ("black", "textured")
-TRAJECTORIES = ("linear", "arc", "zigzag", "speed_change", "static")
-TRAJECTORY_PROBS = (0.35, 0.2, 0.15, 0.15, 0.15)
+TRAJECTORIES = ("linear", "arc", "zigzag", "speed_change", "static", "reversal", "l_turn")
+# reversal and l_turn (issue 24) take their share from linear and static, which the model drew well
+TRAJECTORY_PROBS = (0.2, 0.15, 0.15, 0.15, 0.1, 0.15, 0.1)
 SHAPE_WORDS = ("circle", "disc", "ball", "dot")  # synonyms; "circle" is the canonical word
 
 NUM_FRAMES = 8
@@ -57,6 +58,34 @@ def textured_background(rng: np.random.Generator, size: int = SIZE) -> np.ndarra
 def _direction(rng) -> np.ndarray:
     a = rng.uniform(0, 2 * math.pi)
     return np.array([math.cos(a), math.sin(a)])
+
+
+def turn_frame(rng: np.random.Generator, n: int) -> int:
+    """The frame of a single turn: uniform over 2..n-3, so both segments have at least two steps."""
+    if n < 5:
+        raise ValueError(f"a turn needs at least 5 frames, got {n}")
+    return int(rng.integers(2, n - 2))
+
+
+def _two_segments(d1: np.ndarray, d2: np.ndarray, s1: float, s2: float, turn: int, n: int) -> np.ndarray:
+    """A path that moves s1 px/frame along d1 up to frame `turn`, then s2 px/frame along d2."""
+    k = np.arange(n, dtype=np.float64)[:, None]
+    first = np.minimum(k, turn) * s1 * d1
+    return first + np.maximum(k - turn, 0) * s2 * d2
+
+
+def segments(meta: dict, n: int) -> list[tuple[int, int]]:
+    """The straight stretches of a clip as (first, last) frame pairs, between its turns.
+
+    A path with one turn (reversal, l_turn) has two; an arc turns at every frame, so each step is one;
+    linear, speed change and zigzag (whose corners every frame are wiggle around a drift) are one
+    stretch from the first frame to the last."""
+    kind = meta["trajectory"]
+    if kind == "arc":
+        return [(k, k + 1) for k in range(n - 1)]
+    turns = [int(t) for t in meta["params"].get("turns", [])]
+    cuts = [0, *turns, n - 1]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def _path(kind: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict]:
@@ -91,6 +120,18 @@ def _path(kind: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict
             v = np.where(np.abs(t - 0.5) < 0.2, 0.0, fast * 0.8)
         s = np.concatenate([[0.0], np.cumsum(v)])
         return s[:, None] * d, {"direction": d.tolist(), "profile": str(profile), "speeds": v.tolist()}
+    if kind == "reversal":  # there and back along one direction: a squat, a jump, a shake
+        d, turn = _direction(rng), turn_frame(rng, n)
+        s1, s2 = rng.uniform(1.0, 3.0), rng.uniform(1.0, 3.0)
+        return _two_segments(d, -d, s1, s2, turn, n), {"direction": d.tolist(), "speeds": [s1, s2], "turns": [turn]}
+    if kind == "l_turn":  # two straight segments, the second turned by 45..135 degrees either way
+        a, turn = rng.uniform(0, 2 * math.pi), turn_frame(rng, n)
+        angle = rng.uniform(math.pi / 4, 3 * math.pi / 4) * rng.choice([-1.0, 1.0])
+        d1 = np.array([math.cos(a), math.sin(a)])
+        d2 = np.array([math.cos(a + angle), math.sin(a + angle)])
+        s1, s2 = rng.uniform(1.0, 3.0), rng.uniform(1.0, 3.0)
+        return _two_segments(d1, d2, s1, s2, turn, n), {"direction": d1.tolist(), "turn_angle": angle,
+                                                          "speeds": [s1, s2], "turns": [turn]}
     raise ValueError(f"unknown trajectory {kind!r}: use one of {TRAJECTORIES}")
 
 

@@ -65,14 +65,16 @@ import torch
 
 from ..errors import ParameterError, WeightsMissing
 from . import data
-from .metrics import (amf_direction_cosines, blob_direction, blob_track, cos_to_unit, generation_quality,
-                      patch_coverage, render_direction, to_uint8, top1_accuracy)
+from .metrics import (amf_direction_cosines, blob_direction, blob_track, cos_to_unit, generation_quality, max_jump,
+                      patch_coverage, render_direction, segment_direction, shape_agreement, to_uint8, top1_accuracy)
 from .mflk import have_cv2, mf_lk
 from .pictures import save_pictures
 
 EVAL_SEED_BASE = 1_000_000  # reference/query clips: make_clip seeds far from anything training draws
 LEARN_SEED = 7777  # seed of the learn runs (kept apart from the render seeds)
-FAMILIES = ("linear", "arc", "zigzag", "speed_change")  # "static" has no direction to agree with
+FAMILIES = ("linear", "arc", "zigzag", "speed_change", "reversal", "l_turn")  # "static" has no direction
+CLIP_SEED_ORDER = ("linear", "arc", "zigzag", "speed_change", "static", "reversal", "l_turn")  # seeds stay put
+STEADY_JUMP = 0.2  # a render is steady when no centroid jump between frames exceeds this share of the frame
 DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 SECTIONS = ("generation", "amf", "transfer", "search")  # in run order; `motionlib eval --section`
 THRESHOLDS = {  # from the issues (#10 for transfer): (comparison, value)
@@ -83,6 +85,11 @@ THRESHOLDS = {  # from the issues (#10 for transfer): (comparison, value)
     "transfer.injection.direction": ("<=", 0.2),
     "transfer.seed_gap": ("<=", 0.1),  # zero-shot: learn seed minus other seeds
     "transfer.mf_lk_gain": (">=", 0.25),  # MF-LK: zero-shot minus plain
+    # issue 24: per-segment direction in every family, steady renders, a disc in every frame
+    "transfer.worst_family_segment": (">=", 0.8),  # zero-shot, other seeds, unseen prompts: the worst family
+    "transfer.plain.segment_direction": ("<=", 0.2),
+    "transfer.steady": (">=", 0.9),  # plain and zero-shot renders with no jump above STEADY_JUMP
+    "transfer.zero_shot.present": (">=", 0.95),  # zero-shot renders with a disc-like blob in every frame
 }
 METHODS = ("plain", "injection", "zero_shot", "zt")
 
@@ -92,7 +99,7 @@ METHODS = ("plain", "injection", "zero_shot", "zt")
 # =============================================================================================
 def reference_clip(family: str, index: int = 0, colour: str = "red", background: str = "black"):
     """A held-out clip (frames uint8, prompt, meta) of `family`: seed EVAL_SEED_BASE + ..."""
-    seed = EVAL_SEED_BASE + 1000 * (FAMILIES + ("static",)).index(family) + index
+    seed = EVAL_SEED_BASE + 1000 * CLIP_SEED_ORDER.index(family) + index
     return data.make_clip(seed, color=colour, background=background, trajectory=family)
 
 
@@ -180,6 +187,7 @@ class EvalConfig:
     gen_colours: tuple[str, ...] = tuple(data.COLORS)
     ref_colour: str = "red"  # colour of the reference clips; the targets are the other colours
     targets: int = 3  # target prompts per reference (other colours)
+    clips: int = 2  # reference clips per family (each learnt once): 2 x 3 targets x 2 seeds = 12 renders
     amf_clips: int = 24  # linear clips for (b), per background (one reference pass each: cheap)
     amf_backgrounds: tuple[str, ...] = ("black", "textured")
     search_colours: tuple[str, ...] = ("blue", "green", "yellow")  # query colours (refs: ref_colour)
@@ -195,7 +203,7 @@ class EvalConfig:
     def make(cls, quick: bool = False, **kw) -> "EvalConfig":
         kw = {k: v for k, v in kw.items() if v is not None}
         if quick:
-            base = dict(seeds=(0,), families=("linear",), gen_colours=("red", "blue"), targets=1, amf_clips=8,
+            base = dict(seeds=(0,), families=("linear",), gen_colours=("red", "blue"), targets=1, clips=1, amf_clips=8,
                         amf_backgrounds=("black",), search_colours=("blue",), quick=True)
             base.update(kw)
             kw = base
@@ -344,6 +352,10 @@ def aggregate(renders: list[dict], mf_on: bool) -> dict:
     if not renders:
         return {"direction": float("nan"), "renders": 0}
     return {"direction": float(np.mean([r["direction"] if np.isfinite(r["direction"]) else 0.0 for r in renders])),
+            "segment_direction": float(np.mean([r["segment_direction"] for r in renders])),
+            "shape": float(np.mean([r["shape"] for r in renders])),
+            "steady": float(np.mean([bool(r["max_jump"] <= STEADY_JUMP) for r in renders])),  # NaN: not steady
+            "present": float(np.mean([r["present"] for r in renders])),
             "renders": len(renders),
             "undefined": sum(not np.isfinite(r["direction"]) for r in renders),
             "no_disc": sum(r["no_disc"] for r in renders),
@@ -373,7 +385,28 @@ def transfer_summary(renders: list[dict], mf_on: bool) -> dict:
         out["seed_gap"] = sp["learn_seed"]["direction"] - sp["other_seeds"]["direction"]
         if mf_on and "plain" in out:
             out["mf_lk_gain"] = z["mf_lk"] - out["plain"]["mf_lk"]
+    judged = [r for r in renders if r["method"] in ("plain", "zero_shot") and not r["learn_seed"]]
+    if judged:
+        out["steady"] = float(np.mean([bool(r["max_jump"] <= STEADY_JUMP) for r in judged]))
     return out
+
+
+def family_summary(fams: dict) -> dict:
+    """Across families: the zero-shot per-segment direction (other seeds, unseen prompts) of the worst
+    family and the mean over families (each weighing the same), and the seed-to-seed spread of that
+    mean (max minus min over render seeds): the yardstick for "better weights"."""
+    per = {f: r["zero_shot"]["segment_direction"] for f, r in fams.items() if "zero_shot" in r}
+    if not per:
+        return {}
+    by_seed: dict[int, list[float]] = {}
+    for rec in fams.values():
+        rs = [r for r in rec["renders"] if r["method"] == "zero_shot" and not r["learn_seed"] and not r["seen_prompt"]]
+        for seed in sorted({r["seed"] for r in rs}):
+            by_seed.setdefault(seed, []).append(float(np.mean([r["segment_direction"] for r in rs if r["seed"] == seed])))
+    seed_means = {s: float(np.mean(v)) for s, v in by_seed.items()}
+    return {"worst_family_segment": min(per.values()), "family_mean_segment": float(np.mean(list(per.values()))),
+            "seed_means": seed_means,
+            "seed_spread": (max(seed_means.values()) - min(seed_means.values())) if len(seed_means) > 1 else None}
 
 
 def _targets(cfg: EvalConfig) -> list[tuple[str, str]]:
@@ -387,65 +420,89 @@ def _targets(cfg: EvalConfig) -> list[tuple[str, str]]:
 
 
 def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
-    from ..apply import apply
-    from ..guidance import RHO_ONLY
-    from ..learn import learn, transfer
-    from ..sampling import generate
-
     mf_on = cfg.mf and have_cv2()
     targets = _targets(cfg)
     learn_prompts = list(cfg.learn_prompts) or None
     plain_cache: dict = {}
     fams, pictures = {}, {}
     for fam in cfg.families:
-        frames, prompt, meta = reference_clip(fam, colour=cfg.ref_colour)
-        x = data.to_model_range(frames)
-        t0 = time.monotonic()
-        asset = learn(model, x, seed=LEARN_SEED, steps=cfg.steps, prompts=learn_prompts, **cfg.overrides).asset
-        learn_s = time.monotonic() - t0
-        ident = _identity(asset)
-        ref_track = meta["track"]
-        rec = {"reference_prompt": prompt, "params": meta["params"], "learn_s": round(learn_s, 1),
-               "final_loss": asset.losses[-1][-1] if asset.losses else None,
-               "first_loss": asset.losses[0][0] if asset.losses else None,
-               "mf_lk_self": mf_lk(frames, frames) if mf_on else None, "renders": []}
-        rows = {"reference": [(f"reference {fam}", frames)], **{m: [] for m in METHODS}}
-        log(f"transfer {fam}: learnt in {learn_s:.0f} s, AMF loss {rec['first_loss']} -> {rec['final_loss']}")
-        for colour, tp in targets:
-            for seed in (*cfg.seeds, LEARN_SEED):
-                vids = {}
-                if seed == LEARN_SEED:  # the split: zero-shot with the noise the motion was learnt on
-                    vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
-                else:
-                    if (tp, seed) not in plain_cache:
-                        plain_cache[(tp, seed)] = to_uint8(generate(model, tp, seed=seed, steps=cfg.steps))
-                    vids["plain"] = plain_cache[(tp, seed)]
-                    vids["injection"] = to_uint8(apply(model, ident, tp, seed=seed, steps=cfg.steps, inject=True))
-                    vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
-                    if cfg.zt:
-                        v, _ = transfer(model, x, tp, seed=seed, steps=cfg.steps,  # z_t has no 'local' gradient
-                                        **{k: v for k, v in cfg.overrides.items() if k not in RHO_ONLY})
-                        vids["zt"] = to_uint8(v)
-                for method, v in vids.items():
-                    d, used = render_direction(v, ref_track)
-                    mf = mf_lk(v, frames) if mf_on else None
-                    rec["renders"].append({"method": method, "colour": colour, "prompt": tp, "seed": seed,
-                                           "learn_seed": seed == LEARN_SEED, "seen_prompt": tp in cfg.learn_prompts,
-                                           "direction": d, "steps_used": used,
-                                           "no_disc": bool(np.isnan(blob_track(v)).all()),
-                                           "direction_blob": blob_direction(v, ref_track), "mf_lk": mf})
-                    rows[method].append((f"{method} {colour} s{seed} dir=" + (f"{d:.2f}" if np.isfinite(d) else "0 (n/a)")
-                                         + (f" MF={mf:.2f}" if mf is not None else ""), v))
-                log(f"transfer {fam} {colour} seed {seed}: direction " + ", ".join(
-                    f"{r['method']} {r['direction']:.2f}" for r in rec["renders"][-len(vids):]))
+        rec = {"clips": [], "renders": []}
+        rows: dict = {"reference": [], **{m: [] for m in METHODS}}
+        for ci in range(cfg.clips):
+            _transfer_clip(model, cfg, fam, ci, targets, learn_prompts, plain_cache, mf_on, rec,
+                           rows if ci == 0 else None, log)
+        for key in ("learn_s", "first_loss", "final_loss", "mf_lk_self"):  # means over the clips
+            rec[key] = _mean(c[key] for c in rec["clips"])
         rec.update(transfer_summary(rec["renders"], mf_on))
         fams[fam] = rec
         pictures[fam] = rows
     res = {"families": fams, "mf_lk_available": mf_on, "targets": [p for _, p in targets], "learn_prompts": list(cfg.learn_prompts),
+           "clips": cfg.clips,
            "note": None if mf_on else ("MF-LK skipped: OpenCV missing (pip install opencv-python-headless)"
                                        if cfg.mf else "MF-LK off")}
     res.update(transfer_summary([r for f in fams.values() for r in f["renders"]], mf_on))
+    res.update(family_summary(fams))
     return res, pictures
+
+
+def _transfer_clip(model, cfg: EvalConfig, fam: str, ci: int, targets, learn_prompts, plain_cache: dict,
+                   mf_on: bool, rec: dict, rows: dict | None, log) -> None:
+    """Learn reference clip `ci` of family `fam` and render it every way: appends to rec["clips"] and
+    rec["renders"] (and the picture rows, when given)."""
+    from ..apply import apply
+    from ..guidance import RHO_ONLY
+    from ..learn import learn, transfer
+    from ..sampling import generate
+
+    frames, prompt, meta = reference_clip(fam, index=ci, colour=cfg.ref_colour)
+    x = data.to_model_range(frames)
+    t0 = time.monotonic()
+    asset = learn(model, x, seed=LEARN_SEED, steps=cfg.steps, prompts=learn_prompts, **cfg.overrides).asset
+    learn_s = time.monotonic() - t0
+    ident = _identity(asset)
+    ref_track = meta["track"]
+    segs = data.segments(meta, len(ref_track))
+    clip = {"reference_prompt": prompt, "params": meta["params"], "segments": segs, "learn_s": round(learn_s, 1),
+            "final_loss": asset.losses[-1][-1] if asset.losses else None,
+            "first_loss": asset.losses[0][0] if asset.losses else None,
+            "mf_lk_self": mf_lk(frames, frames) if mf_on else None}
+    rec["clips"].append(clip)
+    if rows is not None:
+        rows["reference"].append((f"reference {fam}", frames))
+    log(f"transfer {fam} clip {ci}: learnt in {learn_s:.0f} s, AMF loss {clip['first_loss']} -> {clip['final_loss']}")
+    for colour, tp in targets:
+        for seed in (*cfg.seeds, LEARN_SEED):
+            vids = {}
+            if seed == LEARN_SEED:  # the split: zero-shot with the noise the motion was learnt on
+                vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
+            else:
+                if (tp, seed) not in plain_cache:
+                    plain_cache[(tp, seed)] = to_uint8(generate(model, tp, seed=seed, steps=cfg.steps))
+                vids["plain"] = plain_cache[(tp, seed)]
+                vids["injection"] = to_uint8(apply(model, ident, tp, seed=seed, steps=cfg.steps, inject=True))
+                vids["zero_shot"] = to_uint8(apply(model, asset, tp, seed=seed, steps=cfg.steps))
+                if cfg.zt:
+                    v, _ = transfer(model, x, tp, seed=seed, steps=cfg.steps,  # z_t has no 'local' gradient
+                                    **{k: v for k, v in cfg.overrides.items() if k not in RHO_ONLY})
+                    vids["zt"] = to_uint8(v)
+            for method, v in vids.items():
+                d, used = render_direction(v, ref_track)
+                track = blob_track(v)
+                seg = segment_direction(track, ref_track, segs)
+                mf = mf_lk(v, frames) if mf_on else None
+                rec["renders"].append({"method": method, "colour": colour, "prompt": tp, "seed": seed, "clip": ci,
+                                       "learn_seed": seed == LEARN_SEED, "seen_prompt": tp in cfg.learn_prompts,
+                                       "direction": d, "steps_used": used, "segment_direction": seg,
+                                       "shape": shape_agreement(track, ref_track, segs),
+                                       "max_jump": max_jump(track, data.SIZE),
+                                       "present": bool(np.isfinite(track).all()),
+                                       "no_disc": bool(np.isnan(track).all()),
+                                       "direction_blob": blob_direction(v, ref_track), "mf_lk": mf})
+                if rows is not None:
+                    rows[method].append((f"{method} {colour} s{seed} seg=" + f"{seg:.2f}"
+                                         + (f" MF={mf:.2f}" if mf is not None else ""), v))
+            log(f"transfer {fam} {colour} seed {seed}: segment direction " + ", ".join(
+                f"{r['method']} {r['segment_direction']:.2f}" for r in rec["renders"][-len(vids):]))
 
 
 def eval_search(model, cfg: EvalConfig, log) -> dict:
@@ -589,6 +646,27 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             rows.append((f"(c)   {fam}: zero-shot / zt / plain",
                          " / ".join(f(rec.get(m, {}).get("direction"), 2) for m in ("zero_shot", "zt", "plain")),
                          f"loss {f(rec['first_loss'], 3)} -> {f(rec['final_loss'], 3)}"))
+        if "worst_family_segment" in t:  # issue 24: per-segment direction, steadiness, presence
+            z = t["zero_shot"]
+            rows += [("(c) per-segment direction: zero-shot, family mean", f(t["family_mean_segment"]),
+                      f"seed-to-seed spread {f(t.get('seed_spread'))}"),
+                     ("(c)   the worst family", f(t["worst_family_segment"]),
+                      verdict.get("transfer.worst_family_segment", "")),
+                     ("(c)   plain", f(t["plain"]["segment_direction"]) if "plain" in t else "n/a",
+                      verdict.get("transfer.plain.segment_direction", "")),
+                     (f"(c) steady renders (no jump > {STEADY_JUMP} of the frame), plain + zero-shot",
+                      f(t.get("steady")), verdict.get("transfer.steady", "")),
+                     ("(c) zero-shot renders with a disc in every frame", f(z["present"]),
+                      verdict.get("transfer.zero_shot.present", ""))]
+            for fam, rec in t["families"].items():
+                zs = rec.get("zero_shot", {})
+                sp = zs.get("split", {})
+                rows.append((f"(c)   {fam}: prior / zt / zero-shot learn seed / other seeds",
+                             " / ".join(f(v, 2) for v in (rec.get("plain", {}).get("shape"),
+                                                           rec.get("zt", {}).get("segment_direction"),
+                                                           sp.get("learn_seed", {}).get("segment_direction"),
+                                                           zs.get("segment_direction"))),
+                             f"steady {f(zs.get('steady'), 2)}, disc in every frame {f(zs.get('present'), 2)}"))
     s = results.get("search")
     if s:
         rows.append(("(e) search top-1 accuracy", f(s["top1"], 2), f"{s['queries']} queries"))

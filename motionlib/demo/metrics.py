@@ -51,6 +51,63 @@ def direction_agreement(track, reference, still: float = STILL_PX) -> tuple[floa
     return float(_cosines(a[use], b[use]).mean()), int(use.sum())
 
 
+def segment_direction(track, reference, segments, still: float = STILL_PX) -> float:
+    """Mean over the reference's straight segments of the cosine between the two tracks' displacements
+    across each segment (issue 24): every segment weighs the same, however few steps it has.
+
+    `segments` are (first, last) frame pairs (``data.segments``). Within a segment the first and last
+    frames where the track is known stand in for its ends (the reference is compared over the same
+    frames); a segment with fewer than two known frames, or where the track moves less than `still` px
+    per frame, scores 0. Renders with no track at all score 0."""
+    tr = np.asarray(track, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if tr.shape != ref.shape:
+        raise ValueError(f"tracks differ in shape: {tr.shape} vs {ref.shape}")
+    if not segments:
+        raise ValueError("no segments to score")
+    known = np.isfinite(tr).all(axis=1)
+    scores = []
+    for a, b in segments:
+        idx = [k for k in range(a, b + 1) if known[k]]
+        if len(idx) < 2:
+            scores.append(0.0)
+            continue
+        a2, b2 = idx[0], idx[-1]
+        d_tr, d_ref = tr[b2] - tr[a2], ref[b2] - ref[a2]
+        if np.linalg.norm(d_tr) < still * (b2 - a2) or np.linalg.norm(d_ref) == 0:
+            scores.append(0.0)
+            continue
+        scores.append(float(_cosines(d_tr, d_ref)))
+    return float(np.mean(scores))
+
+
+def _rotations(reference: np.ndarray, angles: int = 72):
+    """The reference track rotated about its first frame by `angles` equal steps, and mirrored."""
+    ref = np.asarray(reference, dtype=np.float64)
+    rel = ref - ref[0]
+    for mirror in (1.0, -1.0):
+        r = rel * np.array([mirror, 1.0])
+        for k in range(angles):
+            a = 2 * math.pi * k / angles
+            rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            yield ref[0] + r @ rot.T
+
+
+def shape_agreement(track, reference, segments, still: float = STILL_PX) -> float:
+    """The best ``segment_direction`` over rotations and mirror images of the reference: how well a
+    track draws the reference's *kind* of motion (its turns at the same frames) in any direction.
+    For plain renders this is the model's prior for a family (issue 24's diagnosis (i))."""
+    return max(segment_direction(track, r, segments, still) for r in _rotations(reference))
+
+
+def max_jump(track, size: int = data.SIZE) -> float:
+    """The largest frame-to-frame move of a centroid track as a fraction of the frame size (pairs of
+    consecutive frames that both have a position); NaN when no such pair exists."""
+    steps = np.linalg.norm(np.diff(np.asarray(track, dtype=np.float64), axis=0), axis=-1)
+    steps = steps[np.isfinite(steps)]
+    return float(steps.max() / size) if len(steps) else float("nan")
+
+
 def quadratic_residual(track) -> np.ndarray:
     """rms residual (px) of a least-squares quadratic in time fitted to each axis: [2] (x, y).
 

@@ -33,6 +33,23 @@ import torch
 from ..fsutil import atomic_write, fsync_dir, fsync_file
 
 CKPT_KEEP = 2
+VAL_SEED = 424_242  # the validation clips and noise: fixed, whatever --seed and the data mix
+VAL_FAMILIES = ("linear", "arc", "zigzag", "speed_change", "static", "reversal", "l_turn")  # round robin
+VAL_TEXTURED = 4  # every 4th validation clip has a textured background
+
+
+def validation_clips(n: int) -> tuple[np.ndarray, list[str]]:
+    """The trainer's fixed validation set: n clips cycling through VAL_FAMILIES, seeded by VAL_SEED alone,
+    so losses of runs with other seeds, data mixes or --textured-prob compare."""
+    from .data import make_clip
+
+    clips, prompts = [], []
+    for i in range(n):
+        frames, prompt, _ = make_clip(VAL_SEED + i, trajectory=VAL_FAMILIES[i % len(VAL_FAMILIES)],
+                                      background="textured" if i % VAL_TEXTURED == VAL_TEXTURED - 1 else "black")
+        clips.append(frames)
+        prompts.append(prompt)
+    return np.stack(clips), prompts
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -53,6 +70,15 @@ def lr_at(step: int, frac: float, a) -> float:
     warm = min(1.0, (step + 1) / max(1, a.warmup))
     frac = min(max(frac, 0.0), 1.0)
     return a.lr * warm * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def step_seconds(wall: float, typical: float, paused: dict) -> float:
+    """The seconds a step counts against the time budget: its wall time, or, when the process was
+    stopped and continued meanwhile (``paused["flag"]``, set on SIGCONT), no more than a typical step."""
+    if paused["flag"]:
+        paused["flag"] = False
+        return min(wall, typical) if typical > 0 else 0.0
+    return wall
 
 
 def sample_timesteps(n: int, gen: torch.Generator, mode: str, num_train: int = 1000) -> torch.Tensor:
@@ -160,7 +186,8 @@ def parse_args(argv=None):
     ap.add_argument("--log-every", type=int, default=25, help="steps between log lines")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
-    ap.add_argument("--val-size", type=int, default=32, help="fixed validation clips (0: none)")
+    ap.add_argument("--val-size", type=int, default=56,
+                    help="validation clips (0: none); the same clips whatever --seed or the data mix")
     ap.add_argument("--preview-minutes", type=float, default=15.0,
                     help="minutes between EMA sample sheets (at checkpoints; 0: none until the end)")
     ap.add_argument("--no-preview", action="store_true", help="no EMA sample sheets at all")
@@ -202,6 +229,7 @@ class Trainer:
         self.step = 0
         self.samples = 0
         self.elapsed = 0.0
+        self.cpu_s = 0.0  # process CPU seconds over all resumes (all threads): the campaign's CPU-minutes
         self.history: list[dict] = []
         self.val = self._make_val(a.val_size) if a.val_size > 0 else None
 
@@ -220,11 +248,8 @@ class Trainer:
                         add_special_tokens=True, return_tensors="pt").input_ids.to(self.device)
 
     def _make_val(self, n: int) -> dict:
-        from .data import sample_batch
-
-        rng = np.random.default_rng(10_000 + self.a.seed)
-        frames, prompts, _ = sample_batch(rng, n, textured_prob=self.a.textured_prob)
-        g = torch.Generator().manual_seed(20_000 + self.a.seed)
+        frames, prompts = validation_clips(n)
+        g = torch.Generator().manual_seed(VAL_SEED + 1)
         z0 = self.latents(frames)
         t = ((torch.arange(n) + 0.5) / n * 1000).long().clamp(0, 999)  # stratified over all timesteps
         noise = torch.randn(z0.shape, generator=g).to(self.device)
@@ -296,6 +321,7 @@ class Trainer:
     def state(self) -> dict:
         self.tensors_cache = self.tensors()
         return {"version": 1, "step": self.step, "samples_seen": self.samples, "elapsed_s": self.elapsed,
+                "cpu_s": self.cpu_s,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.a).items()},
                 "param_groups": self._groups, "np_rng": np_rng_state(self.np_rng),
                 "history": self.history[-400:]}
@@ -316,6 +342,7 @@ class Trainer:
             torch.cuda.set_rng_state(t["rng.cuda"], self.device)
         set_np_rng_state(self.np_rng, st["np_rng"])
         self.step, self.samples, self.elapsed = st["step"], st["samples_seen"], st["elapsed_s"]
+        self.cpu_s = st.get("cpu_s", 0.0)
         self.history = st.get("history", [])
 
     # -- outputs ------------------------------------------------------------------------------------
@@ -365,6 +392,7 @@ class Trainer:
                        "seed": self.a.seed},
             "weights": "shapes.safetensors (EMA, fp32)", "parameters": n_params, "size_bytes": size,
             "steps": self.step, "samples_seen": self.samples, "minutes": round(self.elapsed / 60, 2),
+            "cpu_minutes": round(self.cpu_s / 60, 2),
             "device": str(self.device), "threads": torch.get_num_threads(),
             "final_train_loss": final_loss, **val,
         }
@@ -403,14 +431,21 @@ def main(argv=None) -> int:
     def _on_signal(signum, frame):
         stop["flag"] = True
 
-    for s in (signal.SIGTERM, signal.SIGINT):
+    paused = {"flag": False}
+
+    def _on_continue(signum, frame):  # resumed after `kill -STOP`: that pause is no training time
+        paused["flag"] = True
+
+    for s, handler in ((signal.SIGTERM, _on_signal), (signal.SIGINT, _on_signal), (signal.SIGCONT, _on_continue)):
         try:
-            signal.signal(s, _on_signal)
+            signal.signal(s, handler)
         except ValueError:  # not the main thread (e.g. called from a test runner thread)
             pass
 
     budget = a.minutes * 60
     t_last = time.monotonic()
+    cpu_last = time.process_time()
+    last_dt = 0.0
     t_ckpt = t_preview = time.monotonic()
     win_loss, win_n, win_t0, win_samples = 0.0, 0, time.monotonic(), tr.samples
     final_loss = None
@@ -420,8 +455,12 @@ def main(argv=None) -> int:
             log(f"non-finite loss at step {tr.step}: stopping (last checkpoint kept)")
             return 1
         now = time.monotonic()
-        tr.elapsed += now - t_last
+        last_dt = step_seconds(now - t_last, last_dt, paused)
+        tr.elapsed += last_dt
         t_last = now
+        cpu_now = time.process_time()
+        tr.cpu_s += cpu_now - cpu_last
+        cpu_last = cpu_now
         win_loss += loss
         win_n += 1
         if tr.step % a.log_every == 0 or tr.step == 1:
@@ -442,7 +481,7 @@ def main(argv=None) -> int:
                 tr.preview(log)
                 t_preview = now
             t_ckpt = time.monotonic()
-            tr.elapsed += t_ckpt - t_last  # evaluation and checkpoint time count against the budget
+            tr.elapsed += step_seconds(t_ckpt - t_last, 0.0, paused)  # they count against the budget
             t_last = t_ckpt
     if win_n:
         final_loss = win_loss / win_n

@@ -1,0 +1,133 @@
+"""User text is data (issue 25): names, tags, paths and prompts with brackets, backslashes, control
+characters and newlines print as typed (never as Rich markup), and a rejected one is one clear line."""
+
+import sys
+
+import pytest
+
+from helpers import LEFT, cli, cli_json, tmp_copy
+
+HOSTILE = ["[/x]", "b[/x]", "a[b]", "[bold red]loud[/]", "back\\slash[", "esc\x1b[31mred", "two\nlines", "tab\tand\rcr"]
+
+
+@pytest.fixture
+def lib(tmp_path, monkeypatch):
+    """A library (SQLite) with one motion, 'left', learnt on tiny-5b."""
+    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
+    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _one_clear_line(code, err, *must_show):
+    """Exit 1 or 2, one line, no traceback or raw control character, and one of `must_show` in it."""
+    assert code in (1, 2), err
+    assert "Traceback" not in err and "Internal error" not in err and "MarkupError" not in err, err
+    assert "\x1b" not in err and "\r" not in err  # no raw escape sequence or carriage return reaches the terminal
+    assert len(err.strip().splitlines()) == 1, err
+    assert any(m in err for m in must_show), err
+    return err
+
+
+def _shown(text):
+    """The ways a message may name a value exactly: as typed with control characters escaped (\\n,
+    \\x1b), or as Python's repr() quotes it (backslashes doubled too)."""
+    from motionlib.cli.main import printable
+
+    return printable(text), repr(text)[1:-1]
+
+
+@pytest.fixture(scope="module")
+def learnt(tmp_path_factory):
+    """One learnt motion file, imported into each test's library (learning once keeps the module fast)."""
+    import os
+
+    from motionlib.cli.main import main
+
+    root = tmp_path_factory.mktemp("learnt")
+    old = {k: os.environ.get(k) for k in ("MOTIONLIB_HOME", "MOTIONLIB_MODEL", "MOTIONLIB_DB_URL")}
+    os.environ.update(MOTIONLIB_HOME=str(root / "lib"), MOTIONLIB_MODEL="tiny-5b")
+    os.environ.pop("MOTIONLIB_DB_URL", None)
+    try:
+        for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"],
+                     ["-q", "export", "left", str(root / "left.safetensors")]):
+            try:
+                main(args)
+            except SystemExit as e:
+                assert e.code in (0, None)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return root / "left.safetensors"
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_motion_names_print_as_typed(lib, learnt, capsys, text):
+    cli_json(capsys, "import", str(learnt), "--name", "left")
+    code, _, err = cli(capsys, "show", text)  # no such motion: the message names it exactly
+    _one_clear_line(code, err, *_shown(text))
+    code, _, err = cli(capsys, "rename", "left", text)  # refused by the name rule, or done: never a traceback
+    if code == 0:
+        cli_json(capsys, "rename", text, "left")
+    else:
+        _one_clear_line(code, err, *_shown(text))
+    code, _, err = cli(capsys, "apply", text, "a cat")
+    _one_clear_line(code, err, *_shown(text))
+
+
+@pytest.mark.parametrize("text", HOSTILE + ["[/x]\x1b[2J", "[red]x"])
+def test_tags_print_as_typed_or_are_refused_by_name(lib, learnt, capsys, text):
+    cli_json(capsys, "import", str(learnt), "--name", "left")
+    code, out, err = cli(capsys, "tag", "left", "+" + text)
+    assert "\x1b" not in out + err and "\r" not in out + err and "Traceback" not in err
+    if code == 0:
+        assert out.strip() == f"left: {_shown(text.lower())[0]}"  # printed exactly, not parsed as markup
+        assert cli_json(capsys, "show", "left")["tags"] == [text.lower()]
+    else:  # tags follow the name rule: refused, naming the tag (tags are stored lower-case)
+        _one_clear_line(code, err, *_shown(text.lower()))
+
+
+def test_a_tag_the_rule_allows_prints_in_list_and_show(lib, learnt, capsys):
+    cli_json(capsys, "import", str(learnt), "--name", "left")
+    assert cli(capsys, "tag", "left", "+a.b_c-1")[0] == 0
+    code, out, _ = cli(capsys, "list")
+    assert code == 0 and "a.b_c-1" in out
+
+
+@pytest.mark.parametrize("name", ["nosuch[red].mp4", "no such [/x].mp4", "new\nline.mp4", "esc\x1b[31m.mp4"])
+def test_paths_print_as_typed(lib, capsys, name):
+    code, _, err = cli(capsys, "learn", name, "--name", "x")
+    _one_clear_line(code, err, *_shown(name))
+
+
+def test_names_with_brackets_are_named_exactly(lib, capsys):
+    code, _, err = cli(capsys, "learn", str(LEFT), "--name", "a[b]")
+    _one_clear_line(code, err, "'a[b]'")  # used to say the name 'a' contains '[]'
+
+
+def test_prompts_with_markup_render_and_print(lib, learnt, capsys, tmp_path):
+    cli_json(capsys, "import", str(learnt), "--name", "left")
+    prompt = "[bold]a red[/x] ball \\ [link=file:///etc/passwd]x[/link]"
+    out = tmp_path / "p[1].mp4"
+    code, stdout, err = cli(capsys, "apply", "left", prompt, "-o", str(out), "--steps", "2")
+    assert code == 0, err
+    assert out.is_file() and str(out) in stdout  # the path as typed, brackets and all
+    assert cli_json(capsys, "show", "left")["renders"][0]["prompt"] == prompt
+
+
+def test_install_hints_keep_their_extras(lib, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn now raises ImportError
+    code, _, err = cli(capsys, "serve")
+    _one_clear_line(code, err, "pip install 'motionlib[serve]'")
+
+
+def test_a_copy_of_a_file_with_brackets_in_its_name_imports(lib, capsys, learnt, tmp_path):
+    folder = tmp_path / "[odd] folder"
+    folder.mkdir()
+    src = tmp_copy(learnt, folder)
+    got = cli_json(capsys, "import", str(src), "--name", "copy")
+    assert got["name"] == "copy"
