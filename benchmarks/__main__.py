@@ -150,11 +150,19 @@ def splice(report: str, env: dict, sections: list[Section], cfg: Config, total_s
     for s in sections:
         n = number(s.key)
         row = next(x for x in fresh if x.startswith(f"| {n} | "))
-        lines = [row if x.startswith(f"| {n} | ") else x for x in lines]
         new_start, new_end = _span(fresh, n)
         start, end = _span(lines, n)
-        if start is None:
-            raise SystemExit(f"BENCHMARKS.md has no section {n}: run the whole report once")
+        if start is None:  # a section new since the report was written: its row after the last, its block at the end
+            top, bottom = _span(lines, "Summary")
+            last = max(i for i in range(top or 0, bottom) if re.match(r"^\| \d+ \| ", lines[i]))
+            lines.insert(last + 1, row)
+            if lines[-1] != "":
+                lines.append("")
+            lines += fresh[new_start:new_end]
+            continue
+        summary = _span(lines, "Summary")  # a section's own table may have rows that start "| n | " too
+        lines = [row if summary[0] is not None and summary[0] < i < summary[1] and x.startswith(f"| {n} | ") else x
+                 for i, x in enumerate(lines)]
         lines[start:end] = fresh[new_start:new_end]
     note = (f"{_sections_word([number(s.key) for s in sections])} re-measured by `{env['command']}` on "
             f"{env['date']} in {total_s / 60:.1f} min (load average at start {env['load average at start (1/5/15 min)']}).")
@@ -189,8 +197,10 @@ def _drop_superseded(lines: list[str], fresh: set[int]) -> list[str]:
     return out
 
 
-def _span(lines: list[str], n: int) -> tuple[int | None, int]:
-    start = next((i for i, x in enumerate(lines) if x.startswith(f"## {n}. ")), None)
+def _span(lines: list[str], n: int | str) -> tuple[int | None, int]:
+    """[start, end) of section n's block ("## n. ..."), or of the block titled n ("## Summary")."""
+    head = f"## {n}. " if isinstance(n, int) else f"## {n}"
+    start = next((i for i, x in enumerate(lines) if x.startswith(head)), None)
     if start is None:
         return None, 0
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))

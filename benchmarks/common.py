@@ -83,6 +83,8 @@ class Pair:
     a_s: float  # median seconds of A (context only)
     b_s: float  # median seconds of B (context only)
     n: int
+    ta: list[float] = field(default_factory=list)  # per-pair seconds of A
+    tb: list[float] = field(default_factory=list)  # per-pair seconds of B
 
     def text(self, digits: int = 3) -> str:
         return f"{self.ratio:.{digits}f} (pairs {self.lo:.{digits}f}-{self.hi:.{digits}f}, n={self.n})"
@@ -92,7 +94,7 @@ class Pair:
         """From per-pair seconds of A and B (same length, pair i = ta[i], tb[i])."""
         ratios = [x / y for x, y in zip(ta, tb)]
         return cls(statistics.median(ratios), min(ratios), max(ratios),
-                   statistics.median(ta), statistics.median(tb), len(ratios))
+                   statistics.median(ta), statistics.median(tb), len(ratios), list(ta), list(tb))
 
 
 def _timed(f: Callable[[], object]) -> float:

@@ -318,6 +318,7 @@ def learn(
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (model default, 50 for CogVideoX)."),
     seed: int = typer.Option(0, "--seed"),
     sampling: str = typer.Option("spread", "--sampling", help="'spread': frames spread over the clip; 'start': consecutive frames from its start."),
+    check: bool = typer.Option(False, "--check", help="After learning, render once zero-shot on a new seed (--seed + 1) and score how its attention motion flow agrees with the reference's, frame pair by frame pair (1: the same motion, 0: unrelated; a motion that keeps only the drift scores low). Costs one render; shown by show, list --json and the gallery."),
     opt_steps: Optional[int] = typer.Option(None, "--opt-steps", help="Adam steps per guided step (K_opt)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Start learning rate (decays linearly to --lr-end)."),
     lr_end: Optional[float] = typer.Option(None, "--lr-end"),
@@ -388,7 +389,8 @@ def learn(
     with progress_bar() as bar, fitting(m), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NoMotionWarning)
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
-                           tags=tag, force=force, progress=bar, opt_steps=opt_steps, lr_start=lr, lr_end=lr_end,
+                           tags=tag, force=force, progress=bar, check=check, opt_steps=opt_steps, lr_start=lr,
+                           lr_end=lr_end,
                            guided_fraction=guided_fraction, blocks=block or None,
                            parametrisation=parametrisation, checkpointing=checkpointing, samples=samples,
                            prompts=parse_prompts(prompts), shift_grid=shift_grid, frame_shift=frame_shift,
@@ -402,11 +404,16 @@ def learn(
     thumb = lib.thumb_path(row, "png")
     data = {"name": row.name, "model": row.model_name, "bytes": row.blob_bytes, "thumbnail": str(thumb),
             "seconds": round(time.monotonic() - started, 2), "final_loss": _last(row.loss),
-            "searchable": row.descriptor is not None}
+            "searchable": row.descriptor is not None, "check_score": row.check_score}
+    checked = "" if not check else f"\ncheck score: {_score(row.check_score)} (zero-shot on seed {seed + 1})"
     emit(data, lambda: out.print(Text.assemble(
         "learnt ", (printable(row.name), "bold"), f" with {row.model_name}: {row.blob_bytes / 1e6:.2f} MB, "
-        f"{data['seconds']} s, final AMF loss {data['final_loss']:.4f}\nthumbnail: ", printable(thumb)),
+        f"{data['seconds']} s, final AMF loss {data['final_loss']:.4f}\nthumbnail: ", printable(thumb), checked),
         highlight=False))
+
+
+def _score(v: Optional[float]) -> str:
+    return "n/a (the reference does not move)" if v is None else f"{v:.2f}"
 
 
 def check_steps(steps: Optional[int]) -> None:
@@ -604,8 +611,7 @@ def list_(
 ):
     """List stored motions, by name."""
     rows = state.library().list(tag=tag, model=model)
-    data = [{"name": r.name, "model": r.model_name, "frames": r.latent_frames, "bytes": r.blob_bytes,
-             "tags": r.tags, "source": r.source_name, "created_at": r.created_at.isoformat()} for r in rows]
+    data = [r.listing() for r in rows]
 
     def human():
         if not data:
@@ -659,9 +665,10 @@ def show(name: str = typer.Argument(...)):
     def human():
         t = Table(show_header=False)
         for key in ("name", "model_name", "family", "latent_frames", "latent_rows", "latent_cols", "source_name",
-                    "source_fps", "source_frames", "blob_bytes", "tags", "created_at", "thumbnail_png",
-                    "thumbnail_gif"):
-            t.add_row(key, printable(data.get(key)))
+                    "source_fps", "source_frames", "blob_bytes", "tags", "created_at", "check_score",
+                    "thumbnail_png", "thumbnail_gif"):
+            value = data.get(key)
+            t.add_row(key, "not checked (learn --check)" if key == "check_score" and value is None else printable(value))
         loss = data["loss"] or []
         if loss and isinstance(loss[0], list):
             t.add_row("AMF loss", f"{loss[0][0]:.4f} → {loss[-1][-1]:.4f} over {len(loss)} guided steps")

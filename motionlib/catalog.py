@@ -173,8 +173,11 @@ def meta_of(asset: MotionAsset) -> dict:
 
 def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: str = "", seed: int = 0,
                  steps: int | None = None, sampling: str = "spread", tags=(), force: bool = False,
-                 progress=None, **overrides):
-    """Read a clip, learn its motion and store it under `name`. Returns the catalogue row."""
+                 progress=None, check: bool = False, **overrides):
+    """Read a clip, learn its motion and store it under `name`. Returns the catalogue row.
+
+    `check`: render the motion once zero-shot on a new seed and store its AMF agreement with the
+    reference (``motionlib.check``) as the row's ``check_score``."""
     library.check_new_name(name, force=force)  # before minutes of learning
     s = model.spec
     video, info = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
@@ -183,20 +186,27 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
     asset = learn(model, video, prompt=prompt, seed=seed, steps=steps, source=source, progress=progress,
                   **overrides).asset
     asset.ref_frames = previews(video, s)
-    return store_asset(library, asset, name, tags=tags, force=force, video=video, what=str(video_path))
+    extra = {}
+    if check:
+        from .check import check_motion
+
+        result = check_motion(model, asset, steps=steps, progress=progress)
+        extra["check_score"] = result.to_dict()["score"]
+    return store_asset(library, asset, name, tags=tags, force=force, video=video, what=str(video_path),
+                       meta=extra)
 
 
 def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool = False,
-                video: torch.Tensor | None = None, what: str | None = None):
-    """Save, thumbnail, describe and add the asset (``video``: its clip, to tell a still one); whole or
-    not at all (a full disk raises NoSpaceLeft)."""
+                video: torch.Tensor | None = None, what: str | None = None, meta: dict | None = None):
+    """Save, thumbnail, describe and add the asset (``video``: its clip, to tell a still one; ``meta``:
+    further catalogue columns, e.g. check_score); whole or not at all (a full disk raises NoSpaceLeft)."""
     descriptor = searchable_descriptor(asset, what or f"the clip of '{name}'", video)
     with no_space_is_an_error(library.home / "tmp"):
         work = Path(tempfile.mkdtemp(prefix="learn-", suffix=TMP_MARKER, dir=library.home / "tmp"))
         try:
             path = asset.save(work / "asset.safetensors")
             thumbs = thumbnails_of(asset, work)
-            return library.add_motion(name, asset_file=path, meta=meta_of(asset), descriptor=descriptor,
+            return library.add_motion(name, asset_file=path, meta={**meta_of(asset), **(meta or {})}, descriptor=descriptor,
                                       thumbnails=thumbs, tags=tags, force=force)
         finally:
             shutil.rmtree(work, ignore_errors=True)

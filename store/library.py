@@ -73,6 +73,7 @@ COLUMN_META: dict[str, type] = {
     "latent_frames": int, "latent_rows": int, "latent_cols": int,
     "source_sha256": str, "source_name": str, "source_fps": float, "source_frames": int,
     "source_width": int, "source_height": int, "descriptor_version": int, "created_at": datetime,
+    "check_score": float,
 }
 THUMB_KINDS = ("png", "gif")
 REQUIRED_META = ("model_name", "family", "latent_frames", "latent_rows", "latent_cols")

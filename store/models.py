@@ -94,6 +94,8 @@ class Motion(SQLModel, table=True):
 
     descriptor: Optional[bytes] = Field(default=None, sa_type=sa.LargeBinary)
     descriptor_version: int = Field(default=1)
+    # `learn --check` (issue 24): AMF agreement of one zero-shot render on a new seed with the reference
+    check_score: Optional[float] = None
 
     tag_rows: List[MotionTag] = Relationship(
         back_populates="motion",
@@ -175,12 +177,19 @@ class MotionSummary:
     thumb_png: Optional[str]
     thumb_gif: Optional[str]
     descriptor_version: int
+    check_score: Optional[float]
     tags: List[str] = field(default_factory=list)
 
     @classmethod
     def columns(cls) -> list[str]:
         """The Motion columns a summary holds, in Motion's order."""
         return [f.name for f in fields(cls) if f.name != "tags"]
+
+    def listing(self) -> dict[str, Any]:
+        """The motion as ``motionlib list --json`` and the web API's list print it (one shape for both)."""
+        return {"name": self.name, "model": self.model_name, "frames": self.latent_frames, "bytes": self.blob_bytes,
+                "tags": list(self.tags), "source": self.source_name, "created_at": self.created_at.isoformat(),
+                "check_score": self.check_score}
 
     def summary(self) -> dict[str, Any]:
         """Plain dict of the fields, handy for JSON output (like ``Motion.summary`` without params and loss)."""

@@ -264,6 +264,33 @@ def test_update_splices_the_remeasured_sections_into_the_report():
         bench.main(["--only", "team", "--update", "--quick"])
 
 
+def test_update_adds_a_new_section_and_leaves_other_tables_rows_alone():
+    """A section the report lacks gets its summary row after the last one and its block at the end; rows
+    of a section's own table that start like a summary row ("| 2 | ...") are not summary rows."""
+    from benchmarks import __main__ as bench
+    from benchmarks.common import Config, Section
+
+    lines = bench.REPORT.read_text().splitlines()
+    n = bench.number("train")
+    start, end = bench._span(lines, n)
+    report = "\n".join(x for i, x in enumerate(lines) if not (start <= i < end or x.startswith(f"| {n} | ")))
+    assert f"## {n}. " not in report
+    env = {"command": "c", "date": "d", "load average at start (1/5/15 min)": "0, 0, 0"}
+    team = Section("team", "Team scale", "g", status="met", headline="h")
+    team.headers, team.rows = ["a"], [["1"]]
+    new = Section("train", "Trainer", "g2", status="met", headline="h2")
+    new.headers, new.rows = ["N", "x"], [["2", "y"]]
+    out = bench.splice(report, env, [team, new], Config(quick=False), 1.0).splitlines()
+    top, bottom = bench._span(out, "Summary")
+    summary = [x for x in out[top:bottom] if x.startswith("| ")]
+    assert summary[-1] == f"| {n} | Trainer | g2 | h2 | met |"
+    s, e = bench._span(out, n)
+    assert out[s] == f"## {n}. Trainer" and "| 2 | y |" in out[s:e] and e == len(out)
+    s13, e13 = bench._span(out, 13)
+    assert [x for x in out[s13:e13] if x.startswith("| 2 | ")] == \
+        [x for x in lines[slice(*bench._span(lines, 13))] if x.startswith("| 2 | ")]  # section 13's own row kept
+
+
 def test_update_drops_what_earlier_notes_said_of_the_sections_it_re_measures():
     from benchmarks import __main__ as bench
 

@@ -268,12 +268,6 @@ def _date(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
 
-def list_item(r) -> dict:
-    """A motion as `motionlib list --json` prints it."""
-    return {"name": r.name, "model": r.model_name, "frames": r.latent_frames, "bytes": r.blob_bytes,
-            "tags": r.tags, "source": r.source_name, "created_at": r.created_at.isoformat()}
-
-
 def create_app(library: Library | str | Path | None = None, settings: Settings | None = None) -> FastAPI:
     """The FastAPI app over `library` (a Library, or a library folder; default: $MOTIONLIB_HOME)."""
     settings = settings or Settings()
@@ -578,7 +572,7 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
     # --- JSON catalogue -------------------------------------------------------------------------------
     @app.get("/api/motions", response_model=list[MotionItem], summary="`list`")
     def list_api(tag: Optional[str] = Query(None, max_length=64), model: Optional[str] = Query(None, max_length=200)):
-        return [list_item(r) for r in lib_call(lib.list, tag=tag or None, model=model or None)]
+        return [r.listing() for r in lib_call(lib.list, tag=tag or None, model=model or None)]
 
     @app.get("/api/motions/{name}", response_model=MotionDetails, summary="`show NAME`")
     def show_api(name: str):
