@@ -13,6 +13,7 @@ inside the commands that render, learn or search.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -384,18 +385,20 @@ def learn(
     from motionlib.video import probe
 
     probe(video)  # fail on a bad clip before loading any model
+    overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
+                     blocks=block or None, parametrisation=parametrisation, samples=samples, shift_grid=shift_grid,
+                     frame_shift=frame_shift, smoothness=smoothness, gradient=gradient, reuse=reuse,
+                     amf_window=amf_window, opt_steps_end=opt_steps_end, opt_tol=opt_tol)
+    from motionlib.guidance import GuidanceParams
+
+    GuidanceParams.from_spec(resolve_spec(model), **overrides)  # every guidance value checked before loading
     m = load(model, memory, num_frames=frames, height=height, width=width)
     started = time.monotonic()
     with progress_bar() as bar, fitting(m), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NoMotionWarning)
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
-                           tags=tag, force=force, progress=bar, check=check, opt_steps=opt_steps, lr_start=lr,
-                           lr_end=lr_end,
-                           guided_fraction=guided_fraction, blocks=block or None,
-                           parametrisation=parametrisation, checkpointing=checkpointing, samples=samples,
-                           prompts=parse_prompts(prompts), shift_grid=shift_grid, frame_shift=frame_shift,
-                           smoothness=smoothness, gradient=gradient, reuse=reuse, amf_window=amf_window,
-                           opt_steps_end=opt_steps_end, opt_tol=opt_tol)
+                           tags=tag, force=force, progress=bar, check=check, checkpointing=checkpointing,
+                           prompts=parse_prompts(prompts), **overrides)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
             warn(str(w.message))
@@ -418,9 +421,10 @@ def _score(v: Optional[float]) -> str:
 
 def check_steps(steps: Optional[int]) -> None:
     from motionlib.errors import ParameterError
+    from motionlib.models.spec import MAX_STEPS
 
-    if steps is not None and steps < 1:
-        raise ParameterError(f"--steps must be at least 1, got {steps}")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise ParameterError(f"--steps must be between 1 and {MAX_STEPS}, got {steps}")
 
 
 def check_gradient(value: str | None) -> None:
@@ -461,8 +465,8 @@ def apply(
     from motionlib.apply import apply as apply_motion
     from motionlib.catalog import load_motion
 
-    if strength < 0:
-        raise UserError(f"--strength must be >= 0, got {strength}")
+    if not (math.isfinite(strength) and 0 <= strength <= 100):
+        raise UserError(f"--strength must be a number from 0 to 100, got {strength}")
     check_steps(steps)
     path = check_output(output or default_output(f"{name}-{seed}", gif))
     memory = Memory("apply", offload, vae_tiling)
@@ -512,6 +516,9 @@ def transfer(
 
     check_output(output)
     check_checkpointing(checkpointing)
+    check_steps(steps)
+    if sampling not in ("spread", "start"):
+        raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
     memory = Memory("transfer", offload, vae_tiling)
     probe(video)
     m = load(model or default_model(), memory)
@@ -540,6 +547,7 @@ def generate(
     from motionlib.sampling import generate as plain
 
     check_output(output)
+    check_steps(steps)
     m = load(model or default_model(), Memory("generate", offload, vae_tiling))
     started = time.monotonic()
     with progress_bar() as bar, fitting(m):

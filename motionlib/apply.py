@@ -7,6 +7,8 @@ KV injection of the stored reference latent can be switched off.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import ParameterError
@@ -48,8 +50,8 @@ def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None,
           progress: ProgressFn | None = None, output: str = "video") -> torch.Tensor:
     """Render `prompt` moving like `asset`: video [F, 3, H, W] in [0, 1] (or latents)."""
     asset.check_compatible(model.spec)
-    if strength < 0:
-        raise ParameterError(f"strength must be >= 0, got {strength}")
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):
+        raise ParameterError(f"strength must be a finite number >= 0, got {strength!r}")
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
                   guidance_scale=guidance_scale)
     latents = sample(run, [AssetHook(asset, strength, inject)], progress=progress)

@@ -28,6 +28,7 @@ import torch
 from .amf import amf_loss, motion_flow, window_mask
 from .errors import MotionlibError, ParameterError
 from .injection import reference_kv
+from .models.spec import MAX_OPT_STEPS, MAX_SAMPLES
 from .models.spec import GuidanceDefaults
 from .progress import OptimiseStep, ProgressFn
 from .rho import Parametrised, check_parametrisation, is_shift
@@ -96,15 +97,26 @@ class GuidanceParams(GuidanceDefaults):
         for b in (*self.blocks, *self.inject_blocks):
             if not 0 <= b < spec.num_layers:
                 raise ParameterError(f"block {b} is outside the model's 0..{spec.num_layers - 1}")
+        numbers = {"lr_start": self.lr_start, "lr_end": self.lr_end, "temperature": self.temperature,
+                   "confidence": self.confidence, "smoothness": self.smoothness, "opt_tol": self.opt_tol,
+                   "guided_fraction": self.guided_fraction,
+                   **{f"latent_lr[{i}]": v for i, v in enumerate(self.latent_lr or ())},
+                   **{f"shift_lr[{i}]": v for i, v in enumerate(self.shift_lr)}}
+        for k, v in numbers.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ParameterError(f"{k} must be a finite number, got {v!r}")
+        for k in ("lr_start", "lr_end", *(k for k in numbers if k.endswith("]"))):
+            if numbers[k] <= 0:
+                raise ParameterError(f"{k} (a learning rate) must be > 0, got {numbers[k]}")
         if not 0 < self.guided_fraction <= 1:
             raise ParameterError(f"guided_fraction must be in (0, 1], got {self.guided_fraction}")
-        if self.opt_steps < 1:
-            raise ParameterError(f"opt_steps must be >= 1, got {self.opt_steps}")
+        if not 1 <= self.opt_steps <= MAX_OPT_STEPS:
+            raise ParameterError(f"opt_steps must be between 1 and {MAX_OPT_STEPS}, got {self.opt_steps}")
         if self.temperature <= 0:
             raise ParameterError(f"temperature must be > 0, got {self.temperature}")
         check_parametrisation(self.parametrisation)
-        if not (isinstance(self.samples, int) and self.samples >= 1):
-            raise ParameterError(f"samples must be an integer >= 1, got {self.samples!r}")
+        if not (isinstance(self.samples, int) and 1 <= self.samples <= MAX_SAMPLES):
+            raise ParameterError(f"samples must be an integer from 1 to {MAX_SAMPLES}, got {self.samples!r}")
         if not (isinstance(self.shift_grid, int) and self.shift_grid >= 0):
             raise ParameterError(f"shift_grid must be an integer >= 0 (0: a shift per token), got {self.shift_grid!r}")
         if self.smoothness < 0:
@@ -130,8 +142,8 @@ class GuidanceParams(GuidanceDefaults):
                                  "the blocks before the guidance block under its own ρ")
         if self.amf_window is not None and self.amf_window < 1:
             raise ParameterError(f"amf_window must be >= 1 latent frame (or None for all pairs), got {self.amf_window}")
-        if self.opt_steps_end is not None and self.opt_steps_end < 1:
-            raise ParameterError(f"opt_steps_end must be >= 1, got {self.opt_steps_end}")
+        if self.opt_steps_end is not None and not 1 <= self.opt_steps_end <= MAX_OPT_STEPS:
+            raise ParameterError(f"opt_steps_end must be between 1 and {MAX_OPT_STEPS}, got {self.opt_steps_end}")
         if not 0 <= self.opt_tol < 1:
             raise ParameterError(f"opt_tol must be in [0, 1), got {self.opt_tol}")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import torch
 
 from .errors import ParameterError
+from .models.spec import MAX_STEPS
 from .progress import DenoiseStep, ProgressFn, Stopped
 from .rho import Rho, base_rho
 from .transformer import Controls
@@ -88,8 +89,8 @@ def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, ste
               spec.num_inference_steps if steps is None else steps,
               spec.guidance_scale if guidance_scale is None else guidance_scale,
               spec.use_dynamic_cfg if use_dynamic_cfg is None else use_dynamic_cfg)
-    if run.steps < 1:
-        raise ParameterError(f"steps must be >= 1, got {run.steps}")
+    if not 1 <= run.steps <= MAX_STEPS:
+        raise ParameterError(f"steps must be between 1 and {MAX_STEPS}, got {run.steps}")
     if samples < 1:
         raise ParameterError(f"samples must be >= 1, got {samples}")
     if prompts is not None and not prompts:

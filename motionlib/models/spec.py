@@ -8,6 +8,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Bounds on run parameters (issue 25): a value beyond them is refused before any model loads.
+MAX_STEPS = 1000  # the schedulers' num_train_timesteps: no sampler here takes more denoising steps
+MAX_OPT_STEPS = 1000  # Adam steps per guided step (the paper uses 5; shapes 20)
+MAX_SAMPLES = 64  # generations learnt on at once
+
 Family = str  # one of motionlib.families.FAMILIES: the ρ family, which also names the model family's adapter
 
 

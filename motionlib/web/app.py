@@ -79,6 +79,7 @@ class MotionItem(BaseModel):
     tags: list[str]
     source: Optional[str]
     created_at: str
+    check_score: Optional[float] = None  # learn --check (None: not checked)
 
 
 class RenderItem(BaseModel):

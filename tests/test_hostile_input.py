@@ -1,5 +1,6 @@
-"""User text is data (issue 25): names, tags, paths and prompts with brackets, backslashes, control
-characters and newlines print as typed (never as Rich markup), and a rejected one is one clear line."""
+"""Hostile input (issue 25). User text is data: names, tags, paths and prompts with brackets,
+backslashes, control characters and newlines print as typed (never as Rich markup), and a rejected one
+is one clear line. Non-finite and absurd numbers are refused, by name, before any model loads."""
 
 import sys
 
@@ -131,3 +132,32 @@ def test_a_copy_of_a_file_with_brackets_in_its_name_imports(lib, capsys, learnt,
     src = tmp_copy(learnt, folder)
     got = cli_json(capsys, "import", str(src), "--name", "copy")
     assert got["name"] == "copy"
+
+
+@pytest.mark.parametrize("args,names", [
+    (["generate", "x", "--steps", "1000000000"], "--steps"),
+    (["generate", "x", "--steps", "0"], "--steps"),
+    (["transfer", str(LEFT), "x", "--steps", "5000"], "--steps"),
+    (["learn", str(LEFT), "--name", "a", "--steps", "1001"], "--steps"),
+    (["learn", str(LEFT), "--name", "a", "--lr", "nan"], "lr_start"),
+    (["learn", str(LEFT), "--name", "a", "--lr", "inf"], "lr_start"),
+    (["learn", str(LEFT), "--name", "a", "--lr", "-1"], "lr_start"),
+    (["learn", str(LEFT), "--name", "a", "--lr-end", "0"], "lr_end"),
+    (["learn", str(LEFT), "--name", "a", "--guided-fraction", "nan"], "guided_fraction"),
+    (["learn", str(LEFT), "--name", "a", "--opt-steps", "100000000"], "opt_steps"),
+    (["learn", str(LEFT), "--name", "a", "--samples", "1000"], "samples"),
+    (["learn", str(LEFT), "--name", "a", "--smoothness", "inf"], "smoothness"),
+    (["learn", str(LEFT), "--name", "a", "--opt-tol", "nan"], "opt_tol"),
+    (["apply", "left", "x", "--strength", "nan"], "--strength"),
+    (["apply", "left", "x", "--strength", "1e300"], "--strength"),
+])
+def test_absurd_numbers_are_refused_before_a_model_loads(lib, learnt, capsys, monkeypatch, args, names):
+    cli_json(capsys, "import", str(learnt), "--name", "left")
+    import motionlib.models
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(motionlib.models, "load_model", no_load)
+    code, _, err = cli(capsys, *args)
+    _one_clear_line(code, err, names)
