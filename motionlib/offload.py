@@ -73,18 +73,21 @@ def align_tiles(vae, compression: int) -> None:
         tile = getattr(vae, f"tile_sample_min_{axis}", None)
         if overlap is None or not tile or tile % compression:
             continue
-        latent = tile // compression
-
-        def aligned(f: float) -> bool:
-            stride = int(tile * (1 - f))
-            return stride % compression == 0 and int(latent * f) == latent - stride // compression
-
-        if aligned(overlap):
+        if _tiles_aligned(tile, overlap, compression):
             continue
+        latent = tile // compression
         keep = max(1, int(tile * (1 - overlap)) // compression)  # latent pixels kept per tile
         f = (latent - keep) / latent
-        if aligned(f):
+        if _tiles_aligned(tile, f, compression):
             setattr(vae, f"tile_overlap_factor_{axis}", f)
+
+
+def _tiles_aligned(tile: int, overlap: float, compression: int) -> bool:
+    """Whether CogVideoX's tiled VAE, with tiles of `tile` pixels overlapping by `overlap`, steps by a whole
+    number of latent pixels and keeps exactly that many of each tile's latent."""
+    stride = int(tile * (1 - overlap))
+    latent = tile // compression
+    return stride % compression == 0 and int(latent * overlap) == latent - stride // compression
 
 
 def place(model, vae_tiling: bool | None = None) -> None:

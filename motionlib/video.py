@@ -248,8 +248,9 @@ def to_uint8(frames) -> np.ndarray:
     raise VideoError(f"unsupported frame dtype {a.dtype}")
 
 
-def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
-    """H.264/yuv420p (plays everywhere); odd sizes are edge-padded to even because yuv420p needs it."""
+def _write_mp4(frames: np.ndarray, path: Path, fps: float, threads: int | None = 1) -> None:
+    """H.264/yuv420p (plays everywhere); odd sizes are edge-padded to even because yuv420p needs it.
+    `threads`: x264 encoder threads (None: x264's own choice; benchmarks.video_write compares)."""
     import av
 
     _, h, w, _ = frames.shape
@@ -262,8 +263,9 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "medium"}
         # One encoder thread: x264's frame threads made equal frames encode to different bytes from run to
-        # run (issue 25); these clips are small, so the encode stays a sliver of a render.
-        stream.codec_context.thread_count = 1
+        # run (issue 25); the cost at 49x480x720 is in README "User text is data".
+        if threads is not None:
+            stream.codec_context.thread_count = threads
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(packet)

@@ -185,7 +185,7 @@ def test_build_shapes_without_weights_forward(random_shapes):
 
 # --- training ------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_train_smoke_checkpoint_and_resume(tmp_path):
+def test_train_smoke_checkpoint_and_resume(tmp_path, capsys):
     from safetensors import safe_open
 
     from motionlib.demo import train
@@ -216,6 +216,14 @@ def test_train_smoke_checkpoint_and_resume(tmp_path):
     assert card["steps"] == 5 and card["samples_seen"] == 10 and card["recipe"]["init"] == "adaLN-Zero"
     _, enc, _, tr, _ = build_shapes(pretrained=False)
     load_weights(enc, tr, weights)
+    capsys.readouterr()
+    try:  # the fixed validation set's loss of exported weights, as the training history records it
+        assert train.main(["--out", str(tmp_path / "unused"), "--val-only", "--init", str(weights), "--val-size", "2",
+                           "--threads", "0"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["val_size"] == 2 and 0 < got["val_loss"] < 10 and not (tmp_path / "unused").exists()
     # a run that starts from those weights names them and carries their card as its history
     second = tmp_path / "second"
     try:

@@ -92,8 +92,25 @@ def test_mp4_roundtrip_keeps_frames_and_motion(tmp_path, direction):
 
 
 def test_same_frames_write_the_same_bytes(tmp_path):
-    """Issue 25: equal frames give equal files, written one after another or from threads at once, at a
-    size where x264 would pick several frame threads (their scheduling made bytes differ)."""
+    """Issue 25: equal frames give equal files, 10 writes (one after another and from threads at once)
+    while another process loads the CPU, at a size where x264 would pick several frame threads (their
+    scheduling made bytes differ)."""
+    import subprocess
+
+    load = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 60: pass"])
+    try:
+        _write_ten_times(tmp_path)
+    finally:
+        load.kill()
+        load.wait()
+    gifs = set()
+    for i in range(3):
+        p = write_video(torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)), tmp_path / f"g{i}.gif")
+        gifs.add(p.read_bytes())
+    assert len(gifs) == 1
+
+
+def _write_ten_times(tmp_path):
     import hashlib
     import re
     import threading
@@ -106,14 +123,14 @@ def test_same_frames_write_the_same_bytes(tmp_path):
         p = write_video(frames, tmp_path / f"v{i}.mp4")
         digests.append(hashlib.sha256(p.read_bytes()).hexdigest())
 
-    for i in range(3):
+    for i in range(5):
         write(i)
-    threads = [threading.Thread(target=write, args=(10 + i,)) for i in range(3)]
+    threads = [threading.Thread(target=write, args=(10 + i,)) for i in range(5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(digests) == 6 and len(set(digests)) == 1
+    assert len(digests) == 10 and len(set(digests)) == 1
     settings = re.findall(rb" threads=(\d+)", (tmp_path / "v0.mp4").read_bytes())  # x264's own record
     assert settings[:1] == [b"1"], settings
 

@@ -426,7 +426,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
     plain_cache: dict = {}
     fams, pictures = {}, {}
     for fam in cfg.families:
-        rec = {"clips": [], "renders": []}
+        rec: dict[str, Any] = {"clips": [], "renders": []}
         rows: dict = {"reference": [], **{m: [] for m in METHODS}}
         for ci in range(cfg.clips):
             _transfer_clip(model, cfg, fam, ci, targets, learn_prompts, plain_cache, mf_on, rec,

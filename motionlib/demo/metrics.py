@@ -65,7 +65,7 @@ def segment_direction(track, reference, segments, still: float = STILL_PX) -> fl
         raise ValueError(f"tracks differ in shape: {tr.shape} vs {ref.shape}")
     if not segments:
         raise ValueError("no segments to score")
-    known = np.isfinite(tr).all(axis=1)
+    known = [bool(np.isfinite(tr[k]).all()) for k in range(len(tr))]
     scores = []
     for a, b in segments:
         idx = [k for k in range(a, b + 1) if known[k]]

@@ -3,6 +3,8 @@ CoTracker ones (needs ``opencv-python-headless``, the ``eval`` extra)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .metrics import to_uint8
@@ -33,11 +35,10 @@ def lk_tracks(video, *, grid_step: int = 2, upscale: int = 4, win: int = 15, lev
     alive = np.ones(len(p), bool)
     tracks = [p.reshape(-1, 2).copy()]
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+    lucas_kanade: Any = cv2.calcOpticalFlowPyrLK  # untyped: OpenCV's stubs change between versions (None is a valid nextPts)
     for k in range(1, f):
-        # (ignored: OpenCV's stubs omit that the output nextPts may be None)
-        nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], p, None, winSize=(win, win),  # type: ignore[call-overload]
-                                              maxLevel=levels, criteria=crit)
-        nxt = nxt.reshape(-1, 2)
+        nxt, st, _ = lucas_kanade(gray[k - 1], gray[k], p, None, winSize=(win, win), maxLevel=levels, criteria=crit)
+        nxt = np.asarray(nxt, np.float32).reshape(-1, 2)
         inside = (nxt[:, 0] >= 0) & (nxt[:, 0] <= w * upscale - 1) & (nxt[:, 1] >= 0) & (nxt[:, 1] <= h * upscale - 1)
         alive &= (st.ravel() == 1) & inside & np.isfinite(nxt).all(1)
         tracks.append(nxt.copy())

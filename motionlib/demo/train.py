@@ -192,6 +192,9 @@ def parse_args(argv=None):
                     help="minutes between EMA sample sheets (at checkpoints; 0: none until the end)")
     ap.add_argument("--no-preview", action="store_true", help="no EMA sample sheets at all")
     ap.add_argument("--init", type=Path, default=None, help="start from these shapes.safetensors weights")
+    ap.add_argument("--val-only", action="store_true",
+                    help="print the validation loss of --init's weights on the fixed validation set and exit "
+                         "(the training history's comparable number)")
     return ap.parse_args(argv)
 
 
@@ -412,6 +415,13 @@ def main(argv=None) -> int:
             torch.set_num_interop_threads(a.threads)
         except RuntimeError:
             pass
+    if a.val_only:
+        if a.init is None or a.val_size < 1:
+            print("--val-only needs --init WEIGHTS and --val-size >= 1", file=sys.stderr)
+            return 2
+        tr = Trainer(a)
+        print(json.dumps({"weights": str(a.init), "val_loss": round(tr.val_loss(tr.net), 5), "val_size": a.val_size}))
+        return 0
     a.out.mkdir(parents=True, exist_ok=True)
     log = Logger(a.out / "train.log")
     tr = Trainer(a)
