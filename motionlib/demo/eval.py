@@ -445,6 +445,20 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
     return res, pictures
 
 
+def render_record(video, frames, meta: dict, mf_on: bool, **fields) -> dict:
+    """Every score of one render against its reference clip (`frames`, `meta` from ``reference_clip``):
+    step and per-segment direction, shape agreement, largest jump, presence, the largest-blob diagnostic
+    and MF-LK; `fields` (method, seed, learn_seed, seen_prompt, ...) are copied in."""
+    ref_track = meta["track"]
+    segs = data.segments(meta, len(ref_track))
+    d, used = render_direction(video, ref_track)
+    track = blob_track(video)
+    return {**fields, "direction": d, "steps_used": used, "segment_direction": segment_direction(track, ref_track, segs),
+            "shape": shape_agreement(track, ref_track, segs), "max_jump": max_jump(track, data.SIZE),
+            "present": bool(np.isfinite(track).all()), "no_disc": bool(np.isnan(track).all()),
+            "direction_blob": blob_direction(video, ref_track), "mf_lk": mf_lk(video, frames) if mf_on else None}
+
+
 def _transfer_clip(model, cfg: EvalConfig, fam: str, ci: int, targets, learn_prompts, plain_cache: dict,
                    mf_on: bool, rec: dict, rows: dict | None, log) -> None:
     """Learn reference clip `ci` of family `fam` and render it every way: appends to rec["clips"] and
@@ -460,9 +474,8 @@ def _transfer_clip(model, cfg: EvalConfig, fam: str, ci: int, targets, learn_pro
     asset = learn(model, x, seed=LEARN_SEED, steps=cfg.steps, prompts=learn_prompts, **cfg.overrides).asset
     learn_s = time.monotonic() - t0
     ident = _identity(asset)
-    ref_track = meta["track"]
-    segs = data.segments(meta, len(ref_track))
-    clip = {"reference_prompt": prompt, "params": meta["params"], "segments": segs, "learn_s": round(learn_s, 1),
+    clip = {"reference_prompt": prompt, "params": meta["params"], "segments": data.segments(meta, len(meta["track"])),
+            "learn_s": round(learn_s, 1),
             "final_loss": asset.losses[-1][-1] if asset.losses else None,
             "first_loss": asset.losses[0][0] if asset.losses else None,
             "mf_lk_self": mf_lk(frames, frames) if mf_on else None}
@@ -486,21 +499,12 @@ def _transfer_clip(model, cfg: EvalConfig, fam: str, ci: int, targets, learn_pro
                                     **{k: v for k, v in cfg.overrides.items() if k not in RHO_ONLY})
                     vids["zt"] = to_uint8(v)
             for method, v in vids.items():
-                d, used = render_direction(v, ref_track)
-                track = blob_track(v)
-                seg = segment_direction(track, ref_track, segs)
-                mf = mf_lk(v, frames) if mf_on else None
-                rec["renders"].append({"method": method, "colour": colour, "prompt": tp, "seed": seed, "clip": ci,
-                                       "learn_seed": seed == LEARN_SEED, "seen_prompt": tp in cfg.learn_prompts,
-                                       "direction": d, "steps_used": used, "segment_direction": seg,
-                                       "shape": shape_agreement(track, ref_track, segs),
-                                       "max_jump": max_jump(track, data.SIZE),
-                                       "present": bool(np.isfinite(track).all()),
-                                       "no_disc": bool(np.isnan(track).all()),
-                                       "direction_blob": blob_direction(v, ref_track), "mf_lk": mf})
+                r = render_record(v, frames, meta, mf_on, method=method, colour=colour, prompt=tp, seed=seed,
+                                  clip=ci, learn_seed=seed == LEARN_SEED, seen_prompt=tp in cfg.learn_prompts)
+                rec["renders"].append(r)
                 if rows is not None:
-                    rows[method].append((f"{method} {colour} s{seed} seg=" + f"{seg:.2f}"
-                                         + (f" MF={mf:.2f}" if mf is not None else ""), v))
+                    rows[method].append((f"{method} {colour} s{seed} seg={r['segment_direction']:.2f}"
+                                         + (f" MF={r['mf_lk']:.2f}" if r["mf_lk"] is not None else ""), v))
             log(f"transfer {fam} {colour} seed {seed}: segment direction " + ", ".join(
                 f"{r['method']} {r['segment_direction']:.2f}" for r in rec["renders"][-len(vids):]))
 

@@ -78,12 +78,8 @@ def zero_shot(model, a, overrides: dict, prompts: list[str] | None, log=print) -
                 tp = data.prompt_for(colour, "black")
                 for seed in seeds + ([ev.LEARN_SEED] if a.learn_seed else []):
                     v = ev.to_uint8(apply(model, asset, tp, seed=seed, steps=a.steps))
-                    d, _ = ev.render_direction(v, meta["track"])
-                    per.append({"method": "zero_shot", "seed": seed, "learn_seed": seed == ev.LEARN_SEED,
-                                "seen_prompt": tp in (prompts or ()), "direction": d,
-                                "no_disc": bool(np.isnan(ev.blob_track(v)).all()),
-                                "direction_blob": ev.blob_direction(v, meta["track"]),
-                                "mf_lk": ev.mf_lk(v, frames) if mf_on else None})
+                    per.append(ev.render_record(v, frames, meta, mf_on, method="zero_shot", seed=seed,
+                                                learn_seed=seed == ev.LEARN_SEED, seen_prompt=tp in (prompts or ())))
             renders += per
             log(f"  {fam} #{idx}: learn {learn_s:.0f} s, loss {asset.losses[0][0]:.3f} -> "
                 f"{asset.losses[-1][-1]:.4f}; " + summary(ev.aggregate([r for r in per if not r["learn_seed"]], mf_on)))
