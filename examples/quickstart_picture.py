@@ -23,6 +23,7 @@ def main() -> int:
 
     from motionlib.apply import apply
     from motionlib.demo import eval as ev
+    from motionlib.demo.metrics import max_jump, step_cosines
     from motionlib.demo.pictures import picture
     from motionlib.learn import learn
     from motionlib.models import load_model
@@ -42,7 +43,13 @@ def main() -> int:
                              ("plain", generate(model, prompt, seed=0))):
             v = ev.to_uint8(video)
             d = ev.blob_direction(v, ref_track)
-            rows.append((f"{label} {colour}: dir {d:.2f}" if np.isfinite(d) else f"{label} {colour}: dir n/a", v))
+            track = ev.blob_track(v, disc_only=False)
+            steps = step_cosines(track, ref_track)  # the quick-start goal: every step >= 0.5, no jump > 0.2
+            worst = f"{np.nanmin(steps):.2f}" if np.isfinite(steps).any() else "n/a"
+            label_d = f"dir {d:.2f}" if np.isfinite(d) else "dir n/a"
+            rows.append((f"{label} {colour}: {label_d}, worst step {worst}, "
+                         f"{int(np.isnan(steps).sum())} steps unscored, jump {max_jump(track):.2f}", v))
+            print(rows[-1][0])
     out = HERE.parent / "docs" / "quickstart.png"
     picture(rows).save(out)
     print(f"wrote {out}")

@@ -388,3 +388,14 @@ def test_smoothness_of_the_training_clips_themselves():
     assert fams["linear"] < 0.2 and fams["static"] < 0.2
     assert fams["zigzag"] > 3 * fams["linear"]
     assert 0 < res["smooth_rms_px_data"] < max(fams.values())
+
+
+def test_step_cosines_agree_with_direction_agreement():
+    ref = _reversal(turn=3)
+    gen = _linear(step=(0.0, 2.0))
+    gen[5] = np.nan
+    cos = mt.step_cosines(gen, ref)
+    assert cos.shape == (7,) and np.isnan(cos[4]) and np.isnan(cos[5])  # steps into and out of the unknown frame
+    assert list(cos[:3]) == [1.0, 1.0, 1.0] and cos[3] == -1.0
+    d, used = mt.direction_agreement(gen, ref)
+    assert d == pytest.approx(np.nanmean(cos)) and used == int(np.isfinite(cos).sum())

@@ -35,20 +35,30 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(out, -1.0, 1.0)
 
 
-def direction_agreement(track, reference, still: float = STILL_PX) -> tuple[float, int]:
-    """Mean cosine of per-step displacement vectors of two [F, 2] tracks, and the steps used.
-
-    Steps where either track moves less than `still` px (or is unknown, NaN) are skipped; NaN when
-    no step is left (e.g. a static render of a moving reference)."""
+def step_cosines(track, reference, still: float = STILL_PX) -> np.ndarray:
+    """[F-1] cosine of each step's displacement with the reference's; NaN where either track is unknown
+    or moves less than `still` px (the quick-start goal: every step >= 0.5)."""
     a = np.diff(np.asarray(track, dtype=np.float64), axis=0)
     b = np.diff(np.asarray(reference, dtype=np.float64), axis=0)
     if a.shape != b.shape:
         raise ValueError(f"tracks differ in shape: {a.shape} vs {b.shape}")
     na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
     use = np.isfinite(na) & np.isfinite(nb) & (na >= still) & (nb >= still)
+    out = np.full(len(a), np.nan)
+    out[use] = _cosines(a[use], b[use])
+    return out
+
+
+def direction_agreement(track, reference, still: float = STILL_PX) -> tuple[float, int]:
+    """Mean cosine of per-step displacement vectors of two [F, 2] tracks, and the steps used.
+
+    Steps where either track moves less than `still` px (or is unknown, NaN) are skipped; NaN when
+    no step is left (e.g. a static render of a moving reference)."""
+    cos = step_cosines(track, reference, still)
+    use = np.isfinite(cos)
     if not use.any():
         return float("nan"), 0
-    return float(_cosines(a[use], b[use]).mean()), int(use.sum())
+    return float(cos[use].mean()), int(use.sum())
 
 
 def segment_direction(track, reference, segments, still: float = STILL_PX) -> float:
