@@ -31,6 +31,15 @@ from rich.text import Text
 
 from motionlib.errors import MotionlibError
 
+try:  # typer >= 0.17 vendors click; older typers use click itself
+    from typer._click.exceptions import ClickException as _ClickException
+    from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException as _ClickException  # type: ignore[assignment]
+    from click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp  # type: ignore[assignment,attr-defined,no-redef]
+    from click.exceptions import UsageError as _UsageError  # type: ignore[assignment]
+
 DEFAULT_MODEL_ENV = "MOTIONLIB_MODEL"
 FALLBACK_MODEL = "cogvideox-5b"
 
@@ -902,11 +911,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     warnings.filterwarnings("ignore", message=".*kept in float32.*")
     argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, prog_name="motionlib")
+        code = app(args=argv, prog_name="motionlib", standalone_mode=False)  # usage errors reach us, below
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except Exception as e:
+        if isinstance(e, _UsageError) and not isinstance(e, _NoArgsIsHelp):  # one line, not typer's panel
+            where = e.ctx.command_path if e.ctx is not None else "motionlib"
+            err.print(labelled("Error:", "red", f"{e.format_message()} (see `{where} --help`)"), highlight=False,
+                      soft_wrap=True)
+            sys.exit(e.exit_code)
+        if isinstance(e, _ClickException):  # `motionlib` alone: the help, as typer shows it
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(e)
+            sys.exit(e.exit_code)
         if state.verbose:
             raise
         if isinstance(e, MotionlibError):  # the whole message, on one line (printable escapes newlines)
@@ -923,6 +942,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             sys.exit(1)
         err.print(labelled("Error:", "red", msg), highlight=False, soft_wrap=True)
         sys.exit(1)
+    if isinstance(code, int) and code:  # typer.Exit(n), or 130 after Ctrl+C
+        sys.exit(code)
 
 
 from . import serve as _serve  # noqa: E402,F401  registers `motionlib serve` (its imports load only when it runs)
