@@ -93,8 +93,8 @@ def test_learn_a_still_clip_warns_and_stores_it_unsearchable(home, capsys, tmp_p
     (["learn", str(LEFT), "--name", "x", "--frames", "0"], "--frames must be a positive integer, got 0"),
     (["learn", str(LEFT), "--name", "x", "--frames", "6"], "frame count of the form 4k+1"),
     (["learn", str(LEFT), "--name", "x", "--height", "30"], "height and width divisible by 8, got 30x96"),
-    (["learn", str(LEFT), "--name", "x", "--steps", "0"], "--steps must be at least 1, got 0"),
-    (["apply", "m", "a cat", "--steps", "0"], "--steps must be at least 1, got 0"),
+    (["learn", str(LEFT), "--name", "x", "--steps", "0"], "--steps must be between 1 and 1000, got 0"),
+    (["apply", "m", "a cat", "--steps", "0"], "--steps must be between 1 and 1000, got 0"),
     (["search", str(LEFT), "-k", "0"], "-k must be at least 1, got 0"),
 ])
 def test_impossible_input_is_refused_before_any_work(home, capsys, tmp_path, args, message):
@@ -108,7 +108,7 @@ def test_impossible_input_is_refused_before_any_work(home, capsys, tmp_path, arg
 def test_apply_steps_below_one_renders_nothing(home, capsys, tmp_path):
     cli_json(capsys, "learn", str(LEFT), "--name", "m")
     code, _, err = cli(capsys, "apply", "m", "a cat", "--steps", "-1", "-o", str(tmp_path / "out.mp4"))
-    assert code == 1 and "--steps must be at least 1, got -1" in err
+    assert code == 1 and "--steps must be between 1 and 1000, got -1" in err
     assert not (tmp_path / "out.mp4").exists() and cli_json(capsys, "show", "m")["renders"] == []
 
 
