@@ -214,6 +214,7 @@ def test_train_smoke_checkpoint_and_resume(tmp_path, capsys):
     assert weights.stat().st_size <= 20 * 2**20
     card = json.loads((tmp_path / "card.json").read_text())
     assert card["steps"] == 5 and card["samples_seen"] == 10 and card["recipe"]["init"] == "adaLN-Zero"
+    assert card["data"]["trajectories"]["reversal"] > 0 and card["cpu_minutes"] >= 0
     _, enc, _, tr, _ = build_shapes(pretrained=False)
     load_weights(enc, tr, weights)
     capsys.readouterr()

@@ -367,6 +367,7 @@ class Trainer:
     def export(self, log, final_loss: float | None, val: dict) -> None:
         from safetensors.torch import save_file
 
+        from .data import TRAJECTORIES, TRAJECTORY_PROBS
         from .model import weights_metadata
 
         out = self.a.out
@@ -384,7 +385,7 @@ class Trainer:
                      "clips": "8 frames x 32x32 RGB, one anti-aliased disc (radius 5 px)",
                      "colors": ["red", "green", "blue", "yellow"],
                      "backgrounds": {"black": 1 - self.a.textured_prob, "textured": self.a.textured_prob},
-                     "trajectories": ["linear", "arc", "zigzag", "speed_change", "static"],
+                     "trajectories": dict(zip(TRAJECTORIES, TRAJECTORY_PROBS)),
                      "uncond_prob": self.a.uncond_prob},
             "recipe": {"objective": "v-prediction, CogVideoX DDIM zero-SNR schedule (snr_shift_scale=1)",
                        "timesteps": self.a.timesteps, "optimizer": "AdamW(0.9, 0.99)", "lr": self.a.lr,
