@@ -36,6 +36,12 @@ Everything here *measures*; nothing asserts. The sections (keys of the result di
     ``other_seeds``, ``seen_prompts`` and ``unseen_prompts`` split it. Thresholds: zero-shot
     >= 0.85, plain and injection <= 0.2, ``seed_gap`` (learn seed minus other seeds) <= 0.1.
     ``direction_blob``: the same with the largest blob of any shape (a diagnostic, NaN left out).
+    Issue 24's measures: ``segment_direction`` (the disc's displacement over each straight stretch of the
+    reference, ``data.segments``, every stretch weighing the same), ``shape`` (its best value over rotations
+    and mirror images of the reference: for plain renders, the model's prior for the family), ``steady``
+    (no centroid jump above STEADY_JUMP of the frame) and ``present`` (a disc-like blob in every frame); per
+    family over ``clips`` reference clips; ``worst_family_segment``, ``family_mean_segment`` and the
+    ``seed_spread`` of that mean across render seeds.
     ``mf_lk`` (d): Motion Fidelity with OpenCV Lucas-Kanade tracklets (``motionlib.demo.mflk``);
     ``mf_lk_gain`` = zero-shot minus plain (threshold >= 0.25); skipped with a note when OpenCV is
     missing.
@@ -354,7 +360,7 @@ def aggregate(renders: list[dict], mf_on: bool) -> dict:
     return {"direction": float(np.mean([r["direction"] if np.isfinite(r["direction"]) else 0.0 for r in renders])),
             "segment_direction": float(np.mean([r["segment_direction"] for r in renders])),
             "shape": float(np.mean([r["shape"] for r in renders])),
-            "steady": float(np.mean([bool(r["max_jump"] <= STEADY_JUMP) for r in renders])),  # NaN: not steady
+            "steady": steady_share(renders),
             "present": float(np.mean([r["present"] for r in renders])),
             "renders": len(renders),
             "undefined": sum(not np.isfinite(r["direction"]) for r in renders),
@@ -387,8 +393,13 @@ def transfer_summary(renders: list[dict], mf_on: bool) -> dict:
             out["mf_lk_gain"] = z["mf_lk"] - out["plain"]["mf_lk"]
     judged = [r for r in renders if r["method"] in ("plain", "zero_shot") and not r["learn_seed"]]
     if judged:
-        out["steady"] = float(np.mean([bool(r["max_jump"] <= STEADY_JUMP) for r in judged]))
+        out["steady"] = steady_share(judged)
     return out
+
+
+def steady_share(renders: list[dict]) -> float:
+    """Share of renders whose largest centroid jump is at most STEADY_JUMP (no track at all: not steady)."""
+    return float(np.mean([bool(r["max_jump"] <= STEADY_JUMP) for r in renders]))
 
 
 def family_summary(fams: dict) -> dict:
