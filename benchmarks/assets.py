@@ -295,5 +295,5 @@ def _quality(sec: Section) -> dict | None:
                      f"{', '.join(f'{c}/{s}' for c, s in targets)}), each learnt with the model's defaults for "
                      "that parametrisation. Direction: mean cosine of per-step centroid displacements of the "
                      "largest blob vs the reference track (1 = same motion, 0 = unrelated); both are far from "
-                     "the demo issue's 0.9 (see the README model card).")
+                     "the demo issue's 0.9 (see docs/shapes-model-card.md).")
     return out

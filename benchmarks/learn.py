@@ -326,7 +326,7 @@ def run(cfg: Config) -> Section:
                      "(its own pairs, so the default row repeats the headline with fresh noise); peak memory "
                      "is the RSS increase of one subprocess run, relative to the default learn's. Quality of "
                      "each option: the zero-shot table (recorded from `python -m motionlib.demo.sweep` runs on "
-                     "shapes, too slow for this section; README: Faster learning).")
+                     "shapes, too slow for this section; docs/learning-options.md).")
     sec.notes.append("tiny-5b has 2 heads and 288 tokens, so the per-head maps cost little here; the memory "
                      "ratio at the real size is section 3's (AMF memory).")
     sec.notes.append(f"Projection for CogVideoX-5B at the paper's settings (cost model in benchmarks/learn.py, "

@@ -21,7 +21,7 @@ def run(cfg: Config) -> Section:
     m = model(name)
     video = disc_video(m.spec)
     s = settings(cfg)
-    sec = Section("samples", f"learn --samples N vs N = 1 ({name})", "cost stated in --help and the README")
+    sec = Section("samples", f"learn --samples N vs N = 1 ({name})", "cost stated in --help and docs/learning-options.md")
     sec.headers = ["N", "time / N=1", "time (context)", "peak memory (RSS increase)", "memory / N=1"]
     kw = dict(prompt="a red disc", seed=0, **s)
     log("samples: peak memory of N = 1 (subprocess)")

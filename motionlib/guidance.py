@@ -6,7 +6,7 @@ matches the reference's hard AMF. ρ_t is warm-started from ρ_{t-1}; a new Adam
 A non-finite loss, ρ_t (or a ρ_t that would overflow the asset's float16) or z_t stops the run
 with ``Diverged`` naming the step.
 
-Cheaper optimisation passes (issue #13; each trades something, see README "Faster learning"):
+Cheaper optimisation passes (issue #13; each trades something, see docs/learning-options.md):
 ``gradient="local"`` runs the blocks before each guidance block without gradients under the current
 ρ, so ρ gets its gradient only through the guidance block's own RoPE (RoPE families only), and
 with ``reuse`` those blocks run once per guided step (under its starting ρ) instead of once per

@@ -263,7 +263,8 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float, threads: int | None =
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "medium"}
         # One encoder thread: x264's frame threads made equal frames encode to different bytes from run to
-        # run (issue 25); the cost at 49x480x720 is in README "User text is data".
+        # run (issue 25); the cost at 49x480x720 is in docs/errors.md
+        # ("The same inputs write the same bytes").
         if threads is not None:
             stream.codec_context.thread_count = threads
         for f in frames:
