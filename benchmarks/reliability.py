@@ -304,27 +304,55 @@ def fuzz(n: int, seed: int = 0, workdir: Path | None = None) -> FuzzResult:
 
 def run(cfg: Config) -> Section:
     n = 100 if cfg.quick else 1500
-    sec = Section("reliability", "Reliability: fuzzed import of damaged motion files",
-                  "≥ 1,000 mutants (full run): 0 tracebacks, 0 damaged files accepted, catalogue unchanged after "
-                  "every rejection")
+    n_cli = 40 if cfg.quick else 1000
+    sec = Section("reliability", "Reliability: fuzzed import of damaged motion files and fuzzed CLI invocations",
+                  "≥ 1,000 mutants and ≥ 1,000 CLI cases (full run): 0 tracebacks, 0 damaged files accepted, "
+                  "catalogue unchanged after every rejection, every rejection one line")
     log(f"fuzzing import with {n} mutants")
     res = fuzz(n, seed=0)
     bad = res.total - res.counts["rejected"] - res.counts["accepted-identical"]
-    sec.status = "met" if res.ok and (cfg.quick or n >= 1000) else "missed"
+    log(f"fuzzing the CLI with {n_cli} cases")
+    cli = _cli_fuzz(n_cli)
+    violations = cli.counts["violation"]
+    full = cfg.quick or (n >= 1000 and len(cli.cases) >= 1000)
+    sec.status = "met" if res.ok and not violations and full else "missed"
     sec.headline = (f"{res.total} mutants: {res.counts['rejected']} rejected in one line, "
                     f"{res.counts['accepted-identical']} accepted identical, {res.counts['traceback']} tracebacks, "
                     f"{res.counts['damaged-accepted']} damaged accepted, {res.counts['dirty']} left the catalogue "
-                    f"changed ({res.seconds:.0f} s)")
+                    f"changed ({res.seconds:.0f} s); {len(cli.cases)} fuzzed CLI invocations: "
+                    f"{cli.counts['rejected']} rejected in one line, {cli.counts['accepted']} accepted, "
+                    f"{violations} broke an invariant ({cli.seconds:.0f} s)")
     sec.headers = ["mutants", "rejected", "accepted-identical", "tracebacks", "damaged accepted", "catalogue changed"]
     sec.rows = [[str(res.total), str(res.counts["rejected"]), str(res.counts["accepted-identical"]),
                  str(res.counts["traceback"]), str(res.counts["damaged-accepted"]), str(res.counts["dirty"])]]
     kinds = sorted({k for k, _ in res.kinds})
     sec.tables.append((["mutation", *OUTCOMES],
                        [[k, *(str(res.kinds[(k, o)]) for o in OUTCOMES)] for k in kinds]))
+    by_kind = cli.by_kind
+    slowest = max(cli.cases, key=lambda c: c.seconds) if cli.cases else None
+    sec.tables.append((["CLI command", "cases", "rejected (one line)", "accepted", "broke an invariant"],
+                       [[k, str(sum(c.values())), str(c["rejected"]), str(c["accepted"]), str(c["violation"])]
+                        for k, c in sorted(by_kind.items())]
+                       + [["all", str(len(cli.cases)), str(cli.counts["rejected"]), str(cli.counts["accepted"]),
+                           str(violations)]]))
     sec.notes.append("Each mutant is imported with `motionlib import` in-process (seed 0, benchmarks/reliability.py); "
                      "accepted-identical means the stored tensors are bit-identical and the metadata equal to the "
                      "original's (the JSON re-serialisations, which the canonical header hash ignores).")
+    sec.notes.append("CLI fuzz (benchmarks/cli_fuzz.py, hypothesis, derandomized): every command with hostile text, "
+                     "numbers, paths and memory options on tiny-5b, each case in a fresh copy of a one-motion library; "
+                     "invariants: exit 0/1/2, no traceback or 'Internal error', exactly one 'Error:' line for a "
+                     "rejection, catalogue and work folder unchanged after a rejection, no file outside the asked-for "
+                     f"outputs, ≤ 20 s and ≤ 2 GiB of new peak memory per case. Slowest case "
+                     f"{slowest.seconds:.1f} s ({slowest.kind})." if slowest else "CLI fuzz: no case ran.")
     sec.notes += res.failures[:5]
+    sec.notes += [f"CLI case {c.argv!r}: {'; '.join(c.problems)}" for c in cli.cases if c.problems][:5]
     if bad:
         sec.notes.append(f"{bad} mutants did not conform (first ones above)")
     return sec
+
+
+def _cli_fuzz(n: int):
+    from .cli_fuzz import fuzz as fuzz_cli, make_template
+
+    with tempfile.TemporaryDirectory(prefix="cli-fuzz-") as d:
+        return fuzz_cli(n, make_template(Path(d) / "template"))

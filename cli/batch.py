@@ -55,6 +55,9 @@ def apply_batch(
         def on_result(r):
             job = by_line[r.line]
             if r.status == "done":
+                if r.warning and talk:
+                    err.print(labelled("warning:", "yellow", f"line {r.line}: {r.warning}"), highlight=False,
+                              soft_wrap=True)
                 try:
                     lib.record_render(job.motion, prompt=job.prompt, output_path=str(job.output), seed=job.seed,
                                       steps=r.steps, strength=job.strength, seconds=r.seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import errno
 import os
 import re
 import sys
@@ -206,13 +207,6 @@ def fitting(model):
     return out_of_memory(model, model.plan.job if model.plan else "generate")
 
 
-def model_for_asset(spec, override: Optional[str], memory: Memory):
-    from motionlib.catalog import model_name_for
-
-    name = override or model_name_for(spec)
-    return load(name, memory, num_frames=spec.num_frames, height=spec.height, width=spec.width)
-
-
 class UserError(MotionlibError):
     """A bad command-line value the CLI itself checks; shown as one line."""
 
@@ -226,16 +220,18 @@ def shown_warnings(about: str):
     """motionlib's own warnings raised inside (e.g. an asset without a content hash) print as one
     'Warning: ABOUT: …' line each, once; other warnings pass through."""
     from motionlib.integrity import UnverifiedAsset
+    from motionlib.weights import OtherWeights
 
     caught: list = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnverifiedAsset)
+            warnings.simplefilter("always", OtherWeights)
             yield
     finally:
-        ours = [w for w in caught if issubclass(w.category, UnverifiedAsset)]
-        for msg in dict.fromkeys(str(w.message) for w in ours):
-            warn(f"{about}: {msg}")
+        ours = [w for w in caught if issubclass(w.category, (UnverifiedAsset, OtherWeights))]
+        for w in {str(w.message): w for w in ours}.values():
+            warn(str(w.message) if issubclass(w.category, OtherWeights) else f"{about}: {w.message}")
         for w in caught:
             if w not in ours:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -252,14 +248,24 @@ def default_output(stem: str, gif: bool) -> Path:
 
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 def check_output(path: Path) -> Path:
     """Refuse an output we could not write before spending minutes rendering it."""
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"{path}: output must end in .mp4 or .gif")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder; give a file name")
+    longest = max(len(os.fsencode(part)) for part in path.parts)
+    if longest > NAME_MAX:
+        raise UserError(f"{path}: a name in this path is {longest} bytes long; file names hold at most {NAME_MAX}")
+    try:
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give a file name")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise UserError(f"{path}: cannot write there ({folder} is a file, not a folder)")
     return path
 
 
@@ -302,14 +308,14 @@ CHECKPOINTING = typer.Option(  # learn and transfer
 GRADIENT_HELP = ("How ρ gets its gradient: 'full' (default: through every block up to the guidance block, as in the "
                  "paper) or 'local' (the blocks before it run without gradients, so ρ is steered only through the "
                  "guidance block's own RoPE: much cheaper passes, but on the shapes demo zero-shot direction "
-                 "agreement fell from 0.60 to 0.35, 64 renders; RoPE models only). See README: Faster learning.")
+                 "agreement fell from 0.60 to 0.35, 64 renders; RoPE models only). See docs/learning-options.md.")
 AMF_WINDOW_HELP = ("Match only frame pairs at most this many latent frames apart (FastVMT's windowed AMF): less AMF "
                    "work, but motion between distant frames is no longer supervised. Default: all pairs.")
 OPT_STEPS_END_HELP = ("Adam steps at the last guided step, linear from --opt-steps at the first (e.g. --opt-steps 8 "
                       "--opt-steps-end 2: more early, when ρ moves most; fewer late). Default: --opt-steps throughout.")
 REUSE_HELP = ("With --gradient local: run the blocks before the guidance block once per guided step (under that "
               "step's starting ρ) instead of once per Adam step, so an Adam step costs the guidance block alone "
-              "(shapes: 0.36 zero-shot agreement vs 0.60, about local's). See README: Faster learning.")
+              "(shapes: 0.36 zero-shot agreement vs 0.60, about local's). See docs/learning-options.md.")
 OPT_TOL_HELP = ("End a guided step's Adam loop once one step lowers the AMF loss by less than this fraction "
                 "(e.g. 0.05): saves passes where the loss has plateaued (shapes: 0.37 zero-shot agreement vs 0.60). "
                 "Default 0: always run every step.")
@@ -471,8 +477,8 @@ def apply(
     vae_tiling: str = VAE_TILING,
 ):
     """Render PROMPT with a stored motion, zero-shot (no optimisation)."""
-    from motionlib.apply import apply as apply_motion
-    from motionlib.catalog import load_motion
+    from motionlib import render as rendering
+    from motionlib.apply import warn_other_weights
 
     if not (math.isfinite(strength) and 0 <= strength <= 100):
         raise UserError(f"--strength must be a number from 0 to 100, got {strength}")
@@ -480,28 +486,24 @@ def apply(
     path = check_output(output or default_output(f"{name}-{seed}", gif))
     memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
-    row = lib.get(name)  # everything the render needs is read now: the catalogue may change meanwhile
     with shown_warnings(f"motion '{name}'"):
-        asset = load_motion(lib, row)
-    m = model_for_asset(asset.spec, model, memory)
-    asset.check_compatible(m.spec)
-    started = time.monotonic()
+        motion = rendering.resolve(lib, name)  # read now: the catalogue may change while it renders
+    m = rendering.ModelCache(load=lambda n, **geometry: load(n, memory, **geometry)).for_motion(motion, model)
+    with shown_warnings(f"motion '{name}'"):
+        warn_other_weights(m, motion.asset, name)  # said before the render, not after it
     with progress_bar() as bar, fitting(m):
-        video = apply_motion(m, asset, prompt, seed=seed, steps=steps or asset.steps, strength=strength,
-                             inject=inject, progress=bar)
-    write(video, path, m.spec.fps)
-    seconds = round(time.monotonic() - started, 2)
+        done = rendering.render(m, motion, prompt, path, seed=seed, steps=steps, strength=strength, inject=inject,
+                                progress=bar)
     from motionlib.store import MotionNotFound
 
     try:
-        lib.record_render(name, prompt=prompt, output_path=str(path.resolve()), seed=seed,
-                          steps=steps or asset.steps, strength=strength, seconds=seconds, motion_id=row.id)
+        rendering.record(lib, motion, prompt, done, seed=seed, strength=strength)
         recorded = True
     except MotionNotFound:
         recorded = False
         warn(f"the render could not be recorded: motion '{name}' was removed or renamed while it rendered")
-    emit({"output": str(path), "motion": name, "seconds": seconds, "recorded": recorded},
-         lambda: say(f"wrote {path} ({seconds} s)"))
+    emit({"output": str(path), "motion": name, "seconds": done.seconds, "recorded": recorded},
+         lambda: say(f"wrote {path} ({done.seconds} s)"))
 
 
 @app.command()
@@ -644,48 +646,27 @@ def list_(
 app.command("ls", help="Alias of list.")(list_)
 
 
-def motion_details(lib, name: str) -> dict:
-    """Everything `show` prints about a motion, as plain data."""
-    row = lib.get(name)
-    data = row.summary()
-    data["thumbnail_png"] = str(lib.thumb_path(row, "png"))
-    data["thumbnail_gif"] = str(lib.thumb_path(row, "gif"))
-    data["params"] = row.params
-    data["loss"] = row.loss
-    data["renders"] = [{"prompt": r.prompt, "output": r.output_path, "seed": r.seed, "seconds": r.seconds}
-                       for r in lib.renders(name, limit=10)]
-    data.pop("params_json", None)
-    data.pop("loss_json", None)
-    data["asset"] = asset_facts(lib, name)
-    return data
-
-
-def asset_facts(lib, name: str) -> dict:
-    """What the asset file's header says that the catalogue row does not (read without torch)."""
-    from motionlib.integrity import read_header
-
-    try:
-        meta = read_header(lib.asset_path(name, verify=False)).meta
-    except MotionlibError as e:  # missing or damaged file: show still shows the row
-        return {"error": str(e)}
-    if meta is None:
-        return {"error": "not a motionlib motion (no motionlib metadata)"}
-    return {"format_version": meta.get("version"), "guided_timesteps": meta.get("timesteps"),
-            "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name")}
+UNSET = {"check_score": "not checked (learn --check)",
+         "weights_fingerprint": "unknown (learnt before motionlib recorded the weights)"}
 
 
 @app.command()
 def show(name: str = typer.Argument(...)):
     """Everything stored about a motion."""
+    from motionlib.views import motion_details
+
     data = motion_details(state.library(), name)
 
     def human():
         t = Table(show_header=False)
         for key in ("name", "model_name", "family", "latent_frames", "latent_rows", "latent_cols", "source_name",
                     "source_fps", "source_frames", "blob_bytes", "tags", "created_at", "check_score",
-                    "thumbnail_png", "thumbnail_gif"):
+                    "weights_fingerprint", "thumbnail_png", "thumbnail_gif"):
             value = data.get(key)
-            t.add_row(key, "not checked (learn --check)" if key == "check_score" and value is None else printable(value))
+            if value is None and key in UNSET:
+                t.add_row(key, UNSET[key])
+            else:
+                t.add_row(key, printable(value))
         loss = data["loss"] or []
         if loss and isinstance(loss[0], list):
             t.add_row("AMF loss", f"{loss[0][0]:.4f} → {loss[-1][-1]:.4f} over {len(loss)} guided steps")
@@ -756,12 +737,19 @@ def import_(file: Path = typer.Argument(..., help="A motion asset file (.safeten
 
 
 @app.command()
-def doctor(repair: bool = typer.Option(False, "--repair", help="Remove orphans and temp files, rebuild the index.")):
+def doctor(repair: bool = typer.Option(False, "--repair", help="Remove orphans and temp files, rebuild the index."),
+           weights: bool = typer.Option(False, "--weights", help="Also load the large models the motions use (hub "
+                                        "ids, folders; on the CPU) to compare their weights; built-in models are always "
+                                        "compared.")):
     """Check the library: orphan blobs (e.g. from a killed learn), corrupt or damaged files (checksums and each
-    file's embedded content hash), stale index."""
+    file's embedded content hash), stale index, and motions learnt with weights other than the installed ones."""
+    from functools import partial
+
+    from motionlib.catalog import installed_weights
     from motionlib.integrity import check_file
 
-    report = state.library().doctor(repair=repair, check_content=check_file)
+    report = state.library().doctor(repair=repair, check_content=check_file,
+                                    installed_weights=partial(installed_weights, load_large=weights))
     data = {"ok": report.ok, "problems": report.problems(), "notes": report.notes(), "repaired": report.repaired,
             "skipped": report.skipped}
     emit(data, lambda: out.print(str(report)))
@@ -904,6 +892,15 @@ def _out_of_memory(e: BaseException) -> bool:
     return torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)
 
 
+PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP,
+               errno.ENOENT, errno.EEXIST, errno.ENOSPC, errno.EDQUOT}
+
+
+def _path_error(e: BaseException) -> bool:
+    """An OSError about a path the user gave (too long, through a file, no permission, full disk...)."""
+    return isinstance(e, OSError) and e.errno in PATH_ERRNOS and e.filename is not None
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app; motionlib's own errors become one line + exit code 1, anything
     else (a bug) shows its traceback and asks for a report."""
@@ -930,6 +927,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise
         if isinstance(e, MotionlibError):  # the whole message, on one line (printable escapes newlines)
             msg = str(e).strip() or type(e).__name__
+        elif _path_error(e):  # the user's path cannot be used here: not a bug
+            msg = f"cannot use {e.filename}: {e.strerror}"  # type: ignore[attr-defined]
         elif _out_of_memory(e):
             msg = (f"out of GPU memory ({str(e).strip().splitlines()[0] if str(e).strip() else 'CUDA'}); try "
                    "--checkpointing on, fewer --frames, a smaller --height/--width, or --device cpu")

@@ -8,6 +8,7 @@ KV injection of the stored reference latent can be switched off.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -17,6 +18,7 @@ from .injection import reference_kv
 from .progress import ProgressFn
 from .rho import from_stored
 from .sampling import prepare, sample
+from .weights import OtherWeights, fingerprint, mismatch
 
 
 def nearest_timestep(stored: list[int], t: float) -> int:
@@ -45,11 +47,25 @@ class AssetHook:
         return True
 
 
+def warn_other_weights(model, asset, name: str | None = None) -> None:
+    """Warn (``OtherWeights``) when `asset` was learnt with weights other than `model`'s."""
+    if asset.weights is None:
+        return
+    msg = mismatch(asset.weights, fingerprint(model.transformer), model.spec.name, asset.source.get("name"), name)
+    if msg:
+        warnings.warn(msg, OtherWeights, stacklevel=3)
+
+
 def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None, strength: float = 1.0,
           inject: bool = True, negative_prompt: str = "", guidance_scale: float | None = None,
-          progress: ProgressFn | None = None, output: str = "video") -> torch.Tensor:
-    """Render `prompt` moving like `asset`: video [F, 3, H, W] in [0, 1] (or latents)."""
+          progress: ProgressFn | None = None, output: str = "video", name: str | None = None) -> torch.Tensor:
+    """Render `prompt` moving like `asset`: video [F, 3, H, W] in [0, 1] (or latents).
+
+    A motion learnt with other transformer weights than `model`'s (a retrained or fine-tuned model of
+    the same architecture) still renders, with an ``OtherWeights`` warning that says how to learn it
+    again (`name`, the motion's catalogue name, goes into that command)."""
     asset.check_compatible(model.spec)
+    warn_other_weights(model, asset, name)
     if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):
         raise ParameterError(f"strength must be a finite number >= 0, got {strength!r}")
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,

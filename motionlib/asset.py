@@ -14,8 +14,9 @@ Tensors:
   frames, so thumbnails can be redrawn from the file alone (e.g. after import).
 
 The JSON header metadata holds the format name and version, the model spec, the guided timesteps,
-scheduler, every learn parameter, the loss history and (version 2) the SHA-256 of the tensor data
-and of the rest of the header (motionlib.integrity). `load` checks the header size, every tensor's
+scheduler, every learn parameter, the loss history, ``weights`` (the fingerprint of the transformer
+weights it was learnt with, motionlib.weights; absent in files from before it was recorded) and
+(version 2) the SHA-256 of the tensor data and of the rest of the header (motionlib.integrity). `load` checks the header size, every tensor's
 name, shape and dtype against that metadata before reading any tensor data, then both hashes, and
 refuses NaN or Inf in any tensor. Version-1 files (no hash) load with an ``UnverifiedAsset`` warning;
 version-2 files (16-bit AMF and confidence) load as they are.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,6 +61,7 @@ class MotionAsset:
     source: dict = field(default_factory=dict)  # reference clip facts (name, sha256, fps, ...)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     ref_frames: torch.Tensor | None = None  # uint8 [F', h, w, 3] previews
+    weights: str | None = None  # motionlib.weights.fingerprint of the transformer it was learnt with (None: unknown)
 
     def __post_init__(self):
         # What the file holds is what every reader sees: the confidence on the 1/255 grid it is
@@ -105,6 +108,7 @@ class MotionAsset:
             "scheduler": self.scheduler, "params": self.params, "losses": self.losses,
             "source": self.source, "blocks": self.blocks, "latent_shape": list(self.ref_latent.shape),
             "frames_shape": None if self.ref_frames is None else list(self.ref_frames.shape),
+            **({} if self.weights is None else {"weights": self.weights}),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -170,7 +174,7 @@ class MotionAsset:
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
-                   created_at=meta["created_at"], ref_frames=frames)
+                   created_at=meta["created_at"], ref_frames=frames, weights=meta.get("weights"))
 
 
 CONF_LEVELS = 255  # version 3: confidence p in [0, 1] is stored as round(p * 255), uint8
@@ -246,6 +250,9 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     for key, kind in (("steps", int), ("scheduler", dict), ("losses", list), ("source", dict), ("created_at", str)):
         if not isinstance(meta.get(key), kind):
             raise ValueError(f"{key} must be a {kind.__name__}")
+    weights = meta.get("weights")
+    if weights is not None and not (isinstance(weights, str) and re.fullmatch(r"[0-9a-f]{64}", weights)):
+        raise ValueError("weights must be a 64-digit hex fingerprint")
     guidance = GuidanceParams.from_dict(params)
     _int_list(list(guidance.inject_blocks), 0, spec.num_layers, "params.inject_blocks")
     param = guidance.parametrisation

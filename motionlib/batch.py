@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 import traceback
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -62,6 +61,7 @@ class JobResult:
     steps: int | None = None
     error: str | None = None
     worker: str | None = None
+    warning: str | None = None  # e.g. the motion was learnt with other weights (motionlib.weights)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -164,12 +164,15 @@ class Renderer:
 
             torch.set_num_threads(int(threads))
         self.home, self.db_url, self.device, self.name = home, db_url, device, name
+        from .models import load_model
+        from .render import ModelCache
+
         self._library = None
-        self._models: dict[str, object] = {}
+        self._models = ModelCache(load=lambda name, **geometry: load_model(name, device=device))
         self._assets: OrderedDict[str, object] = OrderedDict()
 
-    def _asset(self, name: str):
-        from .catalog import load_motion
+    def _motion(self, name: str):
+        from .render import resolve
         from .store import Library
 
         if name in self._assets:
@@ -177,41 +180,28 @@ class Renderer:
             return self._assets[name]
         if self._library is None:
             self._library = Library(self.home, self.db_url)
-        asset = load_motion(self._library, name)
-        self._assets[name] = asset
+        motion = resolve(self._library, name)
+        self._assets[name] = motion
         while len(self._assets) > self.ASSETS_KEPT:
             self._assets.popitem(last=False)
-        return asset
-
-    def _model(self, spec):
-        from .catalog import model_name_for, with_geometry
-        from .models import load_model
-
-        name = model_name_for(spec)
-        if name not in self._models:
-            self._models[name] = load_model(name, device=self.device)
-        return with_geometry(self._models[name], num_frames=spec.num_frames, height=spec.height, width=spec.width)
+        return motion
 
     def render(self, job: BatchJob) -> JobResult:
         """Render one job; every failure comes back as a failed result, never as an exception."""
-        from .apply import apply
-        from .video import write_video
+        from .render import render
 
-        started = time.monotonic()
         try:
-            asset = self._asset(job.motion)
-            model = self._model(asset.spec)
-            asset.check_compatible(model.spec)
-            steps = job.steps or asset.steps
-            video = apply(model, asset, job.prompt, seed=job.seed, steps=steps, strength=job.strength)
-            write_video(video, job.output, fps=model.spec.fps)
+            motion = self._motion(job.motion)
+            model = self._models.for_motion(motion)
+            done = render(model, motion, job.prompt, job.output, seed=job.seed, steps=job.steps,
+                          strength=job.strength)
         except Exception as exc:  # reported with the job; the worker goes on with the next one
             if os.environ.get("MOTIONLIB_BATCH_TRACEBACKS"):
                 traceback.print_exc()
             return JobResult(line=job.line, status="failed", motion=job.motion, output=str(job.output),
                              error=f"line {job.line} ({job.motion}): {_one_line(exc)}", worker=self.name)
         return JobResult(line=job.line, status="done", motion=job.motion, output=str(job.output),
-                         seconds=round(time.monotonic() - started, 3), steps=steps, worker=self.name)
+                         seconds=done.seconds, steps=done.steps, worker=self.name, warning=done.warning)
 
 
 def ray_available() -> bool:

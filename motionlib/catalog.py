@@ -63,6 +63,24 @@ def model_name_for(spec) -> str:
     return spec.name if spec.name in known_models() else spec.source
 
 
+def installed_weights(model_name: str, model_source: str, *, load_large: bool = False) -> str:
+    """Fingerprint (motionlib.weights) of the weights `model_name` loads here now, for ``doctor``.
+
+    Built-in models (shapes, the tiny presets) load in a second; others (hub ids, folders) only with
+    `load_large`, on the CPU in their own dtype. Raises a ModelError saying why when it cannot."""
+    from .errors import ModelError
+    from .models import known_models, load_model, resolve_spec
+    from .weights import fingerprint
+
+    name = model_name if model_name in known_models() else model_source
+    spec = resolve_spec(name)
+    builtin = spec.source.startswith("builtin:")
+    if not builtin and not load_large:
+        raise ModelError("it loads the whole model; run: motionlib doctor --weights")
+    model = load_model(name, device="cpu", dtype=None if builtin else getattr(torch, spec.dtype))
+    return fingerprint(model.transformer)
+
+
 def latent_frame_indices(spec) -> list[int]:
     """The pixel frame each latent frame mostly stands for (CogVideoX: 0, 4, 8, ...)."""
     return [min(i * spec.temporal_compression, spec.num_frames - 1) for i in range(spec.latent_frames)]
@@ -166,6 +184,7 @@ def meta_of(asset: MotionAsset) -> dict:
         "source_sha256": src.get("sha256"), "source_name": src.get("name"), "source_fps": src.get("fps"),
         "source_frames": src.get("frames"), "source_width": src.get("width"), "source_height": src.get("height"),
         "descriptor_version": DESCRIPTOR_VERSION, "created_at": asset.created_at,
+        "weights_fingerprint": asset.weights,
         "params": {**asset.params, "num_frames": s.num_frames, "height": s.height, "width": s.width},
         "loss": asset.losses,
     }

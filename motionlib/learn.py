@@ -20,6 +20,7 @@ from .progress import ProgressFn, ReferenceExtracted
 from .rho import base_rho
 from .sampling import prepare, sample
 from .transformer import Controls, forward
+from .weights import fingerprint
 
 
 @dataclass
@@ -113,7 +114,7 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
                 "steps": run.steps, "guidance_scale": run.guidance_scale, "use_dynamic_cfg": run.use_dynamic_cfg},
         steps=run.steps,
         scheduler={"name": type(run.scheduler).__name__, "config": dict(run.scheduler.config)},
-        losses=guide.losses, source=dict(source or {}),
+        losses=guide.losses, source=dict(source or {}), weights=fingerprint(model.transformer),
     )
     if not preview:
         return LearnResult(asset, None)

@@ -43,6 +43,9 @@ class Report:
     unverified: list[str] = field(default_factory=list)  # motions whose file carries no content hash
     missing_thumbnails: list[tuple[str, str]] = field(default_factory=list)  # (motion, relative path)
     other_descriptor_versions: list[str] = field(default_factory=list)  # motions not searchable now
+    other_weights: list[tuple[str, str]] = field(default_factory=list)  # (motion, model): learnt with other weights
+    unknown_weights: list[str] = field(default_factory=list)  # motions stored before weights were recorded
+    weights_unchecked: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
     index_stale: bool = False
     index_reason: str = ""
     index_note: str = ""  # informational (e.g. the saved index lags the catalogue), not a problem
@@ -67,6 +70,9 @@ class Report:
         out += [f"motion '{n}': descriptor is of another version; not searchable until re-described "
                 "(any motionlib command re-describes it)"
                 for n in self.other_descriptor_versions]
+        out += [f"motion '{n}': learnt with other {m} weights than the installed ones, so it may not move as it "
+                f"did; learn it again from its reference clip (motionlib learn CLIP --name {n} --model {m} --force)"
+                for n, m in self.other_weights]
         return out
 
     def problems(self) -> list[str]:
@@ -82,6 +88,10 @@ class Report:
         """Informational findings that are not problems."""
         out = [f"motion '{n}': its file is of an older format without a content hash (export and "
                "re-import it to add one)" for n in self.unverified]
+        if self.unknown_weights:
+            out.append(f"{len(self.unknown_weights)} motion(s) were stored before motionlib recorded the weights they "
+                       f"were learnt with (unknown weights): {', '.join(repr(n) for n in self.unknown_weights)}")
+        out += [f"weights of {m} not checked: {why}" for m, why in self.weights_unchecked]
         if self.index_note:
             out.append(f"search index: {self.index_note}")
         return out
@@ -106,14 +116,17 @@ def temp_entries(home: Path) -> list[Path]:
 
 
 def doctor(lib: Library, repair: bool = False, *, grace_seconds: float = 60.0, verify: bool = True,
-           check_content: Callable[[Path], bool] | None = None) -> Report:
+           check_content: Callable[[Path], bool] | None = None,
+           installed_weights: Callable[[str, str], str] | None = None) -> Report:
     """Check ``lib``'s files against its rows.
 
     ``verify`` re-hashes every blob against its catalogue checksum; ``check_content(path)`` (after
     a blob passed that) checks the hash the file itself carries: it returns False for a file that
     carries none and raises to report damage. With repair: remove orphan blobs/thumbnails, remove
     temp files older than ``grace_seconds`` (younger ones may belong to a running learn/import),
-    rebuild the index."""
+    rebuild the index. ``installed_weights(model_name, model_source)`` gives the fingerprint of a
+    model's installed weights (raising a MotionlibError that says why when it cannot, e.g. weights not
+    on this machine); motions learnt with another are listed (see motionlib.weights)."""
     from .library import THUMB_KINDS, _Source
 
     rep = Report()
@@ -137,6 +150,8 @@ def doctor(lib: Library, repair: bool = False, *, grace_seconds: float = 60.0, v
         if ext in THUMB_KINDS and stem not in used:
             rep.orphan_thumbnails.append(p)
     rep.temp_files = temp_entries(lib.home)
+    if installed_weights is not None:
+        _check_weights(lib, rep, installed_weights)
     state = lib.index.check(signature)
     # an index not built yet for a library with nothing to search is not a problem
     stale = not state.usable and (searchable or lib.index.sidecar_path.exists())
@@ -167,6 +182,28 @@ def _check_blob(lib: Library, rep: Report, name: str, sha: str, verify: bool,
     except MotionlibError as exc:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         rep.damaged_content.append((name, why.replace(f"{path}: ", "")))
+
+
+def _check_weights(lib: Library, rep: Report, installed: Callable[[str, str], str]) -> None:
+    with lib._read_session() as s:
+        rows = s.connection().execute(select(col(Motion.name), col(Motion.model_name), col(Motion.model_source),
+                                             col(Motion.weights_fingerprint)).order_by(col(Motion.name))).all()
+    known: dict[tuple[str, str], str | None] = {}
+    for name, model, stored_source, learnt in rows:
+        source = stored_source or model
+        if learnt is None:
+            rep.unknown_weights.append(name)
+            continue
+        if (model, source) not in known:
+            try:
+                known[(model, source)] = installed(model, source)
+            except MotionlibError as exc:
+                known[(model, source)] = None
+                rep.weights_unchecked.append((model, str(exc).strip().splitlines()[0] if str(exc).strip() else
+                                              type(exc).__name__))
+        fp = known[(model, source)]
+        if fp is not None and fp != learnt:
+            rep.other_weights.append((name, model))
 
 
 def _repair(lib: Library, rep: Report, grace_seconds: float) -> None:

@@ -73,7 +73,7 @@ COLUMN_META: dict[str, type] = {
     "latent_frames": int, "latent_rows": int, "latent_cols": int,
     "source_sha256": str, "source_name": str, "source_fps": float, "source_frames": int,
     "source_width": int, "source_height": int, "descriptor_version": int, "created_at": datetime,
-    "check_score": float,
+    "check_score": float, "weights_fingerprint": str,
 }
 THUMB_KINDS = ("png", "gif")
 REQUIRED_META = ("model_name", "family", "latent_frames", "latent_rows", "latent_cols")
@@ -775,8 +775,10 @@ class Library:
 
     # -- health --------------------------------------------------------------------------------
     def doctor(self, repair: bool = False, *, grace_seconds: float = 60.0, verify: bool = True,
-               check_content: Callable[[Path], bool] | None = None) -> Report:
+               check_content: Callable[[Path], bool] | None = None,
+               installed_weights: Callable[[str, str], str] | None = None) -> Report:
         """Check files against rows, and with repair fix what can be fixed (see ``store.doctor``)."""
         from .doctor import doctor
 
-        return doctor(self, repair=repair, grace_seconds=grace_seconds, verify=verify, check_content=check_content)
+        return doctor(self, repair=repair, grace_seconds=grace_seconds, verify=verify, check_content=check_content,
+                      installed_weights=installed_weights)

@@ -96,6 +96,8 @@ class Motion(SQLModel, table=True):
     descriptor_version: int = Field(default=1)
     # `learn --check` (issue 24): AMF agreement of one zero-shot render on a new seed with the reference
     check_score: Optional[float] = None
+    # the motionlib.weights fingerprint of the transformer it was learnt with (None: unknown, stored before 0003)
+    weights_fingerprint: Optional[str] = Field(default=None, max_length=64)
 
     tag_rows: List[MotionTag] = Relationship(
         back_populates="motion",
@@ -178,6 +180,7 @@ class MotionSummary:
     thumb_gif: Optional[str]
     descriptor_version: int
     check_score: Optional[float]
+    weights_fingerprint: Optional[str]
     tags: List[str] = field(default_factory=list)
 
     @classmethod

@@ -161,3 +161,32 @@ def test_absurd_numbers_are_refused_before_a_model_loads(lib, learnt, capsys, mo
     monkeypatch.setattr(motionlib.models, "load_model", no_load)
     code, _, err = cli(capsys, *args)
     _one_clear_line(code, err, names)
+
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "x", "-o", LONG + ".mp4", "--steps", "1"],
+    ["apply", "left", "x", "-o", LONG + ".mp4", "--steps", "1"],
+    ["transfer", "left.mp4", "x", "-o", LONG + ".gif"],
+    ["export", "left", LONG + ".safetensors"],
+    ["learn", LONG + ".mp4", "--name", "b"],
+    ["import", LONG + ".safetensors", "--name", "b"],
+    ["search", LONG + ".mp4"],
+    ["generate", "x", "-o", "clip.txt/out.mp4", "--steps", "1"],  # a path through a file
+], ids=["generate", "apply", "transfer", "export", "learn", "import", "search", "through-a-file"])
+def test_impossible_paths_are_one_line_errors(lib, learnt, capsys, tmp_path, monkeypatch, args):
+    """Found by the CLI fuzzer: a 300-byte file name ended in 'Internal error: OSError'."""
+    import shutil
+
+    from helpers import LEFT
+
+    cli_json(capsys, "import", str(learnt), "--name", "left")
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(LEFT, tmp_path / "left.mp4")
+    (tmp_path / "clip.txt").write_text("x")
+    code, out, err = cli(capsys, *args)
+    assert code in (1, 2), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Internal" not in err, err

@@ -38,7 +38,7 @@ def library(tmp_path_factory, tiny5b):
 @pytest.fixture(scope="module")
 def client(library, tiny5b):
     app = create_app(library, Settings(max_upload_bytes=200_000))
-    app.state.core.models["tiny-5b"] = tiny5b  # the session's model (no second load)
+    app.state.core.models.models["tiny-5b"] = tiny5b  # the session's model (no second load)
     with TestClient(app) as c:
         yield c
 
@@ -46,7 +46,7 @@ def client(library, tiny5b):
 @pytest.fixture()
 def writer(library, tiny5b, monkeypatch):
     app = create_app(library, Settings(allow_render=True))
-    app.state.core.models["tiny-5b"] = tiny5b
+    app.state.core.models.models["tiny-5b"] = tiny5b
     with TestClient(app) as c:
         yield c
 
@@ -447,7 +447,7 @@ def serve(library, tiny5b, **settings):
     from motionlib.web import serve_in_thread
 
     app = create_app(library, Settings(allowed_hosts=["127.0.0.1", "localhost"], **settings))
-    app.state.core.models["tiny-5b"] = tiny5b
+    app.state.core.models.models["tiny-5b"] = tiny5b
     return serve_in_thread(app)
 
 

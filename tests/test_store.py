@@ -85,13 +85,14 @@ def test_migrate_blank_db_schema(tmp_path, catalogue_db):
     assert cols >= {"id", "name", "created_at", "model_name", "model_source", "config_hash", "family",
                     "latent_frames", "latent_rows", "latent_cols", "source_sha256", "source_name", "source_fps",
                     "source_frames", "source_width", "source_height", "params_json", "loss_json", "blob_sha256",
-                    "blob_bytes", "thumb_png", "thumb_gif", "descriptor", "descriptor_version", "check_score"}
+                    "blob_bytes", "thumb_png", "thumb_gif", "descriptor", "descriptor_version", "check_score",
+                    "weights_fingerprint"}
     assert {c["name"] for c in insp.get_columns("renders")} >= {
         "id", "motion_id", "motion_name", "prompt", "seed", "steps", "strength", "output_path", "seconds",
         "created_at"}
     assert {c["name"] for c in insp.get_columns("motion_tags")} == {"motion_id", "tag"}
     assert any(ix["unique"] and ix["column_names"] == ["name"] for ix in insp.get_indexes("motions"))
-    assert current_revision(engine) == "0002" == head_revision()
+    assert current_revision(engine) == "0003" == head_revision()
     migrate(engine)  # idempotent
     if catalogue_db:  # PostgreSQL: a serial id, never reused
         assert insp.get_columns("motions")[0]["autoincrement"] is True

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from motionlib.errors import MotionlibError
+from motionlib.render import ModelCache
 from motionlib.store import CorruptBlob, Library, MotionExists, MotionNotFound, RenderNotFound
 
 from .jobs import Job, RenderQueue
@@ -180,22 +181,25 @@ class Core:
     settings: Settings
     lock: threading.RLock = field(default_factory=threading.RLock)
     compute: threading.Lock = field(default_factory=threading.Lock)  # one model run at a time
-    models: dict = field(default_factory=dict)
+    models: ModelCache = field(init=False)
     previews: dict = field(default_factory=dict)
     queue: Optional[RenderQueue] = None
 
+    def __post_init__(self):
+        self.models = ModelCache(load=self._load)
+
     # -- models ------------------------------------------------------------------------------------
-    def model(self, name: str, **geometry):
-        from motionlib.catalog import with_geometry
+    def _load(self, name: str, **geometry):
         from motionlib.models import load_model
 
+        try:
+            return load_model(name, device=self.settings.device)
+        except MotionlibError as exc:  # unknown model, weights missing or not downloadable offline
+            raise HTTPProblem(400, f"could not load model {name}: {str(exc).splitlines()[0]}") from exc
+
+    def model(self, name: str, **geometry):
         with self.compute:
-            if name not in self.models:
-                try:
-                    self.models[name] = load_model(name, device=self.settings.device)
-                except MotionlibError as exc:  # unknown model, weights missing or not downloadable offline
-                    raise HTTPProblem(400, f"could not load model {name}: {str(exc).splitlines()[0]}") from exc
-        return with_geometry(self.models[name], **geometry)
+            return self.models.get(name, **geometry)
 
     def search_model(self, requested: Optional[str]) -> Optional[str]:
         """As `motionlib search`: the requested model (or `serve --model`'s), else None: every stored model."""
@@ -209,29 +213,21 @@ class Core:
 
     # -- renders -----------------------------------------------------------------------------------
     def render(self, job, progress) -> dict:
-        from motionlib.apply import apply
-        from motionlib.catalog import load_motion
-        from motionlib.models import known_models
-        from motionlib.video import write_video
+        from motionlib import render as rendering
 
         with self.lock:
-            asset = load_motion(self.lib, job.motion)
-        spec = asset.spec
-        m = self.model(spec.name if spec.name in known_models() else spec.source,
-                       num_frames=spec.num_frames, height=spec.height, width=spec.width)
-        asset.check_compatible(m.spec)
-        job.message = "rendering"
-        started = time.monotonic()
+            motion = rendering.resolve(self.lib, job.motion)
         with self.compute:
-            video = apply(m, asset, job.prompt, seed=job.seed, steps=job.steps or asset.steps,
-                          strength=job.strength, progress=progress)
+            m = self.models.for_motion(motion)
+        job.message = "rendering"
         out = self.lib.home / "renders" / f"{job.motion}-{job.seed}-{uuid.uuid4().hex[:8]}.mp4"
-        write_video(video, out, fps=m.spec.fps)
-        seconds = round(time.monotonic() - started, 2)
+        with self.compute:
+            done = rendering.render(m, motion, job.prompt, out, seed=job.seed, steps=job.steps, strength=job.strength,
+                                    progress=progress)
         with self.lock:
-            r = self.lib.record_render(job.motion, prompt=job.prompt, output_path=str(out), seed=job.seed,
-                                       steps=job.steps or asset.steps, strength=job.strength, seconds=seconds)
-        return {"output": str(out), "motion": job.motion, "seconds": seconds, "render_id": r.id}
+            r = rendering.record(self.lib, motion, job.prompt, done, seed=job.seed, strength=job.strength)
+        return {"output": str(out), "motion": job.motion, "seconds": done.seconds, "render_id": r.id,
+                "warning": done.warning}
 
     # -- pictures ----------------------------------------------------------------------------------
     def reference_gif(self, name: str) -> bytes:
@@ -386,7 +382,7 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
 
     # --- motion ---------------------------------------------------------------------------------------
     def details(name: str) -> dict:
-        from motionlib.cli.main import motion_details
+        from motionlib.views import motion_details
 
         lib.validate_name(name)
         with core.lock:

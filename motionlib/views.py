@@ -1,0 +1,41 @@
+"""What a user sees of a motion, as plain data: one view for `motionlib show` and the web API.
+
+(The list view is ``MotionSummary.listing`` in motionlib.store, the one shape of `list --json` and
+``/api/motions``.) Nothing here imports torch: the asset file's facts are read from its header.
+"""
+
+from __future__ import annotations
+
+from .errors import MotionlibError
+
+__all__ = ["motion_details", "asset_facts"]
+
+
+def motion_details(lib, name: str) -> dict:
+    """Everything `show` prints about a motion (`show --json`, and the web API's motion)."""
+    row = lib.get(name)
+    data = row.summary()
+    data["thumbnail_png"] = str(lib.thumb_path(row, "png"))
+    data["thumbnail_gif"] = str(lib.thumb_path(row, "gif"))
+    data["params"] = row.params
+    data["loss"] = row.loss
+    data["renders"] = [{"prompt": r.prompt, "output": r.output_path, "seed": r.seed, "seconds": r.seconds}
+                       for r in lib.renders(name, limit=10)]
+    data.pop("params_json", None)
+    data.pop("loss_json", None)
+    data["asset"] = asset_facts(lib, name)
+    return data
+
+
+def asset_facts(lib, name: str) -> dict:
+    """What the asset file's header says that the catalogue row does not (read without torch)."""
+    from motionlib.integrity import read_header
+
+    try:
+        meta = read_header(lib.asset_path(name, verify=False)).meta
+    except MotionlibError as e:  # missing or damaged file: show still shows the row
+        return {"error": str(e)}
+    if meta is None:
+        return {"error": "not a motionlib motion (no motionlib metadata)"}
+    return {"format_version": meta.get("version"), "guided_timesteps": meta.get("timesteps"),
+            "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name")}
