@@ -220,8 +220,8 @@ def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool 
     """Save, thumbnail, describe and add the asset (``video``: its clip, to tell a still one; ``meta``:
     further catalogue columns, e.g. check_score); whole or not at all (a full disk raises NoSpaceLeft)."""
     descriptor = searchable_descriptor(asset, what or f"the clip of '{name}'", video)
-    with no_space_is_an_error(library.home / "tmp"):
-        work = Path(tempfile.mkdtemp(prefix="learn-", suffix=TMP_MARKER, dir=library.home / "tmp"))
+    with no_space_is_an_error(library.tmp_dir):
+        work = Path(tempfile.mkdtemp(prefix="learn-", suffix=TMP_MARKER, dir=library.tmp_dir))
         try:
             path = asset.save(work / "asset.safetensors")
             thumbs = thumbnails_of(asset, work)

@@ -22,6 +22,7 @@ from sqlmodel import col
 from motionlib.errors import MotionlibError
 from motionlib.fsutil import TMP_MARKER
 
+from . import layout
 from .errors import CorruptBlob, LibraryError
 from .models import Motion
 
@@ -107,7 +108,7 @@ class Report:
 def temp_entries(home: Path) -> list[Path]:
     """Temp files and folders under the library's folders (not those inside a temp folder)."""
     out: list[Path] = []
-    for sub in ("blobs", "thumbs", "index", "tmp"):
+    for sub in layout.FOLDERS:
         root = home / sub
         if root.is_dir():
             out += [p for p in root.rglob(f"*{TMP_MARKER}*")

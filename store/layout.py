@@ -1,4 +1,16 @@
-"""Names of the files a library keeps next to its database (no imports: read at start-up)."""
+"""Names of the folders and files a library keeps next to its database (no imports: read at start-up).
+
+Everything that names a place in a library reads it from here (``Library.blobs_dir``, ``.thumbs_dir``,
+``.index_dir``, ``.tmp_dir``, ``.renders_dir``), so the layout is written down once.
+"""
+
+BLOBS = "blobs"  # motion files by content hash
+THUMBS = "thumbs"  # AMF thumbnails (png, gif) by content hash
+INDEX = "index"  # the faiss index of descriptors and its sidecar
+TMP = "tmp"  # work folders of learn, import and uploads (names carry motionlib.fsutil.TMP_MARKER)
+RENDERS = "renders"  # renders made by the web app
+FOLDERS = (BLOBS, THUMBS, INDEX, TMP)  # made when a library opens (renders: when the first one is written)
+DATABASE = "motionlib.db"  # the SQLite catalogue (without $MOTIONLIB_DB_URL)
 
 
 def index_file(version: int) -> str:

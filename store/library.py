@@ -43,6 +43,7 @@ from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_a
 from .blobs import BlobStore
 from .doctor import Report
 from .db import lock, migrate, open_engine, write_engine
+from . import layout
 from .layout import index_sidecar
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
                      RenderNotFound)
@@ -194,14 +195,18 @@ class Library:
                  progress: RedescribeProgress | None = None):
         self.home = (Path(home).expanduser() if home is not None else _default_home()).resolve()
         try:
-            for sub in ("blobs", "thumbs", "index", "tmp"):
+            for sub in layout.FOLDERS:
                 (self.home / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LibraryError(f"cannot use {self.home} as the library folder: {exc.strerror or exc}") from exc
-        self.db_url = db_url or os.environ.get("MOTIONLIB_DB_URL") or f"sqlite:///{self.home / 'motionlib.db'}"
+        self.db_url = db_url or os.environ.get("MOTIONLIB_DB_URL") or f"sqlite:///{self.home / layout.DATABASE}"
         self.descriptor_version = int(descriptor_version)
-        self.blobs = BlobStore(self.home / "blobs")
-        self.thumbs_dir = self.home / "thumbs"
+        self.blobs_dir = self.home / layout.BLOBS
+        self.thumbs_dir = self.home / layout.THUMBS
+        self.index_dir = self.home / layout.INDEX
+        self.tmp_dir = self.home / layout.TMP
+        self.renders_dir = self.home / layout.RENDERS
+        self.blobs = BlobStore(self.blobs_dir)
         self._index: DescriptorIndex | None = None  # built on first use: numpy and faiss load only then
         self._model_cache: dict[tuple, frozenset[int]] = {}
         self.engine = open_engine(self.db_url)
@@ -227,7 +232,7 @@ class Library:
         if self._index is None:
             from .index import DescriptorIndex
 
-            self._index = DescriptorIndex(self.home / "index", self.descriptor_version)
+            self._index = DescriptorIndex(self.index_dir, self.descriptor_version)
         return self._index
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -625,11 +630,11 @@ class Library:
             raise ImportRejected(f"{path}: no such file")
         if not path.is_file():
             raise ImportRejected(f"{path}: not a regular file")
-        with no_space_is_an_error(self.home / "tmp"):
+        with no_space_is_an_error(self.tmp_dir):
             return self._import(path, name, validate, descriptor_fn, thumbnails_fn, force, tags)
 
     def _import(self, path: Path, name: str, validate, descriptor_fn, thumbnails_fn, force: bool, tags) -> Motion:
-        work = Path(tempfile.mkdtemp(prefix="import-", suffix=TMP_MARKER, dir=self.home / "tmp"))
+        work = Path(tempfile.mkdtemp(prefix="import-", suffix=TMP_MARKER, dir=self.tmp_dir))
         try:
             staged = work / "asset.safetensors"
             try:
@@ -726,7 +731,7 @@ class Library:
         only), or, with ``build``, build the index if it has no file yet (e.g. the first motion). Otherwise
         the saved index just lags the catalogue and the next search catches up."""
         loaded = self._index is not None and self._index.loaded
-        if not (loaded or (build and not (self.home / "index" / index_sidecar(self.descriptor_version)).exists())):
+        if not (loaded or (build and not (self.index_dir / index_sidecar(self.descriptor_version)).exists())):
             return
         try:
             self._sync_index()

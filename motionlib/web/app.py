@@ -220,7 +220,7 @@ class Core:
         with self.compute:
             m = self.models.for_motion(motion)
         job.message = "rendering"
-        out = self.lib.home / "renders" / f"{job.motion}-{job.seed}-{uuid.uuid4().hex[:8]}.mp4"
+        out = self.lib.renders_dir / f"{job.motion}-{job.seed}-{uuid.uuid4().hex[:8]}.mp4"
         with self.compute:
             done = rendering.render(m, motion, job.prompt, out, seed=job.seed, steps=job.steps, strength=job.strength,
                                     progress=progress)
@@ -475,7 +475,7 @@ def create_app(library: Library | str | Path | None = None, settings: Settings |
 
         shown = Path((upload.filename or "").replace("\\", "/")).name or "upload"
         suffix = Path(shown).suffix.lower()
-        work = Path(tempfile.mkdtemp(prefix="upload-", suffix=".tmp", dir=lib.home / "tmp"))
+        work = Path(tempfile.mkdtemp(prefix="upload-", suffix=".tmp", dir=lib.tmp_dir))
         path = work / f"clip{suffix if suffix in UPLOAD_SUFFIXES else '.bin'}"
         limit = settings.max_upload_bytes
         n = 0
