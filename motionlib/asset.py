@@ -39,7 +39,7 @@ from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header
                         verify)
 from .guidance import GuidanceParams
 from .models.spec import ModelSpec
-from .families import FAMILIES
+from .models.spec import FAMILIES
 from .rho import check_parametrisation, is_shift, names_for, rho_width
 
 __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]

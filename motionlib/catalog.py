@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,9 @@ import torch
 
 from .asset import MotionAsset
 from .descriptor import DESCRIPTOR_VERSION, NoMotionError, described_motion, motion_descriptor
-from .errors import ParameterError
 from .fsutil import TMP_MARKER, no_space_is_an_error, sha256_file
 from .learn import learn, reference_motion
+from .models import check_geometry, model_name_for, with_geometry  # noqa: F401  (re-exported for callers)
 from .thumbnail import save_thumbnails
 from .video import read_video, to_uint8
 
@@ -28,39 +27,6 @@ PREVIEW_HEIGHT = 96
 # Thumbnails leave out flow vectors whose peak attention probability is below this: on flat
 # regions attention ties and the argmax points anywhere, which would drown the real motion.
 THUMB_MIN_CONFIDENCE = 0.15
-
-
-def check_geometry(s, num_frames: int | None = None, height: int | None = None, width: int | None = None):
-    """The spec ``s`` with another frame count or resolution, or ParameterError naming what it cannot take.
-
-    Cheap (no weights needed), so commands call it before loading a model or reading a clip."""
-    from .families import adapter
-
-    for flag, value in (("--frames", num_frames), ("--height", height), ("--width", width)):
-        if value is not None and value < 1:
-            raise ParameterError(f"{flag} must be a positive integer, got {value}")
-    spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
-    adapter(s.family).check_spec(spec)
-    if spec.latent_frames < 2:
-        t = spec.temporal_compression
-        raise ParameterError(f"--frames {spec.num_frames} gives {s.name} {spec.latent_frames} latent frame; a motion "
-                             f"needs at least 2 (--frames {t + 1} or more)")
-    return spec
-
-
-def with_geometry(model, num_frames: int | None = None, height: int | None = None, width: int | None = None):
-    """The same model (shared weights) with another frame count or resolution, validated."""
-    spec = check_geometry(model.spec, num_frames, height, width)
-    if spec == model.spec:
-        return model
-    return replace(model, spec=spec)
-
-
-def model_name_for(spec) -> str:
-    """What to load for an asset learnt with ``spec``: its preset name when known here, else its source."""
-    from .models import known_models
-
-    return spec.name if spec.name in known_models() else spec.source
 
 
 def installed_weights(model_name: str, model_source: str, *, load_large: bool = False) -> str:

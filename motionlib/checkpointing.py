@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .errors import ParameterError
+from .models.spec import ACTIVATION_FACTOR
 
 CHOICES = ("auto", "on", "off")
 MARGIN = {"cuda": 0.9, "cpu": 0.5}  # share of the free memory the estimate may take
@@ -26,7 +27,7 @@ def activation_bytes(model, blocks_with_grad: int) -> int:
     frames, rows, cols = s.grid
     tokens = frames * rows * cols + s.text_len
     # bytes kept per block for backward, per (token x hidden width x element size): the family's
-    factor = model.family.activation_factor[s.family]
+    factor = ACTIVATION_FACTOR[s.family]
     return factor * tokens * s.heads * s.head_dim * model.dtype.itemsize * blocks_with_grad
 
 

@@ -32,7 +32,7 @@ from .models.spec import MAX_OPT_STEPS, MAX_SAMPLES
 from .models.spec import GuidanceDefaults
 from .progress import OptimiseStep, ProgressFn
 from .rho import Parametrised, check_parametrisation, is_shift
-from .transformer import Controls, forward
+from .transformer import Controls
 
 _TUPLES = ("blocks", "inject_blocks", "latent_lr", "shift_lr")
 
@@ -129,7 +129,7 @@ class GuidanceParams(GuidanceDefaults):
         if self.gradient not in GRADIENTS:
             raise ParameterError(f"gradient must be one of {', '.join(GRADIENTS)}, got {self.gradient!r}")
         if self.gradient == "local":
-            from .families import rho_kind
+            from .models.spec import rho_kind
 
             if rho_kind(spec.family) != "rope":
                 raise ParameterError(
@@ -203,7 +203,7 @@ def guidance_loss(run, latents, t, controls_kw: dict, reference, params: Guidanc
                         grad_blocks=local, **controls_kw)
     window = {} if params.amf_window is None else {"window": params.amf_window}
     x = run.scheduler.scale_model_input(latents, t)
-    forward(model.transformer, x, run.cond_embeds, t.expand(x.shape[0]), controls, checkpointing=checkpointing)
+    model.family.forward(model.transformer, x, run.cond_embeds, t.expand(x.shape[0]), controls, checkpointing=checkpointing)
     losses = []
     for b in params.blocks:
         q, k = controls.captured[("qk", b)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .transformer import Controls, forward
+from .transformer import Controls
 
 
 def reference_kv(run, ref_latent: torch.Tensor, t: torch.Tensor, blocks: tuple[int, ...]) -> dict:
@@ -24,5 +24,5 @@ def reference_kv(run, ref_latent: torch.Tensor, t: torch.Tensor, blocks: tuple[i
     noisy = sched.scale_model_input(noisy, t)
     controls = Controls(rho=run.base, record_kv=tuple(blocks), stop_at=max(blocks))
     with torch.no_grad(), model.on_device(model.transformer) as tr:
-        forward(tr, noisy, run.cond_embeds, t.expand(noisy.shape[0]), controls)
+        model.family.forward(tr, noisy, run.cond_embeds, t.expand(noisy.shape[0]), controls)
     return {b: controls.captured[("kv", b)] for b in blocks}

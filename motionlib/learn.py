@@ -19,7 +19,7 @@ from .guidance import Guidance, GuidanceParams
 from .progress import ProgressFn, ReferenceExtracted
 from .rho import base_rho
 from .sampling import prepare, sample
-from .transformer import Controls, forward
+from .transformer import Controls
 from .weights import fingerprint
 
 
@@ -48,7 +48,7 @@ def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], tem
     controls = Controls(rho=base_rho(model), capture=tuple(blocks), stop_at=max(blocks) if truncate else None)
     t0 = torch.zeros(1, dtype=torch.long, device=model.device)
     with model.on_device(model.transformer) as tr:
-        forward(tr, latent, embeds, t0, controls)
+        model.family.forward(tr, latent, embeds, t0, controls)
     frames, rows, cols = model.spec.grid
     amf, conf = {}, {}
     for b in blocks:

@@ -139,9 +139,9 @@ def activations(spec, itemsize: int, phase: str, vae_tiling: bool, *, batch: int
     if phase == "reference":
         return DENOISE * tokens * hidden * itemsize
     if phase == "optimise":  # checkpointing on (auto turns it on when the rest does not fit)
-        from .families import adapter
+        from .models.spec import ACTIVATION_FACTOR
 
-        factor = adapter(spec.family).activation_factor[spec.family]
+        factor = ACTIVATION_FACTOR[spec.family]
         kept = max(spec.guidance.blocks) + 1
         return (2 * factor + kept) * tokens * hidden * itemsize  # one block recomputed + one tensor per block
     raise ValueError(f"unknown phase {phase!r}")

@@ -57,7 +57,7 @@ class ModelCache:
 
     def get(self, name: str, **geometry):
         """Model `name` (loaded on first use) at the given num_frames/height/width."""
-        from .catalog import with_geometry
+        from .models import with_geometry
 
         if name not in self.models:
             self.models[name] = self.load(name, **geometry)
@@ -65,7 +65,7 @@ class ModelCache:
 
     def for_motion(self, motion: StoredMotion, override: str | None = None):
         """The model to render `motion` with: `override` (same architecture) or the one it was learnt with."""
-        from .catalog import model_name_for
+        from .models import model_name_for
 
         spec = motion.asset.spec
         model = self.get(override or model_name_for(spec), num_frames=spec.num_frames, height=spec.height,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .errors import ParameterError
-from .families import rho_kind
+from .models.spec import rho_kind
 
 ROPE_NAMES = ("q_cos", "q_sin", "k_cos", "k_sin")
 POSEMB_NAMES = ("pos",)
@@ -311,6 +311,4 @@ def sincos_layout(hidden: int, spatial_scale: float = 1.0, temporal_scale: float
 
 def base_rho(model) -> Rho:
     """The model's own ρ for its latent grid (what a plain generation uses), from its family's adapter."""
-    from .families import adapter
-
-    return adapter(model.spec.family).base_rho(model)
+    return model.family.base_rho(model)

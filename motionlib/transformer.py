@@ -1,8 +1,8 @@
-"""The controllable forward pass of a video DiT, shared by every model family.
+"""The controllable forward pass of a video DiT: what every model family's pass shares.
 
-Each family's adapter (``motionlib.families``) follows its diffusers transformer's ``forward``
-step for step (tests check the outputs match bit for bit) and adds what DiTFlow needs, all
-switched by a `Controls` object:
+The pass itself is the family adapter's (``model.family.forward``, motionlib.families): it follows
+its diffusers transformer's ``forward`` step for step (tests check the outputs match bit for bit)
+and adds what DiTFlow needs, all switched by a `Controls` object:
 
 - ρ: RoPE tables (separate for queries and keys) or the additive positional embedding;
 - capture of the post-RoPE video queries/keys at the guidance block(s) (for the AMF);
@@ -98,14 +98,3 @@ def run_blocks(blocks, carry: tuple, extra: tuple, controls: Controls, checkpoin
     except StopForward:
         return None
     return carry
-
-
-def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
-            controls: Controls, checkpointing: bool = True) -> torch.Tensor | None:
-    """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass.
-
-    Dispatched to the adapter of ``controls.rho.family``."""
-    from .families import adapter
-
-    return adapter(controls.rho.family).forward(transformer, latents, text_embeds, timestep, controls,
-                                                checkpointing)

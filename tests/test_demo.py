@@ -166,7 +166,7 @@ def test_build_shapes_without_weights_forward(random_shapes):
     from motionlib.demo.model import build_shapes
     from motionlib.rho import base_rho
     from motionlib.sampling import generate
-    from motionlib.transformer import Controls, forward
+    from motionlib.transformer import Controls
 
     tok, enc, codec, tr, sched = build_shapes(pretrained=False)
     assert tr.config.in_channels == tr.config.out_channels == 12
@@ -177,7 +177,7 @@ def test_build_shapes_without_weights_forward(random_shapes):
     assert torch.equal(m.decode(z), (data.to_model_range(frames) + 1) / 2)
     emb = m.encode_prompt([prompt])
     t = torch.tensor([500])
-    out = forward(m.transformer, torch.randn(z.shape), emb, t, Controls(rho=base_rho(m)), checkpointing=False)
+    out = m.family.forward(m.transformer, torch.randn(z.shape), emb, t, Controls(rho=base_rho(m)), checkpointing=False)
     assert out.shape == z.shape and torch.isfinite(out).all()
     video = generate(m, prompt, steps=2, guidance_scale=2.0)
     assert video.shape == (8, 3, 32, 32)

@@ -308,7 +308,7 @@ def test_kv_only_pass_records_what_a_full_pass_sees(tiny):
     block computes in a full forward of the same input (queries, text tokens and later blocks aside)."""
     from motionlib.injection import reference_kv
     from motionlib.sampling import prepare
-    from motionlib.transformer import Controls, forward
+    from motionlib.transformer import Controls
 
     run = prepare(tiny, "a red disc", seed=3, steps=4)
     ref = torch.randn(tiny.latent_shape(), generator=torch.Generator().manual_seed(0))
@@ -317,7 +317,7 @@ def test_kv_only_pass_records_what_a_full_pass_sees(tiny):
     noisy = run.scheduler.scale_model_input(run.scheduler.add_noise(ref, run.init_noise, t.reshape(1)), t)
     controls = Controls(rho=run.base, record_kv=(0, 1))
     with torch.no_grad():
-        assert forward(tiny.transformer, noisy, run.cond_embeds, t.expand(1), controls) is not None
+        assert tiny.family.forward(tiny.transformer, noisy, run.cond_embeds, t.expand(1), controls) is not None
     for b in (0, 1):
         for got, want in zip(fast[b], controls.captured[("kv", b)]):
             assert got.shape == want.shape

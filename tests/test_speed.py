@@ -232,10 +232,10 @@ def test_windowed_learn_supervises_only_the_window(tiny5b):
     with torch.no_grad():
         loss = guidance_loss(run, latents, t, {"rho": run.base, "inject": {}}, ref, params)
         # by hand: the full AMF, eq. (8) over the window's pairs
-        from motionlib.transformer import Controls, forward
+        from motionlib.transformer import Controls
 
         controls = Controls(rho=run.base, capture=params.blocks, stop_at=max(params.blocks))
-        forward(tiny5b.transformer, run.scheduler.scale_model_input(latents, t), run.cond_embeds, t.expand(1),
+        tiny5b.family.forward(tiny5b.transformer, run.scheduler.scale_model_input(latents, t), run.cond_embeds, t.expand(1),
                 controls)
         (b,) = params.blocks
         q, k = controls.captured[("qk", b)]

@@ -112,7 +112,7 @@ def test_amf_loss_falls_within_each_guided_step(learnt):
 def test_kv_only_pass_records_what_a_full_pass_sees(wan):
     from motionlib.injection import reference_kv
     from motionlib.sampling import prepare
-    from motionlib.transformer import Controls, forward
+    from motionlib.transformer import Controls
 
     run = prepare(wan, "a red disc", seed=3, steps=4)
     ref = torch.randn(wan.latent_shape(), generator=torch.Generator().manual_seed(0))
@@ -121,7 +121,7 @@ def test_kv_only_pass_records_what_a_full_pass_sees(wan):
     noisy = run.scheduler.add_noise(ref, run.init_noise, t.reshape(1))
     controls = Controls(rho=run.base, record_kv=(0, 1))
     with torch.no_grad():
-        assert forward(wan.transformer, noisy, run.cond_embeds, t.expand(1), controls) is not None
+        assert wan.family.forward(wan.transformer, noisy, run.cond_embeds, t.expand(1), controls) is not None
     for b in (0, 1):
         for got, want in zip(fast[b], controls.captured[("kv", b)]):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -6,9 +6,10 @@ covers the base ρ and how a ρ enters, the forward pass with capture / injectio
 checkpointing, the latent grid and noise, encode and decode, the scheduler step and CFG, and
 loading (real weights, tiny presets, local folders).
 
-This module imports nothing heavy: the store and the CLI read ``FAMILIES`` without torch.
-Adding a family: one adapter module here, its specs in ``motionlib/models/``, one line in
-``_REGISTRY`` below, and its tests.
+The table of ρ families (``FAMILIES``, ``rho_kind``) lives in ``motionlib.models.spec``; this
+registry is imported only by ``motionlib.models``: the flows reach an adapter through the model they
+are given (``model.family``). Adding a family: one adapter module here, its specs in
+``motionlib/models/``, its row in ``models/spec.py``'s table, and its tests.
 """
 
 from __future__ import annotations
@@ -16,40 +17,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ..models.spec import FAMILIES, RHO_KINDS, adapter_module, rho_kind
+
 if TYPE_CHECKING:  # pragma: no cover
     from .base import ModelFamily
 
 __all__ = ["FAMILIES", "RHO_KINDS", "adapter", "for_pipeline", "rho_kind"]
 
-# ρ family (the value of ModelSpec.family, stored in assets and the catalogue) ->
-# (adapter module, ρ kind). The kind says what a ρ is made of: "rope" = cos/sin tables for
-# queries and keys, "additive" = an embedding added to the video tokens (motionlib.rho).
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "rope": ("cogvideox", "rope"),  # CogVideoX-5B: 3D RoPE
-    "posemb": ("cogvideox", "additive"),  # CogVideoX-2B: additive 3D sin-cos
-    "wan": ("wan", "rope"),  # Wan 2.1: 3D RoPE on a t/h/w channel split of each head
-}
-FAMILIES: tuple[str, ...] = tuple(_REGISTRY)
-RHO_KINDS: tuple[str, ...] = ("rope", "additive")
-
-
-def _entry(family: str) -> tuple[str, str]:
-    try:
-        return _REGISTRY[family]
-    except KeyError:
-        from ..errors import ParameterError
-
-        raise ParameterError(f"unknown model family {family!r}: use one of {', '.join(FAMILIES)}") from None
-
-
-def rho_kind(family: str) -> str:
-    """"rope" or "additive": what the family's ρ tensors are."""
-    return _entry(family)[1]
-
 
 def adapter(family: str) -> "ModelFamily":
     """The adapter of a ρ family (imported on first use)."""
-    return importlib.import_module(f".{_entry(family)[0]}", __name__).FAMILY
+    return importlib.import_module(f".{adapter_module(family)}", __name__).FAMILY
 
 
 def for_pipeline(pipeline_class: str, where: str = "this folder") -> "ModelFamily":

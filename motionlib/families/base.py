@@ -25,9 +25,6 @@ class ModelFamily:
 
     name: str = ""
     pipelines: tuple[str, ...] = ()  # diffusers pipeline classes whose folders this family loads
-    # bytes kept per block for backward, per (token x hidden width x element size), by ρ family
-    # (motionlib.checkpointing's estimate)
-    activation_factor: dict[str, int] = {}
 
     # --- ρ ---------------------------------------------------------------------------------------
     def base_rho(self, model: "Model") -> "Rho":

@@ -196,9 +196,6 @@ def make_scheduler(spec, config: dict | None = None):
 class CogVideoX(ModelFamily):
     name = "cogvideox"
     pipelines = ("CogVideoXPipeline",)
-    # measured 17.7 on CogVideoX-5B (RoPE, bf16) and 10.1 on -2B (sin-cos, fp16) on an H200
-    # (benchmarks/gpu_phases.json), rounded up
-    activation_factor = {"rope": 20, "posemb": 12}
 
     def base_rho(self, model) -> Rho:
         return base_rho(model)

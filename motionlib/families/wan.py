@@ -182,8 +182,6 @@ FFN_DIM = {1536: 8960, 5120: 13824}  # feed-forward width by hidden width: Wan2.
 class Wan(ModelFamily):
     name = "wan"
     pipelines = ("WanPipeline",)
-    # not measured on Wan: CogVideoX-5B's RoPE factor (its blocks keep similar activations)
-    activation_factor = {"wan": 20}
 
     def base_rho(self, model) -> Rho:
         return base_rho(model)

@@ -14,6 +14,7 @@ from .._compat import check_diffusers
 from ..errors import ModelError, ParameterError, WeightsMissing
 from ..families import adapter
 from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
+from .geometry import check_geometry, with_geometry
 from .spec import GuidanceDefaults, ModelSpec
 from .tiny import tiny_spec, tiny_wan_spec
 from .wan import WAN21_T2V_1_3B, WAN21_T2V_14B
@@ -31,7 +32,8 @@ def __getattr__(name: str):
         return Model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec"]
+__all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec", "check_geometry",
+           "with_geometry", "model_name_for"]
 
 _TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb"), "tiny-wan": tiny_wan_spec()}
 _REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B,
@@ -92,6 +94,11 @@ def spec_from_folder(path: Path) -> ModelSpec:
     return for_pipeline(cls, str(path)).spec_from_folder(path, {p: config(p) for p in ("transformer", "vae")})
 
 
+def model_name_for(spec) -> str:
+    """What to load for an asset learnt with ``spec``: its preset name when known here, else its source."""
+    return spec.name if spec.name in known_models() else spec.source
+
+
 def default_device() -> torch.device:
     import torch
 
@@ -109,7 +116,7 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
     CPU between uses; `vae_tiling` ("on", "off", "auto" or a bool) enables VAE tiling and slicing.
     ``"auto"`` picks the fastest setting whose peak for `job` fits the device's free memory
     (``motionlib.memory``; the choice is ``model.plan``). num_frames/height/width override the
-    spec's geometry (``motionlib.catalog.with_geometry``) before the choice.
+    spec's geometry (``motionlib.models.geometry.with_geometry``) before the choice.
     """
     import torch
 
@@ -148,8 +155,6 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
             m.to(dtype=dtype)
     on_cpu = Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype, "model")
     if num_frames or height or width:
-        from ..catalog import with_geometry
-
         on_cpu = with_geometry(on_cpu, num_frames=num_frames, height=height, width=width)
     plan = memory.plan(on_cpu, job, offload, vae_tiling)
     model = Model(on_cpu.spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype,

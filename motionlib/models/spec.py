@@ -13,7 +13,43 @@ MAX_STEPS = 1000  # the schedulers' num_train_timesteps: no sampler here takes m
 MAX_OPT_STEPS = 1000  # Adam steps per guided step (the paper uses 5; shapes 20)
 MAX_SAMPLES = 64  # generations learnt on at once
 
-Family = str  # one of motionlib.families.FAMILIES: the ρ family, which also names the model family's adapter
+Family = str  # one of FAMILIES: the ρ family (stored in assets and the catalogue as "family")
+
+# The one table of ρ families: ρ family -> (adapter module in motionlib/families/, ρ kind). The kind
+# says what a ρ is made of: "rope" = cos/sin tables for queries and keys, "additive" = an embedding
+# added to the video tokens (motionlib.rho). Adding a model family: its adapter module, its specs in
+# motionlib/models/, and its row here.
+_FAMILY_TABLE: dict[str, tuple[str, str]] = {
+    "rope": ("cogvideox", "rope"),  # CogVideoX-5B: 3D RoPE
+    "posemb": ("cogvideox", "additive"),  # CogVideoX-2B: additive 3D sin-cos
+    "wan": ("wan", "rope"),  # Wan 2.1: 3D RoPE on a t/h/w channel split of each head
+}
+FAMILIES: tuple[str, ...] = tuple(_FAMILY_TABLE)
+# bytes an optimisation pass keeps per block for backward, per (token x hidden width x element size), by ρ
+# family (motionlib.checkpointing and motionlib.memory): measured 17.7 on CogVideoX-5B (RoPE, bf16) and
+# 10.1 on -2B (sin-cos, fp16) on an H200 (benchmarks/gpu_phases.json), rounded up; Wan not measured:
+# CogVideoX-5B's RoPE factor (its blocks keep similar activations)
+ACTIVATION_FACTOR: dict[str, int] = {"rope": 20, "posemb": 12, "wan": 20}
+RHO_KINDS: tuple[str, ...] = ("rope", "additive")
+
+
+def _entry(family: str) -> tuple[str, str]:
+    try:
+        return _FAMILY_TABLE[family]
+    except KeyError:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"unknown model family {family!r}: use one of {', '.join(FAMILIES)}") from None
+
+
+def rho_kind(family: str) -> str:
+    """"rope" or "additive": what the family's ρ tensors are."""
+    return _entry(family)[1]
+
+
+def adapter_module(family: str) -> str:
+    """The module of motionlib.families holding the family's adapter."""
+    return _entry(family)[0]
 
 
 @dataclass(frozen=True)
