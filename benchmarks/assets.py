@@ -39,7 +39,7 @@ def _official_tables(spec) -> int:
     """Tables per step of the official code's ρ: q/k cos/sin for RoPE (4), the embedding (1)."""
     from motionlib.rho import names_for
 
-    return len(names_for(spec.family, "table"))
+    return len(names_for(spec.embedding, "table"))
 
 
 def _official_bytes(spec, n_steps: int) -> int:

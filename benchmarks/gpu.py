@@ -308,7 +308,7 @@ def local_rows(model_name: str, res: dict, measured_steps: int, opt_steps: int =
     passes = local_pass(res, opt_steps, measured_steps)
     if spec is None or passes is None:  # an unknown model in an old record, or no unchecked run
         return []
-    if rho_kind(spec.family) != "rope":
+    if rho_kind(spec.embedding) != "rope":
         return [[model_name, "50, gradient=local", "n/a: additive ρ", "", ""]]
     rows = []
     # (label, its pass, what it runs once per guided step on top: reuse's prefix forward)

@@ -79,7 +79,7 @@ def profile(model, steps: int, **overrides) -> dict[str, dict]:
              "learn": lambda: learn(model, bench.video, checkpointing="on", **kw),
              "official-style learn": lambda: official_learn(model, bench.video, checkpointing="on", **kw),
              "learn, no activation checkpointing": lambda: learn(model, bench.video, checkpointing="off", **kw)}
-    if rho_kind(model.spec.family) == "rope":
+    if rho_kind(model.spec.embedding) == "rope":
         cases[LOCAL_REUSE] = lambda: learn(model, bench.video, checkpointing="on", gradient="local", reuse=True, **kw)
     out = {}
     for case, fn in cases.items():

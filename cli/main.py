@@ -767,7 +767,7 @@ def models():
         from motionlib.models import shapes_available
 
         offline = (shapes_available() if name == "shapes" else s.source.startswith("builtin:")) or _hf_cached(s.source)
-        data.append({"name": name, "family": s.family, "source": s.source, "grid": list(s.grid),
+        data.append({"name": name, "family": s.embedding, "source": s.source, "grid": list(s.grid),
                      "frames": s.num_frames, "size": f"{s.height}x{s.width}", "offline": offline,
                      "description": s.description, "default": name == default_model()})
 
@@ -831,7 +831,7 @@ def eval_(
                      reuse=reuse, amf_window=amf_window)
     log = (lambda msg: None) if (state.as_json or state.quiet) else dim
     results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
-                       families=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
+                       trajectories=family, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
                        overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir,
                        clips=clips)
     info = results.get("model", {})

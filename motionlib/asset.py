@@ -39,7 +39,7 @@ from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header
                         verify)
 from .guidance import GuidanceParams
 from .models.spec import ModelSpec
-from .models.spec import FAMILIES
+from .models.spec import EMBEDDINGS
 from .rho import check_parametrisation, is_shift, names_for, rho_width
 
 __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
@@ -69,8 +69,9 @@ class MotionAsset:
         self.ref_confidence = {b: stored_confidence(c) for b, c in self.ref_confidence.items()}
 
     @property
-    def family(self) -> str:
-        return self.spec.family
+    def embedding(self) -> str:
+        """The positional embedding of the model it was learnt with (motionlib.models.spec)."""
+        return self.spec.embedding
 
     @property
     def guidance(self) -> GuidanceParams:
@@ -92,10 +93,10 @@ class MotionAsset:
         return self.ref_amf[self.blocks[0]]
 
     def check_compatible(self, spec: ModelSpec) -> None:
-        """Refuse a model of another family or latent grid, with the reason."""
-        if spec.family != self.spec.family:
-            raise AssetError(f"this motion was learnt with {self.spec.name} ({self.spec.family} ρ) and cannot "
-                             f"drive {spec.name} ({spec.family} ρ)")
+        """Refuse a model of another positional embedding or latent grid, with the reason."""
+        if spec.embedding != self.spec.embedding:
+            raise AssetError(f"this motion was learnt with {self.spec.name} ({self.spec.embedding} ρ) and cannot "
+                             f"drive {spec.name} ({spec.embedding} ρ)")
         if spec.grid != self.spec.grid or spec.config_hash() != self.spec.config_hash():
             raise AssetError(f"this motion was learnt for {self.spec.name} with latent grid {self.spec.grid} "
                              f"(frames, rows, cols); {spec.name} uses {spec.grid}")
@@ -114,7 +115,7 @@ class MotionAsset:
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"ref.latent": self.ref_latent.detach().to(torch.float16).cpu().contiguous()}
         for t in self.timesteps:
-            for n in names_for(self.family, self.parametrisation):
+            for n in names_for(self.embedding, self.parametrisation):
                 out[f"rho.{t}.{n}"] = self.rho_delta[t][n].detach().to(torch.float16).cpu().contiguous()
         amf_type = _TORCH[amf_dtype(self.spec)]
         for b in self.blocks:
@@ -155,7 +156,7 @@ class MotionAsset:
             with safe_open(str(path), framework="pt", device=str(device)) as f:
                 latent = f.get_tensor("ref.latent")
                 for t in meta["timesteps"]:
-                    names = names_for(spec.family, GuidanceParams.from_dict(meta["params"]).parametrisation)
+                    names = names_for(spec.embedding, GuidanceParams.from_dict(meta["params"]).parametrisation)
                     rho[t] = {n: f.get_tensor(f"rho.{t}.{n}") for n in names}
                 for b in meta["blocks"]:
                     amf[b] = f.get_tensor(f"ref.amf.{b}")
@@ -227,8 +228,8 @@ def _checked_spec(meta: dict) -> ModelSpec:
         v = getattr(spec, key)
         if type(v) is not int or not 1 <= v <= high:
             raise ValueError(f"spec.{key} = {v!r} is out of range")
-    if spec.family not in FAMILIES:
-        raise ValueError(f"unknown ρ family {spec.family!r}")
+    if spec.embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown positional embedding {spec.embedding!r}")
     step = spec.spatial_compression * spec.patch_size
     if spec.height % step or spec.width % step or (spec.num_frames - 1) % spec.temporal_compression:
         raise ValueError("spec geometry does not divide into latent patches")
@@ -267,7 +268,7 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
         raise ValueError(f"latent shape {list(lat)} does not fit the model grid")
     out: dict[str, tuple[tuple[int, ...], str]] = {"ref.latent": (lat, "F16")}
     for t in meta["timesteps"]:
-        for n in names_for(spec.family, param):
+        for n in names_for(spec.embedding, param):
             out[f"rho.{t}.{n}"] = ((n_tok, 3 if is_shift(param) else width), "F16")
     compact = meta["version"] >= 3  # 8-bit AMF offsets and confidence
     for b in meta["blocks"]:

@@ -145,7 +145,7 @@ def meta_of(asset: MotionAsset) -> dict:
     frames, rows, cols = s.grid
     src = asset.source or {}
     return {
-        "model_name": s.name, "model_source": s.source, "config_hash": s.config_hash(), "family": s.family,
+        "model_name": s.name, "model_source": s.source, "config_hash": s.config_hash(), "family": s.embedding,
         "latent_frames": frames, "latent_rows": rows, "latent_cols": cols,
         "source_sha256": src.get("sha256"), "source_name": src.get("name"), "source_fps": src.get("fps"),
         "source_frames": src.get("frames"), "source_width": src.get("width"), "source_height": src.get("height"),

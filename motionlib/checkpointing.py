@@ -27,7 +27,7 @@ def activation_bytes(model, blocks_with_grad: int) -> int:
     frames, rows, cols = s.grid
     tokens = frames * rows * cols + s.text_len
     # bytes kept per block for backward, per (token x hidden width x element size): the family's
-    factor = ACTIVATION_FACTOR[s.family]
+    factor = ACTIVATION_FACTOR[s.embedding]
     return factor * tokens * s.heads * s.head_dim * model.dtype.itemsize * blocks_with_grad
 
 

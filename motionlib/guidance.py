@@ -131,7 +131,7 @@ class GuidanceParams(GuidanceDefaults):
         if self.gradient == "local":
             from .models.spec import rho_kind
 
-            if rho_kind(spec.family) != "rope":
+            if rho_kind(spec.embedding) != "rope":
                 raise ParameterError(
                     f"gradient='local' does not apply to {spec.name}: its ρ is an additive position embedding "
                     "added to the input tokens, so no gradient would reach ρ at the guidance block; use 'full'")

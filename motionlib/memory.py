@@ -141,7 +141,7 @@ def activations(spec, itemsize: int, phase: str, vae_tiling: bool, *, batch: int
     if phase == "optimise":  # checkpointing on (auto turns it on when the rest does not fit)
         from .models.spec import ACTIVATION_FACTOR
 
-        factor = ACTIVATION_FACTOR[spec.family]
+        factor = ACTIVATION_FACTOR[spec.embedding]
         kept = max(spec.guidance.blocks) + 1
         return (2 * factor + kept) * tokens * hidden * itemsize  # one block recomputed + one tensor per block
     raise ValueError(f"unknown phase {phase!r}")

@@ -50,9 +50,9 @@ def is_shift(parametrisation: str) -> bool:
     return parametrisation in SHIFTS
 
 
-def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
+def names_for(embedding: str, parametrisation: str = "table") -> tuple[str, ...]:
     """The tensors an asset stores per guided step."""
-    rope = rho_kind(family) == "rope"
+    rope = rho_kind(embedding) == "rope"
     if parametrisation == "shift":
         return SHIFT_NAMES if rope else POSEMB_SHIFT_NAMES
     if parametrisation == "shared-shift":
@@ -60,16 +60,16 @@ def names_for(family: str, parametrisation: str = "table") -> tuple[str, ...]:
     return ROPE_NAMES if rope else POSEMB_NAMES
 
 
-def rope_sides(family: str, parametrisation: str, shifts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def rope_sides(embedding: str, parametrisation: str, shifts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """The shift arguments of ``shifted`` from what an asset stores: (q, k) for RoPE (one tensor
     twice under 'shared-shift'), (pos,) for sin-cos."""
-    values = tuple(shifts[n] for n in names_for(family, parametrisation))
-    return values * 2 if rho_kind(family) == "rope" and len(values) == 1 else values
+    values = tuple(shifts[n] for n in names_for(embedding, parametrisation))
+    return values * 2 if rho_kind(embedding) == "rope" and len(values) == 1 else values
 
 
 def rho_width(spec) -> int:
     """Entries per video token of one ρ table: a head's RoPE table, or the additive embedding's width."""
-    return spec.head_dim if rho_kind(spec.family) == "rope" else spec.heads * spec.head_dim
+    return spec.head_dim if rho_kind(spec.embedding) == "rope" else spec.heads * spec.head_dim
 
 
 def check_parametrisation(parametrisation: str) -> None:
@@ -79,7 +79,7 @@ def check_parametrisation(parametrisation: str) -> None:
 
 @dataclass
 class Rho:
-    family: str
+    embedding: str  # the model's positional embedding (motionlib.models.spec.EMBEDDINGS)
     tensors: dict[str, torch.Tensor]
     # angle per unit of (t, y, x) for each embedding dimension: [3, head_dim] (rope) or [3, hidden]
     rates: torch.Tensor | None = None
@@ -88,7 +88,7 @@ class Rho:
     sign: torch.Tensor | None = None
 
     def params(self) -> list[torch.Tensor]:
-        return [self.tensors[n] for n in names_for(self.family)]
+        return [self.tensors[n] for n in names_for(self.embedding)]
 
     def clone(self, requires_grad: bool = False, dtype: torch.dtype | None = None) -> "Rho":
         out = {}
@@ -98,13 +98,13 @@ class Rho:
         return replace(self, tensors=out)
 
     def delta(self, base: "Rho") -> dict[str, torch.Tensor]:
-        return {n: (self.tensors[n].detach().float() - base.tensors[n].float()) for n in names_for(self.family)}
+        return {n: (self.tensors[n].detach().float() - base.tensors[n].float()) for n in names_for(self.embedding)}
 
     @classmethod
     def from_delta(cls, base: "Rho", delta: dict[str, torch.Tensor], strength: float = 1.0) -> "Rho":
         """ρ = ρ_base + s·(ρ_t − ρ_base); s = 1 gives ρ_t, s = 0 gives the base exactly."""
         out = {}
-        for n in names_for(base.family):
+        for n in names_for(base.embedding):
             b = base.tensors[n]
             d = delta[n].to(device=b.device, dtype=torch.float32)
             out[n] = b if strength == 0 else (b.float() + strength * d).to(b.dtype)
@@ -136,7 +136,7 @@ def shifted(base: Rho, *shifts: torch.Tensor) -> Rho:
     if base.rates is None:
         raise ValueError("shifted positions need a base ρ made by base_rho (with its rates)")
     rates = base.rates.float()
-    if rho_kind(base.family) == "rope":
+    if rho_kind(base.embedding) == "rope":
         q_shift, k_shift = shifts
         out = {}
         for side, delta in (("q", q_shift), ("k", k_shift)):
@@ -161,8 +161,8 @@ def from_stored(base: Rho, stored: dict[str, torch.Tensor], parametrisation: str
     if strength == 0:
         return base
     dev = next(iter(base.tensors.values())).device
-    scaled = {n: strength * stored[n].to(dev, torch.float32) for n in names_for(base.family, parametrisation)}
-    rho = shifted(base, *rope_sides(base.family, parametrisation, scaled))
+    scaled = {n: strength * stored[n].to(dev, torch.float32) for n in names_for(base.embedding, parametrisation)}
+    rho = shifted(base, *rope_sides(base.embedding, parametrisation, scaled))
     return rho.cast_like(base)
 
 
@@ -186,7 +186,7 @@ class Parametrised:
             return
         first = next(iter(base.tensors.values()))
         n_tok, dev = first.shape[0], first.device
-        names = names_for(base.family, parametrisation)
+        names = names_for(base.embedding, parametrisation)
 
         def zeros(*shape: int) -> dict[str, torch.Tensor]:
             return {k: torch.zeros(*shape, 3, device=dev, requires_grad=True) for k in names}
@@ -246,7 +246,7 @@ class Parametrised:
         """ρ as the forward pass needs it (differentiable in the parameters)."""
         if self.parametrisation == "table":
             return self.table
-        return shifted(self.base, *rope_sides(self.base.family, self.parametrisation, self.token_shifts()))
+        return shifted(self.base, *rope_sides(self.base.embedding, self.parametrisation, self.token_shifts()))
 
     def stored(self) -> dict[str, torch.Tensor]:
         """What an asset keeps for this step: ρ_t − ρ_base, or the per-token shifts."""

@@ -37,7 +37,7 @@ from sqlalchemy.orm import QueryableAttribute, joinedload
 from sqlmodel import Session, col, select
 
 from motionlib.versions import DESCRIPTOR_VERSION  # the one definition, importable without numpy or torch
-from motionlib.families import FAMILIES
+from motionlib.models.spec import EMBEDDINGS as FAMILIES  # the values of the catalogue column "family"
 from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_an_error
 
 from .blobs import BlobStore

@@ -157,7 +157,7 @@ def test_spec():
     from motionlib.demo.model import SHAPES_SPEC
 
     s = SHAPES_SPEC
-    assert (s.name, s.family, s.source) == ("shapes", "rope", "builtin:shapes")
+    assert (s.name, s.embedding, s.source) == ("shapes", "rope", "builtin:shapes")
     assert s.latent_frames == 8 and s.grid == (8, 8, 8)
     assert max(s.guidance.blocks) < s.num_layers and max(s.guidance.inject_blocks) < s.num_layers
 
@@ -254,8 +254,8 @@ def test_validation_set_is_fixed_whatever_the_seed_and_mix(monkeypatch):
 
     frames, prompts = train.validation_clips(14)
     fams = [data.make_clip(train.VAL_SEED + i, trajectory=f)[2]["trajectory"]
-            for i, f in zip(range(14), train.VAL_FAMILIES * 2)]
-    assert fams == list(train.VAL_FAMILIES) * 2  # every family, round robin
+            for i, f in zip(range(14), train.VAL_TRAJECTORIES * 2)]
+    assert fams == list(train.VAL_TRAJECTORIES) * 2  # every family, round robin
     monkeypatch.setattr(data, "TRAJECTORY_PROBS", (0, 0, 0, 0, 1.0, 0, 0))  # another data mix
     again, prompts2 = train.validation_clips(14)
     assert np.array_equal(frames, again) and prompts == prompts2

@@ -24,7 +24,7 @@ def learnt(tiny5b, tiny2b):
     for m in (tiny5b, tiny2b):
         events = []
         asset = learn(m, noise_clip(m), seed=1, progress=events.append, source={"name": "noise.mp4"}).asset
-        out[m.spec.family] = (m, asset, events)
+        out[m.spec.embedding] = (m, asset, events)
     return out
 
 
@@ -295,7 +295,7 @@ def test_schedules_match_their_formulas():
 def test_base_rho_is_what_diffusers_uses(tiny):
     rho = base_rho(tiny)
     frames, rows, cols = tiny.spec.grid
-    if tiny.spec.family == "rope":
+    if tiny.spec.embedding == "rope":
         assert rho.tensors["q_cos"].shape == (frames * rows * cols, tiny.spec.head_dim)
     else:
         pe = tiny.transformer.patch_embed

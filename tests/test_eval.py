@@ -358,14 +358,14 @@ def _render(method, seed, seg, jump=0.05, present=True, learn_seed=False):
             "direction_blob": seg, "mf_lk": None}
 
 
-def test_family_summary_worst_family_mean_and_seed_spread():
+def test_trajectory_summary_worst_trajectory_mean_and_seed_spread():
     fams = {}
     for fam, (s0, s1) in {"linear": (1.0, 0.6), "reversal": (0.2, 0.0)}.items():
         renders = [_render("zero_shot", 0, s0), _render("zero_shot", 1, s1), _render("plain", 0, 0.1),
                    _render("zero_shot", ev.LEARN_SEED, 0.9, learn_seed=True)]
         fams[fam] = {"renders": renders, **ev.transfer_summary(renders, mf_on=False)}
     assert fams["linear"]["zero_shot"]["segment_direction"] == pytest.approx(0.8)  # the learn seed left out
-    out = ev.family_summary(fams)
+    out = ev.trajectory_summary(fams)
     assert out["worst_family_segment"] == pytest.approx(0.1)
     assert out["family_mean_segment"] == pytest.approx(0.45)
     assert out["seed_means"] == {0: pytest.approx(0.6), 1: pytest.approx(0.3)}

@@ -9,11 +9,11 @@ def test_presets_and_real_specs():
     names = list(known_models())
     assert {"tiny-5b", "tiny-2b", "cogvideox-5b", "cogvideox-2b"} <= set(names)
     five = resolve_spec("THUDM/CogVideoX-5b")
-    assert five.family == "rope" and five.grid == (13, 30, 45) and five.guidance.blocks == (20,)
+    assert five.embedding == "rope" and five.grid == (13, 30, 45) and five.guidance.blocks == (20,)
     assert five.scheduler == "dpm" and five.use_dynamic_cfg and five.dtype == "bfloat16"
     two = resolve_spec("cogvideox-2b")
-    assert two.family == "posemb" and two.guidance.blocks == (15,) and two.scheduler == "ddim" and two.dtype == "float16"
-    assert resolve_spec("tiny-2b").family == "posemb"
+    assert two.embedding == "posemb" and two.guidance.blocks == (15,) and two.scheduler == "ddim" and two.dtype == "float16"
+    assert resolve_spec("tiny-2b").embedding == "posemb"
 
 
 def test_unknown_model_message(tmp_path):
@@ -41,7 +41,7 @@ def test_from_pretrained_local_folder(tiny5b, tmp_path):
     CogVideoXPipeline(tokenizer=m.tokenizer, text_encoder=m.text_encoder, vae=m.vae,
                       transformer=m.transformer, scheduler=m.scheduler).save_pretrained(tmp_path / "cog")
     loaded = load_model(str(tmp_path / "cog"), device="cpu")
-    assert loaded.spec.grid == m.spec.grid and loaded.spec.family == "rope"
+    assert loaded.spec.grid == m.spec.grid and loaded.spec.embedding == "rope"
     assert loaded.spec.guidance.blocks[0] < loaded.spec.num_layers
     a = generate(m, "x", seed=1, steps=3, output="latent")
     b = generate(loaded, "x", seed=1, steps=3, output="latent")

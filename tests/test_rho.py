@@ -195,7 +195,7 @@ def test_shared_shift_on_sincos_and_wan(tiny2b):
     from motionlib.models import load_model
     from motionlib.rho import names_for
 
-    assert names_for(tiny2b.spec.family, "shared-shift") == names_for(tiny2b.spec.family, "shift") == ("pos_shift",)
+    assert names_for(tiny2b.spec.embedding, "shared-shift") == names_for(tiny2b.spec.embedding, "shift") == ("pos_shift",)
     wan = load_model("tiny-wan", device="cpu")
     base = base_rho(wan)
     n = base.tensors["q_cos"].shape[0]

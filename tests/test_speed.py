@@ -36,7 +36,7 @@ def _only_block_sees_rho(model, block: int, others=None):
     def other(tables):
         return tuple(t.detach() for t in (tables if others is None else others))
 
-    if model.spec.family == "wan":
+    if model.spec.embedding == "wan":
         from motionlib.families.wan import WanMotionProcessor, _Rope
 
         class Only(WanMotionProcessor):

@@ -64,7 +64,7 @@ def test_base_rho_is_what_diffusers_uses(wan):
     x = torch.zeros(1, 4, frames, rows * 2, cols * 2)
     cos, sin = wan.transformer.rope(x)
     rho = base_rho(wan)
-    assert rho.family == "wan"
+    assert rho.embedding == "wan"
     assert torch.equal(rho.tensors["q_cos"], cos[0, :, 0]) and torch.equal(rho.tensors["k_sin"], sin[0, :, 0])
 
 
@@ -182,7 +182,7 @@ def test_real_specs_and_local_folder_loads_through_wan_pipeline(wan, tmp_path):
     assert known_models()["wan2.1-t2v-14b"].heads == 40
     _pipe(wan).save_pretrained(tmp_path / "wan")
     loaded = load_model(str(tmp_path / "wan"), device="cpu")
-    assert loaded.spec.family == "wan" and loaded.spec.num_layers == 4 and loaded.spec.heads == 2
+    assert loaded.spec.embedding == "wan" and loaded.spec.num_layers == 4 and loaded.spec.heads == 2
     loaded = type(loaded)(**{**loaded.__dict__, "spec": wan.spec})  # tiny geometry (the folder has none)
     s = wan.spec
     # against WanPipeline on the loaded components (loading itself moves diffusers' own forward by

@@ -78,7 +78,7 @@ from .pictures import save_pictures
 
 EVAL_SEED_BASE = 1_000_000  # reference/query clips: make_clip seeds far from anything training draws
 LEARN_SEED = 7777  # seed of the learn runs (kept apart from the render seeds)
-FAMILIES = ("linear", "arc", "zigzag", "speed_change", "reversal", "l_turn")  # "static" has no direction
+EVAL_TRAJECTORIES = ("linear", "arc", "zigzag", "speed_change", "reversal", "l_turn")  # "static" has no direction
 CLIP_SEED_ORDER = ("linear", "arc", "zigzag", "speed_change", "static", "reversal", "l_turn")  # seeds stay put
 STEADY_JUMP = 0.2  # a render is steady when no centroid jump between frames exceeds this share of the frame
 DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
@@ -103,10 +103,10 @@ METHODS = ("plain", "injection", "zero_shot", "zt")
 # =============================================================================================
 # clips
 # =============================================================================================
-def reference_clip(family: str, index: int = 0, colour: str = "red", background: str = "black"):
-    """A held-out clip (frames uint8, prompt, meta) of `family`: seed EVAL_SEED_BASE + ..."""
-    seed = EVAL_SEED_BASE + 1000 * CLIP_SEED_ORDER.index(family) + index
-    return data.make_clip(seed, color=colour, background=background, trajectory=family)
+def reference_clip(trajectory: str, index: int = 0, colour: str = "red", background: str = "black"):
+    """A held-out clip (frames uint8, prompt, meta) of `trajectory`: seed EVAL_SEED_BASE + ..."""
+    seed = EVAL_SEED_BASE + 1000 * CLIP_SEED_ORDER.index(trajectory) + index
+    return data.make_clip(seed, color=colour, background=background, trajectory=trajectory)
 
 
 def directional_clip(direction: str, colour: str, *, speed: float = 2.5, offset: float = 0.0,
@@ -189,7 +189,7 @@ def load_eval_model(weights=None, *, random: bool = False, ema: bool = True, dev
 @dataclass
 class EvalConfig:
     seeds: tuple[int, ...] = (0, 1)  # render seeds (generation and transfer)
-    families: tuple[str, ...] = FAMILIES
+    trajectories: tuple[str, ...] = EVAL_TRAJECTORIES
     gen_colours: tuple[str, ...] = tuple(data.COLORS)
     ref_colour: str = "red"  # colour of the reference clips; the targets are the other colours
     targets: int = 3  # target prompts per reference (other colours)
@@ -209,7 +209,7 @@ class EvalConfig:
     def make(cls, quick: bool = False, **kw) -> "EvalConfig":
         kw = {k: v for k, v in kw.items() if v is not None}
         if quick:
-            base = dict(seeds=(0,), families=("linear",), gen_colours=("red", "blue"), targets=1, clips=1, amf_clips=8,
+            base = dict(seeds=(0,), trajectories=("linear",), gen_colours=("red", "blue"), targets=1, clips=1, amf_clips=8,
                         amf_backgrounds=("black",), search_colours=("blue",), quick=True)
             base.update(kw)
             kw = base
@@ -402,7 +402,7 @@ def steady_share(renders: list[dict]) -> float:
     return float(np.mean([bool(r["max_jump"] <= STEADY_JUMP) for r in renders]))
 
 
-def family_summary(fams: dict) -> dict:
+def trajectory_summary(fams: dict) -> dict:
     """Across families: the zero-shot per-segment direction (other seeds, unseen prompts) of the worst
     family and the mean over families (each weighing the same), and the seed-to-seed spread of that
     mean (max minus min over render seeds): the yardstick for "better weights"."""
@@ -436,7 +436,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
     learn_prompts = list(cfg.learn_prompts) or None
     plain_cache: dict = {}
     fams, pictures = {}, {}
-    for fam in cfg.families:
+    for fam in cfg.trajectories:
         rec: dict[str, Any] = {"clips": [], "renders": []}
         rows: dict = {"reference": [], **{m: [] for m in METHODS}}
         for ci in range(cfg.clips):
@@ -452,7 +452,7 @@ def eval_transfer(model, cfg: EvalConfig, log) -> tuple[dict, dict]:
            "note": None if mf_on else ("MF-LK skipped: OpenCV missing (pip install opencv-python-headless)"
                                        if cfg.mf else "MF-LK off")}
     res.update(transfer_summary([r for f in fams.values() for r in f["renders"]], mf_on))
-    res.update(family_summary(fams))
+    res.update(trajectory_summary(fams))
     return res, pictures
 
 
@@ -691,7 +691,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
 
 
 def evaluate(*, weights=None, random: bool = False, ema: bool = True, device: str | None = None, quick: bool = False,
-             sections=(), families=(), seeds=(), learn_prompts=(), overrides: dict | None = None,
+             sections=(), trajectories=(), seeds=(), learn_prompts=(), overrides: dict | None = None,
              threads: int = 0, log: Callable[[str], None] | None = None, **config) -> dict:
     """`motionlib eval`: check the options, load the model, run the sections; the results dict.
 
@@ -699,11 +699,11 @@ def evaluate(*, weights=None, random: bool = False, ema: bool = True, device: st
     if threads > 0:
         torch.set_num_threads(threads)
     sections = check_sections(tuple(sections))
-    bad = [f for f in families if f not in FAMILIES]
+    bad = [f for f in trajectories if f not in EVAL_TRAJECTORIES]
     if bad:
-        raise ParameterError(f"unknown family {', '.join(bad)}: use {', '.join(FAMILIES)}")
+        raise ParameterError(f"unknown trajectory {', '.join(bad)}: use {', '.join(EVAL_TRAJECTORIES)}")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
-    cfg = EvalConfig.make(quick=quick, seeds=tuple(seeds) or None, families=tuple(families) or None,
+    cfg = EvalConfig.make(quick=quick, seeds=tuple(seeds) or None, trajectories=tuple(trajectories) or None,
                           learn_prompts=tuple(learn_prompts) or None, overrides=overrides, **config)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, info = load_eval_model(weights, random=random, ema=ema, device=device)

@@ -50,7 +50,7 @@ def build_transformer(spec: ModelSpec = SHAPES_SPEC):
         # pixel frames before temporal compression: (latent_frames - 1) * ratio + 1 = 8 with ratio 1
         sample_frames=spec.num_frames, temporal_compression_ratio=spec.temporal_compression,
         patch_size=spec.patch_size, max_text_seq_length=spec.text_len,
-        use_rotary_positional_embeddings=spec.family == "rope",
+        use_rotary_positional_embeddings=spec.embedding == "rope",
     )
 
 

@@ -35,7 +35,7 @@ SHAPES_GUIDANCE = GuidanceDefaults(
 
 def shapes_spec() -> ModelSpec:
     return ModelSpec(
-        name="shapes", family="rope", source="builtin:shapes",
+        name="shapes", embedding="rope", source="builtin:shapes",
         num_frames=8, height=32, width=32,
         temporal_compression=1, spatial_compression=2, patch_size=2,
         text_len=12, heads=4, head_dim=32, num_layers=6,

@@ -34,18 +34,18 @@ from ..fsutil import atomic_write, fsync_dir, fsync_file
 
 CKPT_KEEP = 2
 VAL_SEED = 424_242  # the validation clips and noise: fixed, whatever --seed and the data mix
-VAL_FAMILIES = ("linear", "arc", "zigzag", "speed_change", "static", "reversal", "l_turn")  # round robin
+VAL_TRAJECTORIES = ("linear", "arc", "zigzag", "speed_change", "static", "reversal", "l_turn")  # round robin
 VAL_TEXTURED = 4  # every 4th validation clip has a textured background
 
 
 def validation_clips(n: int) -> tuple[np.ndarray, list[str]]:
-    """The trainer's fixed validation set: n clips cycling through VAL_FAMILIES, seeded by VAL_SEED alone,
+    """The trainer's fixed validation set: n clips cycling through VAL_TRAJECTORIES, seeded by VAL_SEED alone,
     so losses of runs with other seeds, data mixes or --textured-prob compare."""
     from .data import make_clip
 
     clips, prompts = [], []
     for i in range(n):
-        frames, prompt, _ = make_clip(VAL_SEED + i, trajectory=VAL_FAMILIES[i % len(VAL_FAMILIES)],
+        frames, prompt, _ = make_clip(VAL_SEED + i, trajectory=VAL_TRAJECTORIES[i % len(VAL_TRAJECTORIES)],
                                       background="textured" if i % VAL_TEXTURED == VAL_TEXTURED - 1 else "black")
         clips.append(frames)
         prompts.append(prompt)

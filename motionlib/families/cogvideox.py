@@ -111,7 +111,7 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
 
     rho = controls.rho
     pe = transformer.patch_embed
-    if rho.family == "posemb":
+    if rho.embedding == "posemb":
         saved = pe.use_positional_embeddings
         pe.use_positional_embeddings = False  # ρ is added below instead of the module's own table
         try:
@@ -162,7 +162,7 @@ def base_rho(model) -> Rho:
     if getattr(cfg, "patch_size_t", None) is not None:
         raise ModelError("CogVideoX 1.5 checkpoints (temporal patches) are not supported")
     frames, rows, cols = spec.grid
-    if spec.family == "rope":
+    if spec.embedding == "rope":
         cos, sin, crops = rope_tables(transformer, spec.grid, model.device)
         rates = rope_rates(cfg.attention_head_dim, crops, (rows, cols), frames).to(cos.device)
         return Rho("rope", {"q_cos": cos, "q_sin": sin, "k_cos": cos, "k_sin": sin}, rates)
@@ -190,7 +190,7 @@ def make_scheduler(spec, config: dict | None = None):
     return cls(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                prediction_type="v_prediction", rescale_betas_zero_snr=True, clip_sample=False,
                set_alpha_to_one=True, timestep_spacing="trailing",
-               snr_shift_scale=1.0 if spec.family == "rope" else 3.0)
+               snr_shift_scale=1.0 if spec.embedding == "rope" else 3.0)
 
 
 class CogVideoX(ModelFamily):
@@ -309,7 +309,7 @@ class CogVideoX(ModelFamily):
                 sample_height=spec.height // spec.spatial_compression,
                 sample_frames=spec.num_frames, patch_size=spec.patch_size,
                 max_text_seq_length=spec.text_len,
-                use_rotary_positional_embeddings=spec.family == "rope",
+                use_rotary_positional_embeddings=spec.embedding == "rope",
             ).eval()
         return tokenizer, text_encoder, vae, transformer, make_scheduler(spec)
 
@@ -320,7 +320,7 @@ class CogVideoX(ModelFamily):
 
         from ..models.tiny import build_tokenizer
 
-        rope = spec.family == "rope"
+        rope = spec.embedding == "rope"
         tokenizer = build_tokenizer(spec.text_len)
         text_encoder = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240,  # T5-XXL
                                                num_layers=text_layers, num_heads=64, dropout_rate=0.0,
@@ -354,7 +354,7 @@ class CogVideoX(ModelFamily):
                        width=int(tr.get("sample_width", 90)) * spatial,
                        spatial_compression=spatial,
                        temporal_compression=int(vae.get("temporal_compression_ratio", 4)), guidance=guidance,
-                       description=f"local CogVideoX folder ({base.family})")
+                       description=f"local CogVideoX folder ({base.embedding})")
 
 
 FAMILY = CogVideoX()

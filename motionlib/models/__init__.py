@@ -128,7 +128,7 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
         offload = "model" if offload else "none"
     memory.check(offload, vae_tiling)
     spec = resolve_spec(name_or_path)
-    family = adapter(spec.family)
+    family = adapter(spec.embedding)
     family.check_spec(spec)
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:

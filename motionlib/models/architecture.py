@@ -47,7 +47,7 @@ def architecture_model(name: str, device="cuda", dtype: torch.dtype | None = Non
     dtype = dtype or getattr(torch, spec.dtype)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
-        tokenizer, text_encoder, vae, transformer, scheduler = adapter(spec.family).build_architecture(
+        tokenizer, text_encoder, vae, transformer, scheduler = adapter(spec.embedding).build_architecture(
             spec, text_layers=text_layers)
     for m in (text_encoder, vae, transformer):
         cast_keeping_fp32(m.requires_grad_(False).eval(), dtype)

@@ -84,7 +84,7 @@ class Model:
         """This model's family adapter (``motionlib.families.base.ModelFamily``)."""
         from ..families import adapter
 
-        return adapter(self.spec.family)
+        return adapter(self.spec.embedding)
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """Text embeddings padded to the model's text length: [B, text_len, D]."""

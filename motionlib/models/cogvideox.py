@@ -14,11 +14,11 @@ _COMMON: dict[str, Any] = dict(num_frames=49, height=480, width=720, temporal_co
                patch_size=2, text_len=226, head_dim=64, num_inference_steps=50, guidance_scale=6.0)
 
 COGVIDEOX_5B = ModelSpec(
-    name="cogvideox-5b", family="rope", source="THUDM/CogVideoX-5b", heads=48, num_layers=42,
+    name="cogvideox-5b", embedding="rope", source="THUDM/CogVideoX-5b", heads=48, num_layers=42,
     dtype="bfloat16", scheduler="dpm", use_dynamic_cfg=True,
     guidance=GuidanceDefaults(blocks=(20,)), description="CogVideoX-5B (3D RoPE)", **_COMMON)
 
 COGVIDEOX_2B = ModelSpec(
-    name="cogvideox-2b", family="posemb", source="THUDM/CogVideoX-2b", heads=30, num_layers=30,
+    name="cogvideox-2b", embedding="posemb", source="THUDM/CogVideoX-2b", heads=30, num_layers=30,
     dtype="float16", scheduler="ddim", use_dynamic_cfg=False,
     guidance=GuidanceDefaults(blocks=(15,)), description="CogVideoX-2B (3D sin-cos)", **_COMMON)

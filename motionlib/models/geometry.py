@@ -20,7 +20,7 @@ def check_geometry(s, num_frames: int | None = None, height: int | None = None, 
         if value is not None and value < 1:
             raise ParameterError(f"{flag} must be a positive integer, got {value}")
     spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
-    adapter(s.family).check_spec(spec)
+    adapter(s.embedding).check_spec(spec)
     if spec.latent_frames < 2:
         t = spec.temporal_compression
         raise ParameterError(f"--frames {spec.num_frames} gives {s.name} {spec.latent_frames} latent frame; a motion "

@@ -1,4 +1,8 @@
-"""What motionlib needs to know about a video DiT: its ρ family, grid and guidance defaults."""
+"""What motionlib needs to know about a video DiT: its positional embedding, grid and guidance defaults.
+
+Words: a model's *embedding* is the kind of positional embedding its ρ is made of ("rope", "posemb",
+"wan"; stored as "family" in asset files and the catalogue, where the name stays); its *family* is the
+adapter that runs it (motionlib.families: "cogvideox", "wan"); the table below maps one to the other."""
 
 from __future__ import annotations
 
@@ -13,43 +17,44 @@ MAX_STEPS = 1000  # the schedulers' num_train_timesteps: no sampler here takes m
 MAX_OPT_STEPS = 1000  # Adam steps per guided step (the paper uses 5; shapes 20)
 MAX_SAMPLES = 64  # generations learnt on at once
 
-Family = str  # one of FAMILIES: the ρ family (stored in assets and the catalogue as "family")
+Embedding = str  # one of EMBEDDINGS (stored in assets and the catalogue as "family")
 
-# The one table of ρ families: ρ family -> (adapter module in motionlib/families/, ρ kind). The kind
+# The one table of embeddings: embedding -> (its family's adapter module in motionlib/families/, ρ kind). The kind
 # says what a ρ is made of: "rope" = cos/sin tables for queries and keys, "additive" = an embedding
 # added to the video tokens (motionlib.rho). Adding a model family: its adapter module, its specs in
 # motionlib/models/, and its row here.
-_FAMILY_TABLE: dict[str, tuple[str, str]] = {
+_EMBEDDINGS: dict[str, tuple[str, str]] = {
     "rope": ("cogvideox", "rope"),  # CogVideoX-5B: 3D RoPE
     "posemb": ("cogvideox", "additive"),  # CogVideoX-2B: additive 3D sin-cos
     "wan": ("wan", "rope"),  # Wan 2.1: 3D RoPE on a t/h/w channel split of each head
 }
-FAMILIES: tuple[str, ...] = tuple(_FAMILY_TABLE)
-# bytes an optimisation pass keeps per block for backward, per (token x hidden width x element size), by ρ
-# family (motionlib.checkpointing and motionlib.memory): measured 17.7 on CogVideoX-5B (RoPE, bf16) and
+EMBEDDINGS: tuple[str, ...] = tuple(_EMBEDDINGS)
+# bytes an optimisation pass keeps per block for backward, per (token x hidden width x element size), by
+# embedding (motionlib.checkpointing and motionlib.memory): measured 17.7 on CogVideoX-5B (RoPE, bf16) and
 # 10.1 on -2B (sin-cos, fp16) on an H200 (benchmarks/gpu_phases.json), rounded up; Wan not measured:
 # CogVideoX-5B's RoPE factor (its blocks keep similar activations)
 ACTIVATION_FACTOR: dict[str, int] = {"rope": 20, "posemb": 12, "wan": 20}
 RHO_KINDS: tuple[str, ...] = ("rope", "additive")
 
 
-def _entry(family: str) -> tuple[str, str]:
+def _entry(embedding: str) -> tuple[str, str]:
     try:
-        return _FAMILY_TABLE[family]
+        return _EMBEDDINGS[embedding]
     except KeyError:
         from ..errors import ParameterError
 
-        raise ParameterError(f"unknown model family {family!r}: use one of {', '.join(FAMILIES)}") from None
+        raise ParameterError(f"unknown positional embedding {embedding!r}: use one of {', '.join(EMBEDDINGS)}") \
+            from None
 
 
-def rho_kind(family: str) -> str:
-    """"rope" or "additive": what the family's ρ tensors are."""
-    return _entry(family)[1]
+def rho_kind(embedding: str) -> str:
+    """"rope" or "additive": what the ρ tensors of models with this embedding are."""
+    return _entry(embedding)[1]
 
 
-def adapter_module(family: str) -> str:
-    """The module of motionlib.families holding the family's adapter."""
-    return _entry(family)[0]
+def adapter_module(embedding: str) -> str:
+    """The module of motionlib.families holding the adapter of models with this embedding."""
+    return _entry(embedding)[0]
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,10 @@ class GuidanceDefaults:
     smoothness: float = 0.0
 
 
+STORED = {"embedding": "family"}  # Python field -> its key in asset files (the stored name stays)
+FIELD = {v: k for k, v in STORED.items()}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model motionlib can load: identity, geometry and defaults.
@@ -90,7 +99,7 @@ class ModelSpec:
     """
 
     name: str
-    family: Family  # "rope": 3D RoPE (CogVideoX-5B); "posemb": additive 3D sin-cos (CogVideoX-2B); "wan"
+    embedding: Embedding  # "rope": 3D RoPE (CogVideoX-5B); "posemb": additive 3D sin-cos (CogVideoX-2B); "wan"
     source: str  # hub id, local folder or "builtin:<preset>"
     num_frames: int
     height: int
@@ -122,11 +131,12 @@ class ModelSpec:
         return (self.latent_frames, self.height // s // p, self.width // s // p)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The stored form: the embedding under its stored key "family", in the field order."""
+        return {STORED.get(k, k): v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        d = dict(d)
+        d = {FIELD.get(k, k): v for k, v in d.items()}
         g = dict(d.pop("guidance", {}) or {})
         for k in ("blocks", "inject_blocks", "latent_lr", "shift_lr"):
             if g.get(k) is not None:
@@ -135,8 +145,8 @@ class ModelSpec:
         return cls(guidance=GuidanceDefaults(**g), **{k: v for k, v in d.items() if k in names})
 
     def config_hash(self) -> str:
-        """Hash of what makes a ρ asset compatible: family, geometry and architecture."""
-        keys = ("family", "num_frames", "height", "width", "temporal_compression",
+        """Hash of what makes a ρ asset compatible: embedding, geometry and architecture (stored key names)."""
+        keys = ("embedding", "num_frames", "height", "width", "temporal_compression",
                 "spatial_compression", "patch_size", "text_len", "heads", "head_dim", "num_layers")
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        blob = json.dumps({STORED.get(k, k): getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -17,11 +17,11 @@ TINY_GUIDANCE = GuidanceDefaults(blocks=(2,), lr_start=0.05, lr_end=0.02, opt_st
                                  guided_fraction=0.5, temperature=2.0, inject_blocks=(0,))
 
 
-def tiny_spec(family: str) -> ModelSpec:
-    rope = family == "rope"
+def tiny_spec(embedding: str) -> ModelSpec:
+    rope = embedding == "rope"
     return ModelSpec(
         name="tiny-5b" if rope else "tiny-2b",
-        family="rope" if rope else "posemb",
+        embedding="rope" if rope else "posemb",
         source="builtin:tiny-5b" if rope else "builtin:tiny-2b",
         num_frames=9, height=64, width=96,
         temporal_compression=4, spatial_compression=4, patch_size=2,
@@ -36,7 +36,7 @@ def tiny_spec(family: str) -> ModelSpec:
 def tiny_wan_spec() -> ModelSpec:
     """Wan 2.1 architecture at a tiny size (4 blocks, 2 heads x 24: t/h/w RoPE split 8/8/8)."""
     return ModelSpec(
-        name="tiny-wan", family="wan", source="builtin:tiny-wan", num_frames=9, height=64, width=96,
+        name="tiny-wan", embedding="wan", source="builtin:tiny-wan", num_frames=9, height=64, width=96,
         temporal_compression=4, spatial_compression=4, patch_size=2, text_len=16, heads=2, head_dim=24,
         num_layers=4, dtype="float32", scheduler="unipc", num_inference_steps=6, guidance_scale=5.0,
         use_dynamic_cfg=False, fps=16, guidance=TINY_GUIDANCE,
@@ -66,4 +66,4 @@ def build_tiny(spec: ModelSpec, seed: int = 0):
     """(tokenizer, text_encoder, vae, transformer, scheduler) for a tiny preset, from its family's adapter."""
     from ..families import adapter
 
-    return adapter(spec.family).build_tiny(spec, seed)
+    return adapter(spec.embedding).build_tiny(spec, seed)

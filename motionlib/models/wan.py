@@ -15,7 +15,7 @@ from .spec import GuidanceDefaults, ModelSpec
 
 UNTESTED = "guidance defaults from the literature, untested with real weights"
 
-_COMMON: dict[str, Any] = dict(family="wan", num_frames=81, height=480, width=832, temporal_compression=4,
+_COMMON: dict[str, Any] = dict(embedding="wan", num_frames=81, height=480, width=832, temporal_compression=4,
                spatial_compression=8, patch_size=2, text_len=512, head_dim=128, dtype="bfloat16",
                scheduler="unipc", num_inference_steps=50, guidance_scale=5.0, use_dynamic_cfg=False, fps=16)
 
