@@ -20,7 +20,7 @@ RenderFn = Callable[["Job", Callable[[ProgressEvent], None]], dict]
 @dataclass
 class Job:
     """One requested render and where it stands (also the JSON of /api/jobs/ID). Once done, ``result`` holds
-    `motionlib apply --json`'s motion and seconds, and the render's id."""
+    `motionlib apply --json`'s motion and seconds, the render's id, and any warning (e.g. other weights)."""
 
     id: int
     motion: str
@@ -31,7 +31,7 @@ class Job:
     status: Literal["queued", "running", "done", "failed"] = "queued"
     progress: float = 0.0  # 0..1 over the denoising steps
     message: str = "waiting for its turn"
-    result: Optional[dict] = None  # {"output", "motion", "seconds", "render_id"} once done
+    result: Optional[dict] = None  # {"output", "motion", "seconds", "render_id", "warning"} once done
     error: Optional[str] = None
     queue_position: Optional[int] = None  # 1 = next to run; set by RenderQueue.position
     created: float = field(default_factory=time.time)
