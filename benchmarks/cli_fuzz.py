@@ -94,7 +94,7 @@ COMMANDS = {
     "import": lambda d: ["import", d(PATHS), "--name", d(TEXT)],
     "doctor": lambda d: ["doctor"],
     "models": lambda d: ["models"],
-    "eval": lambda d: ["eval", "--random", "--quick", "--family", "no-" + d(TEXT), "--seed", d(NUMBER),
+    "eval": lambda d: ["eval", "--random", "--quick", "--trajectory", "no-" + d(TEXT), "--seed", d(NUMBER),
                        "--steps", d(NUMBER), "--out", d(OUTS)],
     "serve": lambda d: ["serve", "--host", d(st.one_of(TEXT, st.just("127.0.0.1"))), "--port", d(NUMBER),
                         "--max-upload-mb", d(NUMBER)],

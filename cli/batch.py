@@ -1,7 +1,7 @@
 """`motionlib apply-batch JOBS.jsonl`: many renders with stored motions, spread over Ray workers.
 
-Thin over ``motionlib.batch``; registered on the main app by ``cli.main``. Heavy imports (Ray,
-torch) happen inside the command.
+Thin over ``motionlib.batch``; registers on the app of ``cli.core`` when ``cli.main`` imports it. Heavy
+imports (Ray, torch) happen inside the command.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .main import app, dim, emit, err, labelled, progress_bar, say, state
+from .core import app, dim, emit, err, labelled, progress_bar, say, state
 
 
 @app.command("apply-batch")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .main import UserError, app, err, printable, state, warn
+from .core import UserError, app, err, printable, state, warn
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 

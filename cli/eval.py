@@ -1,0 +1,69 @@
+"""`motionlib eval`: measure the shapes demo model (thin over ``motionlib.demo.eval``, imported when it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from .core import app, dim, emit, out, printable, say, state
+
+
+@app.command("eval")
+def eval_(
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="shapes.safetensors, a training run folder (its shapes.safetensors, else its newest checkpoint) or a checkpoint (default: the bundled weights)."),
+    random: bool = typer.Option(False, "--random", help="Evaluate seeded random (untrained) weights."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="For a checkpoint: its EMA weights (default) or the raw model weights."),
+    seed: List[int] = typer.Option([], "--seed", help="Render seed (repeatable; default 0 and 1, quick: 0)."),
+    quick: bool = typer.Option(False, "--quick", help="1 trajectory, 1 target prompt, 1 seed (about 2 minutes on one CPU thread)."),
+    out_dir: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for the picture grids and eval.json."),
+    trajectory: List[str] = typer.Option([], "--trajectory", "--family", help="Trajectory of the reference clips for the transfer metrics (repeatable): linear, arc, zigzag, speed_change, reversal, l_turn (default: all; --family is the old name)."),
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, max=20, help="Reference clips per trajectory, each learnt once (default 2: 12 zero-shot renders per trajectory on other seeds; quick: 1)."),
+    section: List[str] = typer.Option([], "--section", help="generation, amf, transfer or search (repeatable; default all)."),
+    zt: bool = typer.Option(True, "--zt/--no-zt", help="Include one-shot z_t transfer (the slowest part)."),
+    mf: bool = typer.Option(True, "--mf/--no-mf", help="Include MF-LK (needs opencv-python-headless)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (model default)."),
+    opt_steps: Optional[int] = typer.Option(None, "--opt-steps", help="Guidance override: Adam steps per guided step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Guidance override: start learning rate."),
+    lr_end: Optional[float] = typer.Option(None, "--lr-end", help="Guidance override: end learning rate."),
+    guided_fraction: Optional[float] = typer.Option(None, "--guided-fraction", help="Guidance override."),
+    block: List[int] = typer.Option([], "--block", help="Guidance override: block(s) (repeatable)."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", help="Guidance override: confidence mask threshold."),
+    parametrisation: Optional[str] = typer.Option(None, "--parametrisation", help="Guidance override: 'table', 'shift' or 'shared-shift'."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Guidance override: learn on N generations at once."),
+    learn_prompts: Optional[str] = typer.Option(None, "--learn-prompts", help="Prompts of the learn generations: a file (one per line) or P1,P2 (default: the empty prompt); at least one target prompt is not among them."),
+    shift_grid: Optional[int] = typer.Option(None, "--shift-grid", help="Guidance override: coarse G x G shift field per frame."),
+    frame_shift: Optional[bool] = typer.Option(None, "--frame-shift/--no-frame-shift", help="Guidance override: a shift shared by each frame's tokens."),
+    smoothness: Optional[float] = typer.Option(None, "--smoothness", help="Guidance override: shift smoothness penalty weight."),
+    gradient: Optional[str] = typer.Option(None, "--gradient", help="Guidance override: 'full' or 'local' (see learn --help)."),
+    reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="Guidance override, with --gradient local (see learn --help)."),
+    amf_window: Optional[int] = typer.Option(None, "--amf-window", help="Guidance override (see learn --help)."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
+):
+    """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
+    from motionlib.demo.eval import evaluate, summary_rows
+    from motionlib.learn import parse_prompts
+
+    overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
+                     blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
+                     shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness, gradient=gradient,
+                     reuse=reuse, amf_window=amf_window)
+    log = (lambda msg: None) if (state.as_json or state.quiet) else dim
+    results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
+                       trajectories=trajectory, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
+                       overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir,
+                       clips=clips)
+    info = results.get("model", {})
+
+    def human():
+        t = Table("metric", "value", "threshold / note", title=printable(f"shapes eval: {info.get('weights')}"))
+        for row in summary_rows(results):
+            t.add_row(*row)
+        out.print(t)
+        for name, path in (results.get("pictures") or {}).items():
+            say(f"{name}: {path}")
+
+    emit(results, human)
+
