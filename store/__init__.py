@@ -10,8 +10,12 @@ from .blobs import BlobStore, sha256_file
 from .db import migrate, open_engine
 from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
                      RenderNotFound)
-from .library import COLUMN_META, DESCRIPTOR_VERSION, FAMILIES, REQUIRED_META, Library, Report
+from .doctor import Report
+from .layout import THUMB_KINDS
+from .library import DESCRIPTOR_VERSION, FAMILIES, Describe, Library, MotionFiles, RedescribeProgress
+from .meta import COLUMN_META, REQUIRED_META
 from .models import Motion, MotionSummary, MotionTag, Render
+from .names import NAME_MAX
 
 
 def __getattr__(name: str):
@@ -21,9 +25,11 @@ def __getattr__(name: str):
         return DescriptorIndex
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "Library", "Report", "Motion", "MotionSummary", "MotionTag", "Render",
     "LibraryError", "MotionNotFound", "RenderNotFound", "MotionExists", "InvalidName", "CorruptBlob", "ImportRejected",
     "BlobStore", "DescriptorIndex", "open_engine", "migrate", "sha256_file",
-    "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES",
+    "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES", "NAME_MAX", "THUMB_KINDS",
+    "Describe", "RedescribeProgress", "MotionFiles",
 ]

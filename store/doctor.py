@@ -6,6 +6,10 @@ not match (through the caller's ``check_content``, e.g. ``motionlib.catalog.chec
 store itself does not read asset files), missing thumbnails, descriptors of another version and a
 stale search index. Repair removes orphans and old temp files and rebuilds the index; rows are never
 deleted, so findings about rows are only reported.
+
+Doctor reads the library through ``Library``'s public methods only (``motion_files``, ``learnt_weights``,
+``gc_blob``, ``rebuild_index``, ``index``, ``blobs``), so it needs ``store.library`` for type checking
+alone and ``Library`` can import ``Report`` from here without an import circle.
 """
 
 from __future__ import annotations
@@ -16,20 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from sqlalchemy import select
-from sqlmodel import col
-
 from motionlib.errors import MotionlibError
 from motionlib.fsutil import TMP_MARKER
 
 from . import layout
 from .errors import CorruptBlob, LibraryError
-from .models import Motion
 
 if TYPE_CHECKING:
     from .library import Library
 
 __all__ = ["Report", "doctor", "temp_entries"]
+
 
 @dataclass
 class Report:
@@ -128,16 +129,10 @@ def doctor(lib: Library, repair: bool = False, *, grace_seconds: float = 60.0, v
     rebuild the index. ``installed_weights(model_name, model_source)`` gives the fingerprint of a
     model's installed weights (raising a MotionlibError that says why when it cannot, e.g. weights not
     on this machine); motions learnt with another are listed (see motionlib.weights)."""
-    from .library import THUMB_KINDS, _Source
-
     rep = Report()
-    with lib._read_session() as s:
-        rows = s.connection().execute(select(  # Core: sqlmodel's select() is typed up to 4 columns
-            col(Motion.name), col(Motion.blob_sha256), col(Motion.thumb_png), col(Motion.thumb_gif),
-            col(Motion.descriptor_version), col(Motion.descriptor).is_not(None))).all()
-        signature = _Source(s, lib.descriptor_version).signature()
-    used = {r[1] for r in rows}
-    searchable = any(dv == lib.descriptor_version and has for *_, dv, has in rows)
+    rows, signature = lib.motion_files()  # one snapshot: the rows and the signature the index is checked against
+    used = {r.blob_sha256 for r in rows}
+    searchable = any(r.descriptor_version == lib.descriptor_version and r.has_descriptor for r in rows)
     for name, sha, png, gif, dv, _ in rows:
         _check_blob(lib, rep, name, sha, verify, check_content)
         for rel in (png, gif):
@@ -148,7 +143,7 @@ def doctor(lib: Library, repair: bool = False, *, grace_seconds: float = 60.0, v
     rep.orphan_blobs = [lib.blobs.path(sha) for sha in lib.blobs.iter_shas() if sha not in used]
     for p in sorted(lib.thumbs_dir.glob("*.*")):
         stem, _, ext = p.name.partition(".")
-        if ext in THUMB_KINDS and stem not in used:
+        if ext in layout.THUMB_KINDS and stem not in used:
             rep.orphan_thumbnails.append(p)
     rep.temp_files = temp_entries(lib.home)
     if installed_weights is not None:
@@ -186,11 +181,8 @@ def _check_blob(lib: Library, rep: Report, name: str, sha: str, verify: bool,
 
 
 def _check_weights(lib: Library, rep: Report, installed: Callable[[str, str], str]) -> None:
-    with lib._read_session() as s:
-        rows = s.connection().execute(select(col(Motion.name), col(Motion.model_name), col(Motion.model_source),
-                                             col(Motion.weights_fingerprint)).order_by(col(Motion.name))).all()
     known: dict[tuple[str, str], str | None] = {}
-    for name, model, stored_source, learnt in rows:
+    for name, model, stored_source, learnt in lib.learnt_weights():
         source = stored_source or model
         if learnt is None:
             rep.unknown_weights.append(name)
@@ -209,12 +201,12 @@ def _check_weights(lib: Library, rep: Report, installed: Callable[[str, str], st
 
 def _repair(lib: Library, rep: Report, grace_seconds: float) -> None:
     for p in rep.orphan_blobs:
-        lib._gc_sha(p.name.split(".")[0])  # re-checks references right before deleting
+        lib.gc_blob(p.name.split(".")[0])  # re-checks references right before deleting
         if not p.exists():
             rep.repaired.append(f"removed orphan blob {p}")
     for p in rep.orphan_thumbnails:
         if p.exists():
-            lib._gc_sha(p.name.split(".")[0])
+            lib.gc_blob(p.name.split(".")[0])
         if not p.exists():
             rep.repaired.append(f"removed orphan thumbnail {p}")
     now = time.time()

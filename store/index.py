@@ -27,6 +27,14 @@ old pair, or no sidecar (-> rebuilt from the DB). The file is a snapshot that ma
 is saved after a rebuild and when ``max(save_min, save_fraction * size)`` changes accumulated, and a
 loaded snapshot catches up from the DB like the in-memory index does. A missing, unreadable or
 mismatched file, or one of another descriptor version or format, is rebuilt from the DB.
+
+One file on purpose (over 400 lines): it is essentially one class, ``DescriptorIndex``, whose state (the
+faiss index, the catalogue signature and high-water mark it reflects, skipped and dead ids, the size the
+PQ was trained on, the changes not saved yet) is read and written together by ``sync``, the maintenance
+steps, ``search`` and the file's save and load; split over modules, each part would reach into the
+others' private state. The helpers before it (``as_descriptor``, ``normalise``, ``pq_factory``, the
+``CatalogueSource`` protocol, ``IndexState``) are its vocabulary. The catalogue side of the bridge
+(``CatalogueSource`` on the database, and search over the rows) is ``store.search``.
 """
 
 from __future__ import annotations

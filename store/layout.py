@@ -1,7 +1,9 @@
 """Names of the folders and files a library keeps next to its database (no imports: read at start-up).
 
 Everything that names a place in a library reads it from here (``Library.blobs_dir``, ``.thumbs_dir``,
-``.index_dir``, ``.tmp_dir``, ``.renders_dir``), so the layout is written down once.
+``.index_dir``, ``.tmp_dir``, ``.renders_dir``), so the layout is written down once. File names inside
+the folders too: a blob's is ``BlobStore.path`` (``<sha[:2]>/<sha>.safetensors``), a thumbnail's and the
+index's are below.
 """
 
 BLOBS = "blobs"  # motion files by content hash
@@ -11,6 +13,13 @@ TMP = "tmp"  # work folders of learn, import and uploads (names carry motionlib.
 RENDERS = "renders"  # renders made by the web app
 FOLDERS = (BLOBS, THUMBS, INDEX, TMP)  # made when a library opens (renders: when the first one is written)
 DATABASE = "motionlib.db"  # the SQLite catalogue (without $MOTIONLIB_DB_URL)
+THUMB_KINDS = ("png", "gif")  # the thumbnails a motion may have (keys of add_motion's ``thumbnails``)
+
+
+def thumb_file(sha: str, kind: str) -> str:
+    """A thumbnail of the motion file ``sha`` (under ``<home>/thumbs``): named by the file's hash, never by
+    the motion's name."""
+    return f"{sha}.{kind}"
 
 
 def index_file(version: int) -> str:
@@ -19,5 +28,5 @@ def index_file(version: int) -> str:
 
 
 def index_sidecar(version: int) -> str:
-    """Its JSON sidecar: the catalogue signature it was saved at, skipped and dead ids."""
+    """Its JSON sidecar: the catalogue signature it was saved at, skipped and dead ids, the file's sha256."""
     return f"descriptors-v{version}.json"

@@ -1,12 +1,21 @@
 """``Library``: the motion catalogue API (SQLite/SQLModel rows + content-addressed blobs + faiss index).
 
-Layout under ``home``::
+This module is the facade: ``Library`` holds the whole public API, opens the catalogue (and migrates its
+descriptors), reads rows and writes motions; the other jobs live in their own modules and ``Library``'s
+methods delegate to them: ``names`` (name and tag rules), ``meta`` (meta -> columns), ``search`` (the
+descriptor index kept in step with the rows), ``imports`` (the import pipeline), ``renders`` (render
+records), ``doctor`` (check and repair; it reads the library through public methods only). It is over 400
+lines on purpose: every public method stays here with its docstring (this is the Python API's reference),
+and the write path stays in one place, next to the sessions and locks it relies on.
+
+Layout under ``home`` (the names are ``store.layout``'s)::
 
     motionlib.db                      catalogue (unless db_url points elsewhere)
     blobs/<sha[:2]>/<sha>.safetensors motion assets, named by content hash
     thumbs/<sha>.png|.gif             thumbnails, named by the asset's hash
     index/descriptors-v<N>.faiss|json descriptor index (a cache, rebuilt from the DB)
-    tmp/                              staging for imports
+    tmp/                              work folders of learn, import and uploads
+    renders/                          renders made by the web app
 
 Crash safety of ``add_motion``: blob (durable) -> thumbnails (atomic) -> one DB transaction ->
 in-memory index (a cache that catches up from the DB on the next search, see ``store.index``). A
@@ -18,66 +27,40 @@ except ``export``'s explicit destination.
 from __future__ import annotations
 
 import builtins
-import difflib
-import json
 import logging
 import os
-import re
-import shutil
-import sys
-import tempfile
-from datetime import datetime
-from pathlib import Path, PureWindowsPath
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
 import platformdirs
-from sqlalchemy import ColumnElement, case, func, or_, update
+from sqlalchemy import ColumnElement, func, or_, update
+from sqlalchemy import select as core_select  # Core: sqlmodel's select() is typed up to 4 columns
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import QueryableAttribute, joinedload
+from sqlalchemy.orm import joinedload
 from sqlmodel import Session, col, select
 
+from motionlib.fsutil import atomic_copy, no_space_is_an_error
 from motionlib.versions import DESCRIPTOR_VERSION  # the one definition, importable without numpy or torch
-from motionlib.models.spec import EMBEDDINGS as FAMILIES  # the values of the catalogue column "family"
-from motionlib.fsutil import TMP_MARKER, NoSpaceLeft, atomic_copy, no_space_is_an_error
 
+from . import layout, names as naming, renders as render_log
 from .blobs import BlobStore
-from .doctor import Report
 from .db import lock, migrate, open_engine, write_engine
-from . import layout
-from .layout import index_sidecar
-from .errors import (CorruptBlob, ImportRejected, InvalidName, LibraryError, MotionExists, MotionNotFound,
-                     RenderNotFound)
-from .models import Motion, MotionSummary, MotionTag, Render
+from .doctor import Report, doctor as check_library
+from .errors import CorruptBlob, LibraryError, MotionExists, MotionNotFound
+from .imports import import_file
+from .meta import COLUMN_META, FAMILIES, REQUIRED_META, meta_to_columns
+from .models import TAG_ROWS, Motion, MotionSummary, MotionTag, Render
+from .search import CatalogueSearch
 
 if TYPE_CHECKING:
     from .index import DescriptorIndex
 
-__all__ = ["Library", "Report", "DESCRIPTOR_VERSION", "REQUIRED_META", "COLUMN_META", "FAMILIES"]
+__all__ = ["Library", "MotionFiles", "Describe", "RedescribeProgress", "DESCRIPTOR_VERSION", "REQUIRED_META",
+           "COLUMN_META", "FAMILIES"]
 
 log = logging.getLogger("motionlib.store")
-
-NAME_MAX = 64
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-#: ``Motion.tag_rows`` as the ORM attribute it is at class level (SQLModel types it as the list of rows)
-_TAG_ROWS = cast("QueryableAttribute[Any]", Motion.tag_rows)
-
-
-def _ids(rows: Iterable[int | None]) -> set[int]:
-    """Motion ids read back from the catalogue (``Motion.id`` is typed optional only before an insert)."""
-    return {i for i in rows if i is not None}
-
-
-#: meta keys that become Motion columns, with their types
-COLUMN_META: dict[str, type] = {
-    "model_name": str, "model_source": str, "config_hash": str, "family": str,
-    "latent_frames": int, "latent_rows": int, "latent_cols": int,
-    "source_sha256": str, "source_name": str, "source_fps": float, "source_frames": int,
-    "source_width": int, "source_height": int, "descriptor_version": int, "created_at": datetime,
-    "check_score": float, "weights_fingerprint": str,
-}
-THUMB_KINDS = ("png", "gif")
-REQUIRED_META = ("model_name", "family", "latent_frames", "latent_rows", "latent_cols")
+NAME_MAX = naming.NAME_MAX  # importable from here as before (the rule lives in store.names)
+THUMB_KINDS = layout.THUMB_KINDS
 
 
 def _default_home() -> Path:
@@ -85,100 +68,28 @@ def _default_home() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("motionlib"))
 
 
-def _coerce(key: str, value: Any, typ: type) -> Any:
-    if value is None:
-        return None
-    try:
-        if typ is datetime:
-            return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if typ is float:
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise LibraryError(f"meta key '{key}' should be {typ.__name__}, got {value!r}") from None
-
-
 def _as_descriptor(vec):
+    """``store.index.as_descriptor``: numpy loads only once there is a descriptor to check."""
     from .index import as_descriptor
 
     return as_descriptor(vec)
-
-
-def _numpy():
-    """numpy if something imported it already (then a value may be a numpy one), else None: the
-    catalogue commands never import it themselves."""
-    return sys.modules.get("numpy")
-
-
-def _float_lists(obj: Any) -> Any:
-    """Loss history as nested lists of floats (per guided step, per optimisation step)."""
-    np = _numpy()
-    if np is not None and isinstance(obj, np.ndarray):
-        obj = obj.tolist()
-    if isinstance(obj, (list, tuple)):
-        return [_float_lists(x) for x in obj]
-    return float(obj)
-
-
-def _jsonable(obj: Any) -> Any:
-    np = _numpy()
-    if np is not None and isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if np is not None and isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (Path, datetime)):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in params_json")
-
-
-class _Source:
-    """The catalogue as ``DescriptorIndex.sync`` reads it (``store.index.CatalogueSource``), inside one
-    read session. Rows of another descriptor version come back with a None descriptor."""
-
-    CHUNK = 5000  # ids per IN (...) list
-
-    #: one plain statement, run on every search: SQLite answers count(*) from its smallest index and
-    #: max(id) from the primary key
-    SIGNATURE = f"SELECT (SELECT count(*) FROM {Motion.__tablename__}), (SELECT max(id) FROM {Motion.__tablename__})"
-
-    def __init__(self, session: Session, version: int):
-        self.conn = session.connection()  # Core statements in the session's transaction (no ORM overhead)
-        self.version = version
-
-    @property
-    def desc(self):
-        return case((Motion.descriptor_version == self.version, Motion.descriptor), else_=None)
-
-    def signature(self) -> tuple[int, int]:
-        count, max_id = self.conn.exec_driver_sql(self.SIGNATURE).one()
-        return int(count), int(max_id or 0)
-
-    def rows_after(self, motion_id: int) -> list[tuple[int, bytes | None]]:
-        stmt = select(Motion.id, self.desc).where(col(Motion.id) > motion_id).order_by(col(Motion.id))
-        return [(int(i), d) for i, d in self.conn.execute(stmt).all()]
-
-    def rows(self, ids: Iterable[int] | None) -> list[tuple[int, bytes | None]]:
-        if ids is None:
-            return [(int(i), d) for i, d in self.conn.execute(select(Motion.id, self.desc)).all()]
-        ids = sorted(int(i) for i in ids)
-        out: list[tuple[int, bytes | None]] = []
-        for j in range(0, len(ids), self.CHUNK):
-            stmt = select(Motion.id, self.desc).where(col(Motion.id).in_(ids[j:j + self.CHUNK]))
-            out += [(int(i), d) for i, d in self.conn.execute(stmt).all()]
-        return out
-
-    def ids(self) -> set[int]:
-        return set(self.conn.execute(select(Motion.id)).scalars().all())
 
 
 #: ``describe(asset_file) -> descriptor or None``: re-describes a stored motion from its asset file
 Describe = Callable[[Path], Any]
 #: ``progress(done, total, name)`` while stored motions are re-described
 RedescribeProgress = Callable[[int, int, str], None]
+
+
+class MotionFiles(NamedTuple):
+    """A motion's files and descriptor state, as ``doctor`` checks them (``Library.motion_files``)."""
+
+    name: str
+    blob_sha256: str
+    thumb_png: str | None  # relative to the library home
+    thumb_gif: str | None
+    descriptor_version: int
+    has_descriptor: bool
 
 
 class Library:
@@ -207,10 +118,9 @@ class Library:
         self.tmp_dir = self.home / layout.TMP
         self.renders_dir = self.home / layout.RENDERS
         self.blobs = BlobStore(self.blobs_dir)
-        self._index: DescriptorIndex | None = None  # built on first use: numpy and faiss load only then
-        self._model_cache: dict[tuple, frozenset[int]] = {}
         self.engine = open_engine(self.db_url)
         self._write = write_engine(self.engine)
+        self._search = CatalogueSearch(self._read_session, self.index_dir, self.descriptor_version)
         try:
             migrate(self.engine)
         except Exception as exc:
@@ -228,17 +138,12 @@ class Library:
 
     @property
     def index(self) -> DescriptorIndex:
-        """The faiss index of descriptors (store.index), opened on first use."""
-        if self._index is None:
-            from .index import DescriptorIndex
-
-            self._index = DescriptorIndex(self.index_dir, self.descriptor_version)
-        return self._index
+        """The faiss index of descriptors (store.index), opened on first use (numpy and faiss load only then)."""
+        return self._search.index
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
-        if self._index is not None:
-            self._index.unload()
+        self._search.close()
         self.engine.dispose()
 
     def __enter__(self) -> Library:
@@ -259,22 +164,8 @@ class Library:
     # -- names ---------------------------------------------------------------------------------
     @staticmethod
     def validate_name(name: str, *, what: str = "motion name") -> str:
-        """Return ``name`` if acceptable, else raise InvalidName saying why."""
-        rule = f"use 1-{NAME_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit"
-        if not isinstance(name, str) or not name:
-            raise InvalidName(f"{what} is empty; {rule}")
-        if len(name) > NAME_MAX:
-            raise InvalidName(f"{what} is {len(name)} characters long; the limit is {NAME_MAX}")
-        if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
-            raise InvalidName(f"{what} {name!r} contains a path separator; {rule}")
-        if name in (".", ".."):
-            raise InvalidName(f"{what} {name!r} is reserved; {rule}")
-        if not _NAME_RE.match(name) or not name.isascii():
-            bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
-            if bad:
-                raise InvalidName(f"{what} {name!r} contains {''.join(bad)!r}; {rule}")
-            raise InvalidName(f"{what} {name!r} must start with a letter or digit; {rule}")
-        return name
+        """Return ``name`` if acceptable, else raise InvalidName saying why (the rule: ``store.names``)."""
+        return naming.validate(name, what=what)
 
     def check_new_name(self, name: str, *, force: bool = False) -> str:
         """``name`` if a new motion may be stored under it: valid (InvalidName) and, unless ``force``
@@ -284,47 +175,6 @@ class Library:
         if not force and self.exists(name):
             raise MotionExists(name)
         return name
-
-    def _clean_tags(self, tags: Iterable[str]) -> list[str]:
-        if isinstance(tags, str):
-            tags = [tags]
-        out = []
-        for t in tags:
-            t = self.validate_name(str(t).strip().lower(), what="tag")
-            if t not in out:
-                out.append(t)
-        return out
-
-    # -- meta ----------------------------------------------------------------------------------
-    def _meta_to_columns(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(meta, Mapping):
-            raise LibraryError(f"meta must be a dict, got {type(meta).__name__}")
-        missing = [k for k in REQUIRED_META if meta.get(k) is None]
-        if missing:
-            raise LibraryError(f"meta is missing required key(s): {', '.join(missing)}")
-        cols: dict[str, Any] = {}
-        params: dict[str, Any] = {}
-        for key, value in meta.items():
-            if key in COLUMN_META:
-                cols[key] = _coerce(key, value, COLUMN_META[key])
-            elif key not in ("params", "loss"):
-                params[key] = value  # unknown (or library-owned) keys are kept, in params_json
-        if cols["family"] not in FAMILIES:
-            raise LibraryError(f"meta 'family' must be one of {', '.join(FAMILIES)}, got {cols['family']!r}")
-        if cols.get("source_name"):
-            cols["source_name"] = PureWindowsPath(cols["source_name"]).name  # file name only
-        extra = meta.get("params") or {}
-        if not isinstance(extra, Mapping):
-            raise LibraryError("meta 'params' must be a dict of the learn parameters")
-        params.update(extra)
-        loss = meta.get("loss")
-        loss = [] if loss is None else _float_lists(loss)
-        try:
-            cols["params_json"] = json.dumps(params, sort_keys=True, default=_jsonable)
-        except (TypeError, ValueError) as exc:
-            raise LibraryError(f"meta params cannot be stored as JSON: {exc}") from None
-        cols["loss_json"] = json.dumps(loss)
-        return cols
 
     def _check_dim(self, version: int, dim: int) -> None:
         with self._read_session() as s:
@@ -394,12 +244,11 @@ class Library:
             return s.exec(select(Motion.id).where(Motion.name == name)).first() is not None
 
     def _not_found(self, name: str) -> MotionNotFound:
-        close = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.6)
-        return MotionNotFound(name, close[0] if close else None)
+        return MotionNotFound(name, naming.closest(name, self.names()))
 
     def get(self, name: str) -> Motion:
         with self._read_session() as s:  # one query: the row joined with its tags
-            stmt = select(Motion).where(Motion.name == name).options(joinedload(_TAG_ROWS))
+            stmt = select(Motion).where(Motion.name == name).options(joinedload(TAG_ROWS))
             m = s.exec(stmt).unique().first()
         if m is None:
             raise self._not_found(name)
@@ -453,20 +302,20 @@ class Library:
     def _put_thumbs(self, sha: str, thumbnails: Mapping[str, Path] | None) -> dict[str, str]:
         rel: dict[str, str] = {}
         for kind, src in (thumbnails or {}).items():
-            if kind not in THUMB_KINDS:
-                raise LibraryError(f"unknown thumbnail kind {kind!r}; expected keys {', '.join(THUMB_KINDS)}")
+            if kind not in layout.THUMB_KINDS:
+                raise LibraryError(f"unknown thumbnail kind {kind!r}; expected keys {', '.join(layout.THUMB_KINDS)}")
             if src is None:
                 continue
             src = Path(src)
             if not src.is_file():
                 raise LibraryError(f"thumbnail file not found: {src}")
-            dst = self.thumbs_dir / f"{sha}.{kind}"  # named by the blob's sha, never by the user's name
+            dst = self.thumbs_dir / layout.thumb_file(sha, kind)  # by the blob's sha, never by the user's name
             atomic_copy(src, dst)
             rel[kind] = dst.relative_to(self.home).as_posix()
         return rel
 
-    def _gc_sha(self, sha: str) -> None:
-        """Delete the blob and thumbnails of ``sha`` if no row references it any more."""
+    def gc_blob(self, sha: str) -> None:
+        """Delete the blob and thumbnails of ``sha`` if no row references it any more (a no-op otherwise)."""
         # In a write transaction holding the blob's lock, so that no add_motion of the same bytes can
         # commit between the count and the deletion (add_motion checks the file under the same lock).
         with self._write_session() as s:
@@ -475,8 +324,8 @@ class Library:
             if n:
                 return
             self.blobs.delete(sha)
-            for kind in THUMB_KINDS:
-                (self.thumbs_dir / f"{sha}.{kind}").unlink(missing_ok=True)
+            for kind in layout.THUMB_KINDS:
+                (self.thumbs_dir / layout.thumb_file(sha, kind)).unlink(missing_ok=True)
 
     def add_motion(self, name: str, *, asset_file: Path, meta: Mapping[str, Any], descriptor,
                    thumbnails: Mapping[str, Path] | None = None, tags: Iterable[str] = (),
@@ -488,8 +337,8 @@ class Library:
         a motion that search cannot rank (its clip showed no motion).
         """
         self.check_new_name(name, force=force)  # fail fast, before copying anything
-        tag_list = self._clean_tags(tags)
-        cols = self._meta_to_columns(meta)
+        tag_list = naming.clean_tags(tags)
+        cols = meta_to_columns(meta)
         try:
             desc = None if descriptor is None else _as_descriptor(descriptor)
         except ValueError as exc:
@@ -533,10 +382,10 @@ class Library:
                     except IntegrityError:
                         raise MotionExists(name) from None
             except BaseException:
-                self._gc_sha(sha)  # nothing half-stored: no row, so the blob and thumbnails go
+                self.gc_blob(sha)  # nothing half-stored: no row, so the blob and thumbnails go
                 raise
         if replaced is not None and replaced.blob_sha256 != sha:
-            self._gc_sha(replaced.blob_sha256)
+            self.gc_blob(replaced.blob_sha256)
         self._refresh_index()  # 4. cache
         return motion
 
@@ -556,7 +405,7 @@ class Library:
                 s.delete(m)
             s.commit()
         for m in rows.values():
-            self._gc_sha(m.blob_sha256)
+            self.gc_blob(m.blob_sha256)
         self._refresh_index(build=False)
         return [rows[n] for n in names]
 
@@ -580,7 +429,7 @@ class Library:
         return self.get(new)
 
     def tag(self, name: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Motion:
-        add_l, rm_l = self._clean_tags(add), self._clean_tags(remove)
+        add_l, rm_l = naming.clean_tags(add), naming.clean_tags(remove)
         with self._write_session() as s:
             m = s.exec(select(Motion).where(Motion.name == name).with_for_update()).first()
             if m is None:
@@ -625,54 +474,13 @@ class Library:
         only lose the thumbnails). Rejections raise ImportRejected.
         """
         self.check_new_name(name, force=force)
-        path = Path(path).expanduser()
-        if not path.exists():
-            raise ImportRejected(f"{path}: no such file")
-        if not path.is_file():
-            raise ImportRejected(f"{path}: not a regular file")
-        with no_space_is_an_error(self.tmp_dir):
-            return self._import(path, name, validate, descriptor_fn, thumbnails_fn, force, tags)
 
-    def _import(self, path: Path, name: str, validate, descriptor_fn, thumbnails_fn, force: bool, tags) -> Motion:
-        work = Path(tempfile.mkdtemp(prefix="import-", suffix=TMP_MARKER, dir=self.tmp_dir))
-        try:
-            staged = work / "asset.safetensors"
-            try:
-                atomic_copy(path, staged)
-            except NoSpaceLeft:
-                raise
-            except OSError as exc:
-                raise ImportRejected(f"{path}: cannot read it ({exc.strerror or exc})") from exc
-            try:
-                meta = validate(staged)
-            except Exception as exc:  # the validator's verdict, whatever its type; named after the user's file
-                why = str(exc).replace(f"{staged}: ", "").replace(str(staged), path.name)
-                raise ImportRejected(f"{path.name} is not a valid motion asset: {why}") from exc
-            if not isinstance(meta, Mapping):
-                raise ImportRejected(f"{path.name}: the validator returned {type(meta).__name__}, not a dict")
-            meta = dict(meta)
-            meta.setdefault("imported_from", path.name)
-            try:
-                self._meta_to_columns(meta)
-            except LibraryError as exc:
-                raise ImportRejected(f"{path.name}: {exc}") from None
-            try:
-                desc = descriptor_fn(staged, meta)  # None: a motion search cannot rank (no motion)
-                desc = None if desc is None else _as_descriptor(desc)
-            except Exception as exc:
-                raise ImportRejected(f"{path.name}: could not compute its descriptor: {exc}") from exc
-            thumbs: Mapping[str, Path] = {}
-            if thumbnails_fn is not None:
-                try:
-                    thumbs = thumbnails_fn(staged, meta, work) or {}
-                except NoSpaceLeft:
-                    raise
-                except Exception as exc:  # cosmetic: import without thumbnails
-                    log.warning("thumbnails for %s failed (%s); importing without them", path.name, exc)
-            return self.add_motion(name, asset_file=staged, meta=meta, descriptor=desc, thumbnails=thumbs,
+        def add(staged: Path, meta: dict, descriptor: Any, thumbnails: Mapping[str, Path]) -> Motion:
+            return self.add_motion(name, asset_file=staged, meta=meta, descriptor=descriptor, thumbnails=thumbnails,
                                    tags=tags, force=force)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+
+        return import_file(path, tmp_dir=self.tmp_dir, validate=validate, descriptor_fn=descriptor_fn,
+                           thumbnails_fn=thumbnails_fn, add=add)
 
     # -- renders -------------------------------------------------------------------------------
     def record_render(self, name: str | None, *, prompt: str, output_path: Path | str, seed: int | None = None,
@@ -683,107 +491,66 @@ class Library:
         ``motion_id`` (the row read when the render started) makes it record only if that very row
         still has that name: a motion removed, renamed or replaced meanwhile raises MotionNotFound."""
         with self._write_session() as s:  # the check and the insert in one write transaction
-            if name is None:
-                motion_id = None
-            elif motion_id is None:
-                motion_id = s.exec(select(Motion.id).where(Motion.name == name)).first()
-            elif s.exec(select(Motion.name).where(Motion.id == motion_id)).first() != name:
-                motion_id = None
-            if name is not None and motion_id is None:
-                s.rollback()
-                raise self._not_found(name)
-            r = Render(motion_id=motion_id, motion_name=name, prompt=prompt, seed=seed, steps=steps,
-                       strength=strength, output_path=str(output_path), seconds=seconds)
-            s.add(r)
-            try:
-                s.commit()
-            except IntegrityError:  # the motion was removed by another process meanwhile
-                if name is None:  # no motion, no foreign key: not that
-                    raise
-                raise self._not_found(name) from None
-        return r
+            return render_log.record(s, name, prompt=prompt, output_path=output_path, seed=seed, steps=steps,
+                                     strength=strength, seconds=seconds, motion_id=motion_id,
+                                     not_found=self._not_found)
 
     def renders(self, name: str | None = None, limit: int | None = None) -> builtins.list[Render]:
         """Renders newest first, optionally only those of motion ``name`` (also after it was removed)."""
-        stmt = select(Render).order_by(col(Render.created_at).desc(), col(Render.id).desc())
-        if name is not None:
-            stmt = stmt.where(Render.motion_name == name)
-        if limit is not None:
-            stmt = stmt.limit(limit)
         with self._read_session() as s:
-            return list(s.exec(stmt).all())
+            return render_log.newest(s, name, limit)
 
     def render(self, render_id: int) -> Render:
         """One render by id (RenderNotFound if there is none)."""
         with self._read_session() as s:
-            r = s.get(Render, int(render_id))
-        if r is None:
-            raise RenderNotFound(render_id)
-        return r
+            return render_log.one(s, render_id)
 
     # -- search --------------------------------------------------------------------------------
     def _sync_index(self, force_rebuild: bool = False) -> str:
-        with self._read_session() as s:
-            return self.index.sync(_Source(s, self.descriptor_version), force_rebuild=force_rebuild)
+        """Catch the index up with the catalogue; what it did (see ``DescriptorIndex.sync``)."""
+        return self._search.sync(force_rebuild=force_rebuild)
 
     def _refresh_index(self, *, build: bool = True) -> None:
         """After a catalogue write: update the in-memory index if this Library has one (cheap: the new rows
         only), or, with ``build``, build the index if it has no file yet (e.g. the first motion). Otherwise
         the saved index just lags the catalogue and the next search catches up."""
-        loaded = self._index is not None and self._index.loaded
-        if not (loaded or (build and not (self.index_dir / index_sidecar(self.descriptor_version)).exists())):
-            return
-        try:
-            self._sync_index()
-        except Exception as exc:  # the index is a cache: never fail a catalogue write for it
-            log.warning("descriptor index update failed (%s); it will be caught up or rebuilt on next use", exc)
-            self.index.unload()
+        self._search.refresh(build=build)
 
     def rebuild_index(self) -> int:
         """Rebuild the index from the catalogue and save it; returns the number of searchable descriptors."""
-        self._sync_index(force_rebuild=True)
-        return len(self.index)
-
-    def _model_ids(self, s: Session, model: str) -> frozenset[int]:
-        """Ids of searchable motions of ``model`` (model_name or model_source), cached per catalogue state."""
-        key = (self.index.signature, model)
-        ids = self._model_cache.get(key)
-        if ids is None:
-            ids = frozenset(_ids(s.exec(select(Motion.id).where(
-                Motion.descriptor_version == self.descriptor_version, col(Motion.descriptor).is_not(None),
-                or_(col(Motion.model_name) == model, col(Motion.model_source) == model))).all()))
-            if len(self._model_cache) >= 16:
-                self._model_cache.clear()
-            self._model_cache[key] = ids
-        return ids
+        return self._search.rebuild()
 
     def search(self, descriptor, k: int = 5, model: str | None = None,
                exclude: str | Iterable[str] | None = None) -> builtins.list[tuple[Motion, float]]:
-        """Nearest motions by cosine similarity of descriptors, best first.
+        """Nearest motions by cosine similarity of descriptors, best first; ``model`` keeps only motions of
+        that model_name or model_source, ``exclude`` leaves out motions of those names.
 
         The index stays in memory between calls; each call checks the catalogue's (row count, largest id)
         and catches up on changes (see ``store.index``)."""
-        excl = [exclude] if isinstance(exclude, str) else list(exclude or ())
-        with self._read_session() as s:  # one read transaction: the hits' rows exist
-            self.index.sync(_Source(s, self.descriptor_version))
-            allowed = self._model_ids(s, model) if model is not None else None
-            blocked = _ids(s.exec(select(Motion.id).where(col(Motion.name).in_(excl))).all()) if excl else None
-            try:
-                hits = self.index.search(descriptor, k, allowed, blocked)
-            except ValueError as exc:
-                raise LibraryError(f"cannot search: {exc}") from None
-            if not hits:
-                return []
-            stmt = select(Motion).where(col(Motion.id).in_([i for i, _ in hits])).options(joinedload(_TAG_ROWS))
-            rows = {m.id: m for m in s.exec(stmt).unique().all()}
-        return [(rows[i], score) for i, score in hits if i in rows]
+        return self._search.search(descriptor, k, model, exclude)
 
     # -- health --------------------------------------------------------------------------------
+    def motion_files(self) -> tuple[builtins.list[MotionFiles], tuple[int, int]]:
+        """Every motion's files and descriptor state, and the catalogue's signature (row count, largest
+        id: what the search index compares), read in one transaction (a consistent snapshot)."""
+        with self._read_session() as s:
+            rows = s.connection().execute(core_select(
+                col(Motion.name), col(Motion.blob_sha256), col(Motion.thumb_png), col(Motion.thumb_gif),
+                col(Motion.descriptor_version), col(Motion.descriptor).is_not(None))).all()
+            signature = self._search.source(s).signature()
+        return [MotionFiles(*r) for r in rows], signature
+
+    def learnt_weights(self) -> builtins.list[tuple[str, str, str | None, str | None]]:
+        """(name, model_name, model_source, weights_fingerprint) of every motion by name; the fingerprint
+        is None for motions stored before motionlib recorded it (see ``motionlib.weights``)."""
+        with self._read_session() as s:
+            return [(n, m, src, fp) for n, m, src, fp in s.connection().execute(core_select(
+                col(Motion.name), col(Motion.model_name), col(Motion.model_source),
+                col(Motion.weights_fingerprint)).order_by(col(Motion.name))).all()]
+
     def doctor(self, repair: bool = False, *, grace_seconds: float = 60.0, verify: bool = True,
                check_content: Callable[[Path], bool] | None = None,
                installed_weights: Callable[[str, str], str] | None = None) -> Report:
         """Check files against rows, and with repair fix what can be fixed (see ``store.doctor``)."""
-        from .doctor import doctor
-
-        return doctor(self, repair=repair, grace_seconds=grace_seconds, verify=verify, check_content=check_content,
-                      installed_weights=installed_weights)
+        return check_library(self, repair=repair, grace_seconds=grace_seconds, verify=verify,
+                             check_content=check_content, installed_weights=installed_weights)

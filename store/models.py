@@ -7,16 +7,18 @@ these tables); change a model here only together with a new numbered migration.
 import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, cast
 
 import sqlalchemy as sa
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Motion", "MotionSummary", "MotionTag", "Render", "UTCDateTime", "utcnow", "TABLES", "HEAVY_COLUMNS"]
+__all__ = ["Motion", "MotionSummary", "MotionTag", "Render", "UTCDateTime", "utcnow", "TABLES", "HEAVY_COLUMNS",
+           "TAG_ROWS", "motion_ids"]
 
 TABLES = ("motions", "motion_tags", "renders")
 #: Motion columns that ``Library.list`` does not load (``MotionSummary`` leaves them out)
@@ -72,7 +74,7 @@ class Motion(SQLModel, table=True):
     model_name: str = Field(index=True)
     model_source: Optional[str] = None
     config_hash: Optional[str] = None
-    family: str  # "rope" | "posemb"
+    family: str  # the model's positional embedding: one of motionlib.models.spec.EMBEDDINGS (a stored name)
     latent_frames: int
     latent_rows: int
     latent_cols: int
@@ -132,6 +134,15 @@ class Motion(SQLModel, table=True):
         out["created_at"] = self.created_at.isoformat() if self.created_at else None
         out["tags"] = self.tags
         return out
+
+
+#: ``Motion.tag_rows`` as the ORM attribute it is at class level (SQLModel types it as the list of rows)
+TAG_ROWS = cast("QueryableAttribute[Any]", Motion.tag_rows)
+
+
+def motion_ids(rows: Iterable[Optional[int]]) -> set[int]:
+    """Motion ids read back from the catalogue (``Motion.id`` is typed optional only before an insert)."""
+    return {i for i in rows if i is not None}
 
 
 class Render(SQLModel, table=True):

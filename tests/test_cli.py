@@ -129,7 +129,7 @@ def test_crash_between_blob_and_row_leaves_nothing_visible(home, capsys, monkeyp
 
     with monkeypatch.context() as mp:
         mp.setattr(Library, "_put_thumbs", boom)  # runs after the blob is durable, before the row
-        mp.setattr(Library, "_gc_sha", lambda self, sha: None)  # a dead process cleans nothing up
+        mp.setattr(Library, "gc_blob", lambda self, sha: None)  # a dead process cleans nothing up
         with pytest.raises(SystemExit):
             main(["-q", "learn", str(LEFT), "--name", "m"])
     assert list((home / "blobs").rglob("*.safetensors"))  # the blob landed ...
