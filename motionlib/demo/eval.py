@@ -52,8 +52,12 @@ Everything here *measures*; nothing asserts. The sections (keys of the result di
     (``catalog.descriptor_of(asset)``), so the (slow, descriptor-neutral) ρ optimisation is skipped.
 
 Metrics are in ``motionlib.demo.metrics`` and ``motionlib.demo.mflk``, pictures in
-``motionlib.demo.pictures``. Pictures (``out_dir``): ``grid.png`` (per family: reference row, zero-shot rows, plain rows),
-``transfer_<family>.png`` (all four methods), ``generation.png``; and ``eval.json``.
+``motionlib.demo.pictures``. Pictures (``out_dir``): ``grid.png`` (per trajectory: reference row, zero-shot rows, plain
+rows), ``transfer_<trajectory>.png`` (all four methods), ``generation.png``; and ``eval.json``.
+
+One file on purpose (over 400 lines): the four sections share one ``EvalConfig``, the held-out clips and the
+shape of the records that ``summary_rows``, ``checks`` and ``eval.json`` read; the metrics, the MF-LK
+baseline and the pictures it calls live in ``metrics.py``, ``mflk.py`` and ``pictures.py``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ Outputs under ``--out``: ``train.log``; ``checkpoints/step-NNNNNNN/{state.safete
 (model, EMA, optimizer, step, RNG states; written atomically every ``--ckpt-minutes``; the newest two
 are kept; ``checkpoints/latest`` names the newest); ``previews/step-NNNNNNN.png`` (EMA samples every
 ``--preview-minutes``); at the end ``shapes.safetensors`` (EMA weights, fp32) and ``card.json``.
+
+One file on purpose (over 400 lines): it is one script, run as ``python -m``, whose arguments, the
+``Trainer``'s state (model, EMA, optimiser, RNG, CPU time) and the loop that checkpoints and resumes that
+state are read together; the data and the model it trains live in ``data.py`` and ``model.py``.
 """
 
 from __future__ import annotations
