@@ -6,7 +6,7 @@ re-serialisations that change nothing) and imports each through the CLI in-proce
 (``motionlib.cli.main.main``). Each outcome is one of: rejected (exit 1, exactly one ``Error:`` line,
 no traceback, catalogue unchanged), accepted-identical (exit 0, stored tensors and metadata equal
 the original's), traceback (an exception escaped, or a rejection that printed one), damaged-accepted
-(exit 0 with other content), or dirty (a rejection that changed the catalogue). tests/test_fuzz.py
+(exit 0 with other content), or dirty (a rejection that changed the catalogue). tests/test_import_fuzz.py
 runs a few hundred; this section runs more.
 """
 

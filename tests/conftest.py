@@ -37,6 +37,32 @@ def random_shapes():
     return shapes_model(pretrained=False)
 
 
+@pytest.fixture(scope="session")
+def learnt(tmp_path_factory):
+    """One learnt motion file (tiny-5b), imported into each test's library (learning once keeps the suite fast)."""
+    from helpers import LEFT
+    from motionlib.cli.main import main
+
+    root = tmp_path_factory.mktemp("learnt")
+    old = {k: os.environ.get(k) for k in ("MOTIONLIB_HOME", "MOTIONLIB_MODEL", "MOTIONLIB_DB_URL")}
+    os.environ.update(MOTIONLIB_HOME=str(root / "lib"), MOTIONLIB_MODEL="tiny-5b")
+    os.environ.pop("MOTIONLIB_DB_URL", None)
+    try:
+        for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"],
+                     ["-q", "export", "left", str(root / "left.safetensors")]):
+            try:
+                main(args)
+            except SystemExit as e:
+                assert e.code in (0, None)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return root / "left.safetensors"
+
+
 # -- catalogue backends: SQLite, and a throwaway PostgreSQL server ------------------------------
 @pytest.fixture(scope="session")
 def postgres_server():

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from motionlib.cli.main import main
@@ -41,3 +42,40 @@ def cli_json(capsys, *args):
 def tmp_copy(path: Path, folder: Path) -> Path:
     """A copy of a committed file in ``folder`` (tmp_path), so a test that may write it cannot harm the original."""
     return Path(shutil.copy(path, folder / path.name))
+
+
+# --- catalogue rows without a model (tests of the store and doctor) ------------------------------
+DIM = 16  # descriptor length of the fake rows
+
+
+def meta(**kw):
+    base = dict(model_name="tiny-5b", model_source="local", config_hash="abc", family="rope",
+                latent_frames=4, latent_rows=6, latent_cols=8, source_sha256="0" * 64,
+                source_name="/some/where/clip.mp4", source_fps=24.0, source_frames=49,
+                source_width=720, source_height=480, params={"steps": 10, "lr": 0.003},
+                loss=[1.0, 0.5, 0.25])
+    base.update(kw)
+    return base
+
+
+def vec(seed: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def asset_file(tmp_path: Path, content: bytes, name: str = "a.safetensors") -> Path:
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+def add(lib, tmp_path, name, *, seed=0, content=None, tags=(), force=False, thumbs=False, **meta_kw):
+    content = content if content is not None else f"asset:{name}:{seed}".encode()
+    thumbnails = None
+    if thumbs:
+        png = tmp_path / f"{name}.png"
+        png.write_bytes(b"\x89PNG fake " + content)
+        gif = tmp_path / f"{name}.gif"
+        gif.write_bytes(b"GIF89a fake " + content)
+        thumbnails = {"png": png, "gif": gif}
+    return lib.add_motion(name, asset_file=asset_file(tmp_path, content, f"{name}-{seed}.bin"), meta=meta(**meta_kw),
+                          descriptor=vec(seed), thumbnails=thumbnails, tags=tags, force=force)

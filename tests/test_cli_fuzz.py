@@ -8,13 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from benchmarks.cli_fuzz import invocations, make_template, run_case
-from test_hostile_input import learnt  # noqa: F401  (the module-scoped learnt-motion fixture)
 
 FUZZ_EXAMPLES = int(os.environ.get("MOTIONLIB_FUZZ_EXAMPLES", "60"))
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory, learnt):  # noqa: F811
+def template(tmp_path_factory, learnt):
     """A library holding 'left' and a work folder with the reference clip, copied for every case."""
     return make_template(tmp_path_factory.mktemp("fuzz-template"), learnt)
 

@@ -39,33 +39,6 @@ def _shown(text):
     return printable(text), repr(text)[1:-1]
 
 
-@pytest.fixture(scope="module")
-def learnt(tmp_path_factory):
-    """One learnt motion file, imported into each test's library (learning once keeps the module fast)."""
-    import os
-
-    from motionlib.cli.main import main
-
-    root = tmp_path_factory.mktemp("learnt")
-    old = {k: os.environ.get(k) for k in ("MOTIONLIB_HOME", "MOTIONLIB_MODEL", "MOTIONLIB_DB_URL")}
-    os.environ.update(MOTIONLIB_HOME=str(root / "lib"), MOTIONLIB_MODEL="tiny-5b")
-    os.environ.pop("MOTIONLIB_DB_URL", None)
-    try:
-        for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"],
-                     ["-q", "export", "left", str(root / "left.safetensors")]):
-            try:
-                main(args)
-            except SystemExit as e:
-                assert e.code in (0, None)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return root / "left.safetensors"
-
-
 @pytest.mark.parametrize("text", HOSTILE)
 def test_motion_names_print_as_typed(lib, learnt, capsys, text):
     cli_json(capsys, "import", str(learnt), "--name", "left")

@@ -49,7 +49,7 @@ def test_from_pretrained_local_folder(tiny5b, tmp_path):
 
 
 def test_offload_and_tiling_options():
-    """The Python API's options (where components live after each phase: tests/test_memory.py)."""
+    """The Python API's options (where components live after each phase: tests/test_memory_options.py)."""
     m = load_model("tiny-2b", device="cpu", offload=True, vae_tiling=True)
     assert m.offload == "model" and m.vae.use_tiling and m.plan.setting.key == "model/tiled"
     assert set(m.placement.values()) == {"cpu"}

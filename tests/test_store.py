@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
-import time
 from pathlib import Path
 
 import faiss
@@ -19,7 +17,8 @@ from motionlib.store import (
 )
 from motionlib.store.db import alembic_config, current_revision, head_revision
 
-DIM = 16
+from helpers import DIM, add, asset_file, meta, vec
+
 
 
 @pytest.fixture(autouse=True)
@@ -40,39 +39,6 @@ def db_url(tmp_path, catalogue_db) -> str:
 def lib(tmp_path):
     with Library(tmp_path / "home") as lib:
         yield lib
-
-
-def meta(**kw):
-    base = dict(model_name="tiny-5b", model_source="local", config_hash="abc", family="rope",
-                latent_frames=4, latent_rows=6, latent_cols=8, source_sha256="0" * 64,
-                source_name="/some/where/clip.mp4", source_fps=24.0, source_frames=49,
-                source_width=720, source_height=480, params={"steps": 10, "lr": 0.003},
-                loss=[1.0, 0.5, 0.25])
-    base.update(kw)
-    return base
-
-
-def vec(seed: int, dim: int = DIM) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-
-
-def asset(tmp_path: Path, content: bytes, name: str = "a.safetensors") -> Path:
-    p = tmp_path / name
-    p.write_bytes(content)
-    return p
-
-
-def add(lib, tmp_path, name, *, seed=0, content=None, tags=(), force=False, thumbs=False, **meta_kw):
-    content = content if content is not None else f"asset:{name}:{seed}".encode()
-    thumbnails = None
-    if thumbs:
-        png = tmp_path / f"{name}.png"
-        png.write_bytes(b"\x89PNG fake " + content)
-        gif = tmp_path / f"{name}.gif"
-        gif.write_bytes(b"GIF89a fake " + content)
-        thumbnails = {"png": png, "gif": gif}
-    return lib.add_motion(name, asset_file=asset(tmp_path, content, f"{name}-{seed}.bin"), meta=meta(**meta_kw),
-                          descriptor=vec(seed), thumbnails=thumbnails, tags=tags, force=force)
 
 
 # -- schema --------------------------------------------------------------------------------------
@@ -217,15 +183,15 @@ def test_duplicate_refused_and_force_replaces(lib, tmp_path):
 
 def test_meta_validation(lib, tmp_path):
     with pytest.raises(LibraryError, match="missing required key"):
-        lib.add_motion("x", asset_file=asset(tmp_path, b"x"), meta={"model_name": "m"}, descriptor=vec(0))
+        lib.add_motion("x", asset_file=asset_file(tmp_path, b"x"), meta={"model_name": "m"}, descriptor=vec(0))
     with pytest.raises(LibraryError, match="family"):
         add(lib, tmp_path, "x", family="conv")
     with pytest.raises(LibraryError, match="descriptor"):
-        lib.add_motion("x", asset_file=asset(tmp_path, b"x"), meta=meta(), descriptor=np.zeros(DIM))
+        lib.add_motion("x", asset_file=asset_file(tmp_path, b"x"), meta=meta(), descriptor=np.zeros(DIM))
     add(lib, tmp_path, "ok", seed=0, weird_key=5)
     assert lib.get("ok").params["weird_key"] == 5
     with pytest.raises(LibraryError, match="values"):
-        lib.add_motion("y", asset_file=asset(tmp_path, b"y"), meta=meta(), descriptor=vec(1, dim=DIM + 1))
+        lib.add_motion("y", asset_file=asset_file(tmp_path, b"y"), meta=meta(), descriptor=vec(1, dim=DIM + 1))
     assert lib.names() == ["ok"]
 
 
@@ -233,7 +199,7 @@ def test_meta_validation(lib, tmp_path):
                                  "naïve", "a\x00b"])
 def test_invalid_names(lib, tmp_path, bad):
     with pytest.raises(InvalidName) as e:
-        lib.add_motion(bad, asset_file=asset(tmp_path, b"x"), meta=meta(), descriptor=vec(0))
+        lib.add_motion(bad, asset_file=asset_file(tmp_path, b"x"), meta=meta(), descriptor=vec(0))
     assert "\n" not in str(e.value)
     assert list(lib.blobs.iter_shas()) == [] and lib.names() == []
 
@@ -283,7 +249,7 @@ def test_export(lib, tmp_path):
 
 # -- import --------------------------------------------------------------------------------------
 def test_import_file(lib, tmp_path):
-    src = asset(tmp_path, b"SAFE-header-and-tensors", "incoming.safetensors")
+    src = asset_file(tmp_path, b"SAFE-header-and-tensors", "incoming.safetensors")
     seen = []
 
     def validate(p: Path) -> dict:
@@ -294,14 +260,14 @@ def test_import_file(lib, tmp_path):
         return meta(name="ignored-original-name")
 
     m = lib.import_file(src, name="imported", validate=validate, descriptor_fn=lambda p, md: vec(7),
-                        thumbnails_fn=lambda p, md, work: {"png": asset(work, b"png", "t.png")}, tags=["ext"])
+                        thumbnails_fn=lambda p, md, work: {"png": asset_file(work, b"png", "t.png")}, tags=["ext"])
     assert m.tags == ["ext"] and lib.asset_path("imported").read_bytes() == src.read_bytes()
     assert lib.thumb_path("imported").read_bytes() == b"png"
     assert lib.get("imported").params["imported_from"] == "incoming.safetensors"
     assert not seen[0].parent.exists()  # staging cleaned up
     assert list((lib.home / "tmp").iterdir()) == []
 
-    bad = asset(tmp_path, b"EVIL", "bad.safetensors")
+    bad = asset_file(tmp_path, b"EVIL", "bad.safetensors")
     with pytest.raises(ImportRejected, match="bad safetensors header"):
         lib.import_file(bad, name="bad", validate=validate, descriptor_fn=lambda p, md: vec(1))
     with pytest.raises(ImportRejected, match="no such file"):
@@ -572,42 +538,6 @@ def test_list_returns_light_rows(lib, tmp_path):
     assert [r.tags for r in lib.list(tag="sea")] == [["sea", "slow"]]
 
 
-# -- doctor --------------------------------------------------------------------------------------
-def test_doctor_finds_and_repairs_orphans_and_temp_files(lib, tmp_path):
-    add(lib, tmp_path, "keep", seed=1, thumbs=True)
-    # a killed learn: blob stored, no row; plus a half-written temp file
-    sha, _ = lib.blobs.put(asset(tmp_path, b"orphaned asset", "o.bin"))
-    orphan = lib.blobs.path(sha)
-    tmp_file = orphan.parent / f"{orphan.name}.tmpdeadbeef"
-    tmp_file.write_bytes(b"partial")
-    young = lib.home / "thumbs" / "x.png.tmp1234"
-    young.write_bytes(b"in flight")
-    old = time.time() - 3600
-    os.utime(tmp_file, (old, old))
-    lib.index.sidecar_path.unlink()
-
-    rep = lib.doctor()
-    assert rep.orphan_blobs == [orphan]
-    assert set(rep.temp_files) == {tmp_file, young}
-    assert rep.index_stale and not rep.ok
-    assert rep.missing_blobs == rep.corrupt_blobs == [] and rep.missing_thumbnails == []
-    assert orphan.exists() and tmp_file.exists()  # no repair without repair=True
-
-    rep = lib.doctor(repair=True)
-    assert not orphan.exists() and not tmp_file.exists()
-    assert young.exists() and any("x.png.tmp1234" in s for s in rep.skipped)
-    assert lib.index.sidecar_path.exists()
-    assert lib.asset_path("keep").exists() and lib.thumb_path("keep").exists()
-
-    lib.doctor(repair=True, grace_seconds=0)
-    assert not young.exists()
-    lib.thumb_path("keep").unlink()
-    rep = lib.doctor()
-    assert [n for n, _ in rep.missing_thumbnails] == ["keep"] and "thumbnail" in str(rep)
-    lib.thumb_path("keep").write_bytes(b"x")
-    assert lib.doctor().ok
-
-
 # -- concurrency ---------------------------------------------------------------------------------
 def _worker(home: str, proc: int, n: int, tmp: str) -> None:
     lib = Library(Path(home))
@@ -668,27 +598,6 @@ def test_record_render_only_for_the_row_read_at_the_start(lib, tmp_path):
     with pytest.raises(MotionNotFound):
         lib.record_render("waves", prompt="replaced", output_path="c.mp4", motion_id=row.id)
     assert [r.prompt for r in lib.renders()] == ["kept"]
-
-
-def test_doctor_asks_the_caller_to_check_each_file(lib, tmp_path):
-    """The store never reads asset files: ``check_content`` says True (hash ok), False (no hash) or raises."""
-    from motionlib.errors import MotionlibError
-
-    for name, seed in (("good", 1), ("old", 2), ("bad", 3)):
-        add(lib, tmp_path, name, seed=seed)
-    verdicts = {lib.asset_path("good"): True, lib.asset_path("old"): False}
-
-    def check(path):
-        if path not in verdicts:
-            raise MotionlibError(f"{path}: damaged: content does not match its hash")
-        return verdicts[path]
-
-    rep = lib.doctor(check_content=check)
-    assert rep.damaged_content == [("bad", "damaged: content does not match its hash")] and rep.unverified == ["old"]
-    assert rep.needs_attention == ["motion 'bad': asset file is damaged (damaged: content does not match its hash); "
-                                   "re-learn it or remove the motion"]
-    assert any("'old'" in n for n in rep.notes()) and "note: motion 'old'" in str(rep)
-    assert lib.doctor().ok  # without a checker only the catalogue checksums are verified
 
 
 def test_descriptor_versions_migrate_on_open(tmp_path, caplog):
