@@ -300,7 +300,7 @@ LOCAL_NOTE = ("'gradient=local' rows (RoPE models only): a what-if composed from
 
 def local_rows(model_name: str, res: dict, measured_steps: int, opt_steps: int = 5) -> list[list[str]]:
     """Composition rows for gradient='local' at the paper's 50 steps (RoPE models; none for additive ρ)."""
-    from motionlib.families import rho_kind
+    from motionlib.models.spec import rho_kind
     from motionlib.guidance import guided_step_count
     from motionlib.models import known_models
 

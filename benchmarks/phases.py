@@ -52,7 +52,13 @@ def timed_phases(model, totals: dict[str, float]):
     with contextlib.ExitStack() as stack:
         for attr, name in (("encode_video", "VAE encode"), ("decode", "VAE decode"), ("encode_prompt", "text encoder")):
             stack.enter_context(mock.patch.object(model, attr, wrap(name, getattr(model, attr))))
-        stack.enter_context(mock.patch.object(learn_mod, "forward", wrap("reference pass", learn_mod.forward)))
+        real_reference = learn_mod.reference_motion
+
+        def reference_motion(*a, **kw):  # time the reference's transformer pass, not its VAE encode
+            with mock.patch.object(model.family, "forward", wrap("reference pass", model.family.forward)):
+                return real_reference(*a, **kw)
+
+        stack.enter_context(mock.patch.object(learn_mod, "reference_motion", reference_motion))
         stack.enter_context(mock.patch.object(guidance_mod.Guidance, "__call__",
                                               wrap("guided steps (ρ optimisation)", guidance_mod.Guidance.__call__)))
         stack.enter_context(mock.patch.object(sampling_mod, "predict", wrap("denoising forwards (CFG)", sampling_mod.predict)))
@@ -65,7 +71,7 @@ LOCAL_REUSE = "learn, gradient=local, reuse"
 def profile(model, steps: int, **overrides) -> dict[str, dict]:
     """{case: {"seconds", "peak", "phases": {phase: seconds}}} for one run of each case (`overrides`:
     guidance parameters of the learn cases, e.g. opt_steps=5)."""
-    from motionlib.families import rho_kind
+    from motionlib.models.spec import rho_kind
     from motionlib.learn import learn
     from motionlib.sampling import generate
 
