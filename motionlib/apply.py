@@ -72,13 +72,14 @@ def check_strength(strength) -> None:
         raise ParameterError(f"strength must be a finite number >= 0, got {strength!r}")
 
 
-def warn_other_weights(model, asset, name: str | None = None) -> None:
-    """Warn (``OtherWeights``) when `asset` was learnt with weights other than `model`'s."""
+def warn_other_weights(model, asset, name: str | None = None, stacklevel: int = 3) -> None:
+    """Warn (``OtherWeights``) when `asset` was learnt with weights other than `model`'s (the warning
+    points `stacklevel` frames up: apply's caller by default)."""
     if asset.weights is None:
         return
     msg = mismatch(asset.weights, fingerprint(model.transformer), model.spec.name, asset.source.get("name"), name)
     if msg:
-        warnings.warn(msg, OtherWeights, stacklevel=3)
+        warnings.warn(msg, OtherWeights, stacklevel=stacklevel)
 
 
 def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None, strength: float = 1.0,

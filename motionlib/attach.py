@@ -94,7 +94,7 @@ def _schedule_difference(learnt: dict, scheduler) -> str | None:
         return None  # not recorded: nothing to compare
     a = noise_schedule(learnt.get("name", ""), learnt["config"])
     b = noise_schedule(type(scheduler).__name__, scheduler.config)
-    for key in a.keys() | b.keys():
+    for key in [*a, *(k for k in b if k not in a)]:
         if a.get(key) != b.get(key):
             return f"{key} {a.get(key)!r} (this pipeline's scheduler: {b.get(key)!r})"
     return None
@@ -104,7 +104,7 @@ def _strict_difference(learnt: dict, scheduler) -> str | None:
     if learnt.get("name") != type(scheduler).__name__:
         return f"scheduler {learnt.get('name')} (this pipeline's: {type(scheduler).__name__})"
     mine = {k: _plain(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")}
-    theirs = {k: v for k, v in learnt.get("config", {}).items() if not k.startswith("_")}
+    theirs = {k: _plain(v) for k, v in learnt.get("config", {}).items() if not k.startswith("_")}
     for key in sorted(mine.keys() | theirs.keys()):
         if mine.get(key) != theirs.get(key):
             return f"scheduler setting {key}={theirs.get(key)!r} (this pipeline's: {mine.get(key)!r})"
@@ -150,6 +150,24 @@ def _attention_caches(transformer) -> list[str]:
         if registry is not None:
             found.update(ATTENTION_SKIPPING[n] for n in registry.hooks if n in ATTENTION_SKIPPING)
     return sorted(found)
+
+
+def _fused(transformer) -> bool:
+    """Whether attention runs on fused projections: a diffusers Fused* processor (CogVideoX's
+    ``fuse_qkv_projections``), or a module whose processor follows its ``fused_projections`` flag
+    (``AttentionModuleMixin`` modules such as Wan's; the older ``Attention`` keeps the flag set after
+    ``unfuse_qkv_projections`` restores unfused processors)."""
+    from diffusers.models.attention import AttentionModuleMixin
+
+    for m in transformer.modules():
+        proc = getattr(m, "processor", None)
+        if proc is None:
+            continue
+        if "Fused" in type(proc).__name__ or "Fused" in type(getattr(proc, "original", None)).__name__:
+            return True
+        if isinstance(m, AttentionModuleMixin) and getattr(m, "fused_projections", False):
+            return True
+    return False
 
 
 def _bound(transformer) -> list:
@@ -261,7 +279,7 @@ class Attachment:
             raise AttachError("this pipeline's transformer already carries an attached motion (another pipeline "
                               "shares it); remove that attach first")
         self._check_pipeline(p.scheduler)
-        warn_other_weights(model, a, self.name)
+        warn_other_weights(model, a, self.name, stacklevel=4)  # the caller of attach
         self._transformer = tr
         self._undo = family.bind(tr, self._source)
         self._attns = _bound(tr)
@@ -287,7 +305,7 @@ class Attachment:
     # --- checks (at attach and at every call) ------------------------------------------------------
     def _check_pipeline(self, scheduler) -> None:
         tr = self.pipe.transformer
-        if any(getattr(m, "fused_projections", False) for m in tr.modules()):
+        if _fused(tr):
             raise AttachError("the transformer's attention projections are fused (pipe.fuse_qkv_projections()); "
                               "motionlib's processors need separate queries, keys and values: call "
                               "pipe.unfuse_qkv_projections() first")
@@ -299,7 +317,7 @@ class Attachment:
         if caches and not self._warned:
             self._warned = True
             warnings.warn(f"{' and '.join(caches)} reuses attention outputs across steps, so ρ does not reach every "
-                          "attention computation: the result approximates apply's", Approximate, stacklevel=4)
+                          "attention computation: the result approximates apply's", Approximate, stacklevel=5)
         name = self.asset.scheduler.get("name", "?")
         diff = _schedule_difference(self.asset.scheduler, scheduler)
         if diff:
