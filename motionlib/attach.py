@@ -186,7 +186,7 @@ class _Call:
     controls: Controls | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Attachment:
     """A motion attached to a diffusers pipeline (what ``attach`` returns; a context manager).
 

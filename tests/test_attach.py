@@ -352,6 +352,22 @@ def test_refuses_attention_skipping_cache_with_injection(models, assets):
     assert approx.isfinite().all() and len(handle.used) == 3
 
 
+def test_refuses_faster_cache_with_injection(models, assets):
+    from diffusers import FasterCacheConfig
+
+    m, asset = models["tiny-5b"], assets["tiny-5b"]
+    pipe = make_pipe(m, copy.deepcopy(m.transformer))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # diffusers: "FasterCache is a purely experimental feature"
+        pipe.transformer.enable_cache(FasterCacheConfig(spatial_attention_block_skip_range=2, tensor_format="BFCHW",
+                                                        current_timestep_callback=lambda: pipe.current_timestep,
+                                                        attention_weight_callback=lambda _: 0.3))
+    with pytest.raises(AttachError, match="FasterCache skips attention"):
+        motionlib.attach(pipe, asset)
+    with pytest.warns(Approximate, match="FasterCache"):
+        motionlib.attach(pipe, asset, inject=False).remove()
+
+
 def test_refuses_another_noise_schedule(models, assets):
     from diffusers import CogVideoXDDIMScheduler, UniPCMultistepScheduler
 
