@@ -36,7 +36,7 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -262,12 +262,16 @@ class Attachment:
         if tr is None:
             raise AttachError(f"{type(p).__name__} has no transformer; motionlib attaches to "
                               "CogVideoXPipeline and WanPipeline")
+        if getattr(p, "transformer_2", None) is not None or getattr(p.config, "expand_timesteps", False):
+            raise AttachError("two-expert and per-token-timestep Wan 2.2 pipelines are not supported; motionlib "
+                              "attaches to Wan 2.1 and CogVideoX pipelines")
         model = self._model(torch.device("cpu"))
         family = model.family
         if not any(c.__name__ in family.pipelines for c in type(p).__mro__):
             raise AttachError(f"this motion was learnt with {a.spec.name}, a {' / '.join(family.pipelines)} model; "
                               f"a {type(p).__name__} cannot render it: attach it to a {family.pipelines[0]}")
-        vae_config = dict(getattr(p.vae, "config", None) or {})
+        vae_config = getattr(p.vae, "config", None) or {}
+        vae_config = dict(vae_config) if isinstance(vae_config, Mapping) else vars(vae_config)
         here = family.spec_from_folder(Path(type(p).__name__), {"transformer": dict(tr.config), "vae": vae_config})
         if here.embedding != a.spec.embedding:
             raise AttachError(f"this motion was learnt with {a.spec.name} ({a.spec.embedding} ρ); this pipeline's "

@@ -65,6 +65,10 @@ def register_hook(module: torch.nn.Module, hook, name: str):
     from diffusers.hooks import HookRegistry
 
     registry = HookRegistry.check_if_exists_or_initialize(module)
+    base, n = name, 1
+    while registry.get_hook(name) is not None:  # one left in place (passing through) by an earlier removal
+        n += 1
+        name = f"{base}.{n}"
     registry.register_hook(hook, name)
     installed = module.forward
 

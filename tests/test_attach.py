@@ -197,7 +197,7 @@ def test_group_offloading(level, models, assets):
 def test_model_cpu_offload_reapplied_every_call(models, assets):
     """enable_model_cpu_offload's accelerate hooks (explicit CPU device here) are removed and re-added
     after every call; attached before or after them, every call renders apply's, and removal leaves them."""
-    for name in ("tiny-5b", "tiny-wan"):
+    for name in PRESETS:
         m, asset = models[name], assets[name]
         want = apply(m, asset, PROMPT, seed=3, output="latent")
         plain = generate(m, PROMPT, seed=3, output="latent")
@@ -216,6 +216,25 @@ def test_model_cpu_offload_reapplied_every_call(models, assets):
             assert hasattr(pipe.transformer, "_hf_hook")  # offload's hook is still there
             assert torch.equal(render(pipe, m), plain) and torch.equal(render(pipe, m), plain)
             pipe.remove_all_hooks()
+
+
+def test_removal_clobbers_no_wrapper_added_since(models, assets):
+    """HookRegistry.remove_hook of a module's last hook restores the forward it saved: had attach's
+    patch-embedding hook been removed that way, an accelerate hook added over it since would be dropped.
+    Removal leaves it (and attach's hook passes through from then on)."""
+    from accelerate.hooks import ModelHook, add_hook_to_module
+
+    m, asset = models["tiny-2b"], assets["tiny-2b"]
+    tr = copy.deepcopy(m.transformer)
+    pipe = make_pipe(m, tr)
+    with motionlib.attach(pipe, asset):
+        add_hook_to_module(tr.patch_embed, ModelHook())
+        wrapped = tr.patch_embed.forward
+        assert torch.equal(render(pipe, m), apply(m, asset, PROMPT, seed=3, output="latent"))
+    assert tr.patch_embed.forward is wrapped and hasattr(tr.patch_embed, "_hf_hook")
+    assert torch.equal(render(pipe, m), generate(m, PROMPT, seed=3, output="latent"))
+    with motionlib.attach(pipe, asset):  # and attaching again works over it
+        assert torch.equal(render(pipe, m), apply(m, asset, PROMPT, seed=3, output="latent"))
 
 
 SKIPPING = {"tiny-5b": 0.7, "tiny-2b": 0.4, "tiny-wan": 0.1}  # FBC thresholds that skip on these random weights
@@ -273,8 +292,14 @@ def test_lora_through_diffusers(models, assets, tmp_path):
 
 # --- refusals: one each -----------------------------------------------------------------------------
 def test_refuses_another_pipeline_class(models, assets):
+    from diffusers import WanPipeline
+
     with pytest.raises(AttachError, match="learnt with tiny-5b, a CogVideoXPipeline model; a WanPipeline"):
         motionlib.attach(make_pipe(models["tiny-wan"]), assets["tiny-5b"])
+    wan = make_pipe(models["tiny-wan"])
+    two_experts = WanPipeline(**{**wan.components, "transformer_2": copy.deepcopy(wan.transformer)}, boundary_ratio=0.9)
+    with pytest.raises(AttachError, match="two-expert .* Wan 2.2 pipelines are not supported"):
+        motionlib.attach(two_experts, assets["tiny-wan"])
 
 
 def test_refuses_another_family(models, assets):
