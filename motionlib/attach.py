@@ -170,9 +170,17 @@ def _fused(transformer) -> bool:
     return False
 
 
-def _bound(transformer) -> list:
-    """The attention modules whose processor is a motionlib-bound one (a motion is attached)."""
-    return [m for m in transformer.modules() if getattr(getattr(m, "processor", None), "motionlib_bound", False)]
+def _bound(transformer, live: bool = False) -> list:
+    """The attention modules whose processor is a motionlib-bound one; `live`: of an attachment still on
+    (diffusers may put back a removed one's, e.g. ``unfuse_qkv_projections``; those only pass through)."""
+    out = []
+    for m in transformer.modules():
+        proc = getattr(m, "processor", None)
+        if getattr(proc, "motionlib_bound", False):
+            owner = getattr(getattr(proc, "source", None), "__self__", None)
+            if not live or getattr(owner, "attached", False):
+                out.append(m)
+    return out
 
 
 @dataclass
@@ -279,7 +287,7 @@ class Attachment:
         if _shape(here) != _shape(a.spec):
             raise AttachError(f"this motion was learnt for a transformer of {_shape(a.spec)} ({a.spec.name}); this "
                               f"pipeline's has {_shape(here)}: use the model it was learnt with")
-        if _bound(tr):
+        if _bound(tr, live=True):
             raise AttachError("this pipeline's transformer already carries an attached motion (another pipeline "
                               "shares it); remove that attach first")
         self._check_pipeline(p.scheduler)
