@@ -111,6 +111,20 @@ def test_attach_equals_apply_bit_for_bit(name, models, assets):
     assert torch.equal(render(pipe, m), plain)  # after exit: plain generation
 
 
+@pytest.mark.filterwarnings("ignore:There are modules")  # diffusers on casting Wan with .to(bfloat16)
+def test_bf16_attach_equals_apply(assets):
+    """In bfloat16 too (on the CPU), where Wan's pipeline still draws float32 noise: prepare_latents
+    gives it to the reference pass as apply's run has it."""
+    from motionlib.models import load_model
+
+    for name in PRESETS:
+        m = load_model(name, device="cpu", dtype=torch.bfloat16)
+        pipe = make_pipe(m)
+        with motionlib.attach(pipe, assets[name]):
+            got = render(pipe, m)
+        assert torch.equal(got, apply(m, assets[name], PROMPT, seed=3, output="latent")), name
+
+
 def test_handle_records_removal_restores_everything(models, assets):
     m, asset = models["tiny-2b"], assets["tiny-2b"]
     pipe = make_pipe(m)
