@@ -36,6 +36,7 @@ SECTIONS = {  # key -> module; in report order
     "team": "benchmarks.team",
     "samples": "benchmarks.samples",
     "train": "benchmarks.train",
+    "attach": "benchmarks.attach",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

@@ -18,6 +18,7 @@ from .injection import reference_kv
 from .progress import ProgressFn
 from .rho import from_stored
 from .sampling import prepare, sample
+from .transformer import Controls
 from .weights import OtherWeights, fingerprint, mismatch
 
 
@@ -26,34 +27,59 @@ def nearest_timestep(stored: list[int], t: float) -> int:
 
 
 class AssetHook:
-    """StepHook feeding a MotionAsset's ρ_t (and injection) into a render."""
+    """StepHook feeding a MotionAsset's ρ_t (and injection) into a render.
+
+    ``step_controls`` is the one rule for which steps are guided and what they get: ``apply`` runs it
+    in motionlib's loop (``__call__``), ``motionlib.attach`` inside a diffusers pipeline's own loop."""
 
     def __init__(self, asset, strength: float = 1.0, inject: bool = True):
         self.asset, self.strength, self.inject = asset, strength, inject
         self.guidance = asset.guidance  # the typed parameters it was learnt with
         self.used: list[tuple[int, int]] = []  # (render timestep, stored timestep)
 
-    def __call__(self, state) -> bool:
-        run, a, g = state.run, self.asset, self.guidance
+    @property
+    def injects(self) -> bool:
+        """Whether guided steps inject the stored reference's keys/values."""
+        return bool(self.inject and self.guidance.inject and self.guidance.inject_blocks)
+
+    def step_controls(self, run, index: int, t: torch.Tensor) -> Controls | None:
+        """The Controls of denoising step `index` (timestep `t`) of `run`: the stored ρ_t nearest in
+        timestep (scaled by `strength`) and the reference's keys/values, or None for an unguided step.
+
+        `run` needs ``steps`` and ``base``, and with injection what ``reference_kv`` reads (``model``,
+        ``scheduler``, ``init_noise``, ``cond_embeds``)."""
+        a, g = self.asset, self.guidance
         n = guided_step_count(run.steps, g.guided_fraction)
-        if state.index >= n or not a.timesteps:
-            return True
-        t_val = int(state.t)
+        if index >= n or not a.timesteps:
+            return None
+        t_val = int(t)
         stored = nearest_timestep(a.timesteps, t_val)
-        state.controls.rho = from_stored(run.base, a.rho_delta[stored], a.parametrisation, self.strength)
-        if self.inject and g.inject and g.inject_blocks:
-            state.controls.inject = reference_kv(run, a.ref_latent, state.t, g.inject_blocks)
+        controls = Controls(rho=from_stored(run.base, a.rho_delta[stored], a.parametrisation, self.strength))
+        if self.injects:
+            controls.inject = reference_kv(run, a.ref_latent, t, g.inject_blocks)
         self.used.append((t_val, stored))
+        return controls
+
+    def __call__(self, state) -> bool:
+        controls = self.step_controls(state.run, state.index, state.t)
+        if controls is not None:
+            state.controls.rho, state.controls.inject = controls.rho, controls.inject
         return True
 
 
-def warn_other_weights(model, asset, name: str | None = None) -> None:
-    """Warn (``OtherWeights``) when `asset` was learnt with weights other than `model`'s."""
+def check_strength(strength) -> None:
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):
+        raise ParameterError(f"strength must be a finite number >= 0, got {strength!r}")
+
+
+def warn_other_weights(model, asset, name: str | None = None, stacklevel: int = 3) -> None:
+    """Warn (``OtherWeights``) when `asset` was learnt with weights other than `model`'s (the warning
+    points `stacklevel` frames up: apply's caller by default)."""
     if asset.weights is None:
         return
     msg = mismatch(asset.weights, fingerprint(model.transformer), model.spec.name, asset.source.get("name"), name)
     if msg:
-        warnings.warn(msg, OtherWeights, stacklevel=3)
+        warnings.warn(msg, OtherWeights, stacklevel=stacklevel)
 
 
 def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None, strength: float = 1.0,
@@ -66,8 +92,7 @@ def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None,
     again (`name`, the motion's catalogue name, goes into that command)."""
     asset.check_compatible(model.spec)
     warn_other_weights(model, asset, name)
-    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):
-        raise ParameterError(f"strength must be a finite number >= 0, got {strength!r}")
+    check_strength(strength)
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
                   guidance_scale=guidance_scale)
     latents = sample(run, [AssetHook(asset, strength, inject)], progress=progress)

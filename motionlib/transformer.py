@@ -57,6 +57,30 @@ def install_processors(blocks, processor_cls) -> None:
             block.attn1.set_processor(processor_cls(i))
 
 
+def register_hook(module: torch.nn.Module, hook, name: str):
+    """Register a diffusers ModelHook on `module` (HookRegistry, so it composes with diffusers' offloading
+    and cache hooks); returns a function removing it (idempotent) that never clobbers a forward wrapper
+    installed over the module's since: HookRegistry.remove_hook of its last hook restores the forward it
+    saved, so when another wrapper sits outside, the hook stays (its owner makes it pass through)."""
+    from diffusers.hooks import HookRegistry
+
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    base, n = name, 1
+    while registry.get_hook(name) is not None:  # one left in place (passing through) by an earlier removal
+        n += 1
+        name = f"{base}.{n}"
+    registry.register_hook(hook, name)
+    installed = module.forward
+
+    def remove() -> None:
+        if registry.get_hook(name) is None:
+            return
+        if registry._hook_order[-1] != name or module.forward is installed:
+            registry.remove_hook(name, recurse=False)
+
+    return remove
+
+
 def record_kv_and_stop(controls: Controls, index: int, key: torch.Tensor, value: torch.Tensor):
     """End of a pass truncated inside block `index` for KV injection: keep its video keys/values."""
     if index in controls.record_kv:

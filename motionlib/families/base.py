@@ -8,7 +8,7 @@ A family converts to its own layouts inside its module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -36,6 +36,21 @@ class ModelFamily:
                 controls: "Controls", checkpointing: bool = True) -> torch.Tensor | None:
         """Model output for `latents` with ρ, capture, injection, truncation (None) and checkpointing."""
         raise NotImplementedError
+
+    # --- diffusers' own forward (motionlib.attach) ---------------------------------------------
+    def bind(self, transformer, source: Callable[[], "Controls | None"]) -> Callable[[], None]:
+        """Let diffusers' own forward of `transformer` take ρ and KV injection from ``source()``.
+
+        Each pass asks ``source()`` once per place where ρ enters; None leaves the pass exactly as
+        diffusers computes it (its own processors, its own positional embedding), a `Controls` runs
+        the same maths as ``forward`` does with it (the family's motion processors). A pass of
+        ``forward`` itself (explicit Controls) is never asked. Returns a function that undoes the
+        binding (idempotent; what others installed since is left alone)."""
+        raise NotImplementedError
+
+    def pipeline_noise(self, latents: torch.Tensor) -> torch.Tensor:
+        """The family pipeline's ``prepare_latents`` output in motionlib's layout ``[B, F', C, h, w]``."""
+        return latents
 
     # --- grid, text, codec -----------------------------------------------------------------------
     def check_spec(self, spec: "ModelSpec") -> None:

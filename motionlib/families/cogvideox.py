@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..rho import Rho, rope_rates, sincos_layout
-from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks, tile_batch
+from ..transformer import (Controls, StopForward, install_processors, record_kv_and_stop, register_hook, run_blocks,
+                           tile_batch)
 from .base import ModelFamily
 
 
@@ -112,15 +113,7 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
     rho = controls.rho
     pe = transformer.patch_embed
     if rho.embedding == "posemb":
-        saved = pe.use_positional_embeddings
-        pe.use_positional_embeddings = False  # ρ is added below instead of the module's own table
-        try:
-            tokens = pe(text_embeds, latents)
-        finally:
-            pe.use_positional_embeddings = saved
-        text_len = text_embeds.shape[1]
-        pos = rho.tensors["pos"].to(tokens.dtype)
-        tokens = torch.cat([tokens[:, :text_len], tokens[:, text_len:] + pos], dim=1)
+        tokens = embed_with_rho(pe, pe, text_embeds, latents, rho)
         rope = None
     else:
         tokens = pe(text_embeds, latents)
@@ -139,6 +132,86 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
     p = transformer.config.patch_size
     out = hidden_states.reshape(batch, frames, height // p, width // p, -1, p, p)
     return out.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+
+
+def embed_with_rho(pe, call, text_embeds: torch.Tensor, latents: torch.Tensor, rho: Rho) -> torch.Tensor:
+    """CogVideoXPatchEmbed's tokens with ρ (posemb) as the video tokens' additive embedding in place of
+    the module's own table; `call` runs the patch embedding (`pe` itself, or its forward under hooks)."""
+    saved = pe.use_positional_embeddings
+    pe.use_positional_embeddings = False  # ρ is added below instead of the module's own table
+    try:
+        tokens = call(text_embeds, latents)
+    finally:
+        pe.use_positional_embeddings = saved
+    text_len = text_embeds.shape[1]
+    pos = rho.tensors["pos"].to(tokens.dtype)
+    return torch.cat([tokens[:, :text_len], tokens[:, text_len:] + pos], dim=1)
+
+
+class BoundMotionProcessor(MotionAttnProcessor):
+    """attn1's processor while a motion is attached to a diffusers pipeline (``CogVideoX.bind``): a pass
+    with explicit Controls (motionlib's ``forward``) runs as MotionAttnProcessor; a pass of diffusers'
+    own forward asks ``source()`` and, given None, runs the processor it replaced (unchanged), else
+    MotionAttnProcessor with those Controls (ρ's RoPE tables in place of the pipeline's)."""
+
+    motionlib_bound = True
+
+    def __init__(self, index: int, source, original):
+        super().__init__(index)
+        self.source, self.original = source, original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None,
+                 image_rotary_emb=None, controls: Controls | None = None):
+        if controls is None:
+            controls = self.source()
+            if controls is None:
+                return self.original(attn, hidden_states, encoder_hidden_states, attention_mask=attention_mask,
+                                     image_rotary_emb=image_rotary_emb)
+            if controls.rho.embedding == "rope":
+                image_rotary_emb = controls.rho.rope()
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb,
+                                controls)
+
+
+POSEMB_HOOK = "motionlib_posemb"
+
+
+def _posemb_hook(source):
+    """A diffusers ModelHook for CogVideoXPatchEmbed: ρ (posemb) in place of its table when ``source()``
+    gives Controls, the module's own forward otherwise."""
+    from diffusers.hooks import ModelHook
+
+    class PosembHook(ModelHook):
+        def new_forward(self, module, text_embeds, image_embeds):
+            controls = source()
+            if controls is None or controls.rho.embedding != "posemb":
+                return self.fn_ref.original_forward(text_embeds, image_embeds)
+            return embed_with_rho(module, self.fn_ref.original_forward, text_embeds, image_embeds, controls.rho)
+
+    return PosembHook()
+
+
+def bind(transformer, source):
+    """``ModelFamily.bind`` for CogVideoX: bound processors on every attn1, and for posemb a hook on the
+    patch embedding (diffusers' HookRegistry, so it composes with offloading and cache hooks)."""
+    if getattr(transformer, "ofs_embedding", None) is not None:
+        raise ModelError("image-to-video CogVideoX variants (ofs embedding) are not supported")
+    attns = [block.attn1 for block in transformer.transformer_blocks]
+    bound = [BoundMotionProcessor(i, source, attn.processor) for i, attn in enumerate(attns)]
+    for attn, proc in zip(attns, bound):
+        attn.set_processor(proc)
+    unhook = None
+    if not transformer.config.use_rotary_positional_embeddings:
+        unhook = register_hook(transformer.patch_embed, _posemb_hook(source), POSEMB_HOOK)
+
+    def undo() -> None:
+        for attn, proc in zip(attns, bound):
+            if attn.processor is proc:
+                attn.set_processor(proc.original)
+        if unhook is not None:
+            unhook()
+
+    return undo
 
 
 def rope_tables(transformer, grid: tuple[int, int, int], device=None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
@@ -202,6 +275,9 @@ class CogVideoX(ModelFamily):
 
     def forward(self, transformer, latents, text_embeds, timestep, controls, checkpointing=True):
         return forward(transformer, latents, text_embeds, timestep, controls, checkpointing)
+
+    def bind(self, transformer, source):
+        return bind(transformer, source)
 
     def initial_noise(self, model, generator):
         from diffusers.utils.torch_utils import randn_tensor

@@ -102,6 +102,44 @@ class WanMotionProcessor:
         record_kv_and_stop(controls, self.index, key, value)
 
 
+class BoundWanProcessor(WanMotionProcessor):
+    """attn1's processor while a motion is attached to a WanPipeline (``Wan.bind``): a pass of motionlib's
+    ``forward`` (a `_Rope` carrying Controls) runs as WanMotionProcessor; a pass of diffusers' own
+    forward asks ``source()`` and, given None, runs the processor it replaced (unchanged), else
+    WanMotionProcessor with those Controls and ρ's tables in place of the pipeline's RoPE."""
+
+    motionlib_bound = True
+
+    def __init__(self, index: int, source, original):
+        super().__init__(index)
+        self.source, self.original = source, original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        if not isinstance(rotary_emb, _Rope):
+            controls = self.source()
+            if controls is None:
+                return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+            rotary_emb = _Rope(*controls.rho.rope(), controls=controls)
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+
+
+def bind(transformer, source):
+    """``ModelFamily.bind`` for Wan: bound processors on every block's attn1 (ρ enters only there)."""
+    if transformer.condition_embedder.image_embedder is not None:
+        raise ParameterError("image-to-video Wan variants are not supported")
+    attns = [block.attn1 for block in transformer.blocks]
+    bound = [BoundWanProcessor(i, source, attn.processor) for i, attn in enumerate(attns)]
+    for attn, proc in zip(attns, bound):
+        attn.set_processor(proc)
+
+    def undo() -> None:
+        for attn, proc in zip(attns, bound):
+            if attn.processor is proc:
+                attn.set_processor(proc.original)
+
+    return undo
+
+
 def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
             controls: Controls, checkpointing: bool = True) -> torch.Tensor | None:
     """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass."""
@@ -188,6 +226,13 @@ class Wan(ModelFamily):
 
     def forward(self, transformer, latents, text_embeds, timestep, controls, checkpointing=True):
         return forward(transformer, latents, text_embeds, timestep, controls, checkpointing)
+
+    def bind(self, transformer, source):
+        return bind(transformer, source)
+
+    def pipeline_noise(self, latents):
+        """WanPipeline draws [B, C, F', h, w]; motionlib keeps latent frames first (a permuted view)."""
+        return latents.permute(0, 2, 1, 3, 4)
 
     def initial_noise(self, model, generator):
         from diffusers.utils.torch_utils import randn_tensor
