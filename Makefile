@@ -2,6 +2,7 @@
 #   make demo   set up (venv, CPU torch, the project), then learn -> apply -> search on the bundled
 #               shapes model and an example clip; prints where the outputs are
 #   make test   set up the same way, then run the test suite (CI's command: .ci/run calls it)
+#   make quick  the inner loop: the suite without the tests marked slow (under a minute on two cores)
 #   make lint   ruff check and mypy (motionlib/ and store/) with the venv's tools (CI runs it after the tests)
 # Re-running is fast: the install step is redone only when pyproject.toml changed.
 # VENV=… picks the virtual environment (CI uses its own); EXTRAS=… the optional extras installed.
@@ -15,7 +16,7 @@ comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.motionlib-installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo test quick lint clean-demo
 
 setup: $(STAMP)
 
@@ -37,6 +38,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest tests
+
+quick: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,6 +24,10 @@ Nothing wraps the transformer's own ``forward``: model CPU offload re-applies it
 after every call (which would strip such a wrapper) and ``HookRegistry.remove_hook`` restores the
 forward it saved (which would drop offload's). Removal (``handle.remove()``, idempotent) restores the
 processors and the pipeline methods, leaving alone anything installed over them since.
+
+One file on purpose (over 400 lines): the compatibility checks, the binding and the per-call state are one
+lifecycle (check, bind, serve each call, remove) whose pieces read and undo each other; the family-specific
+parts live in the adapters (``bind``, ``pipeline_noise``).
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ def qk():
     return q, k, F, rows, cols
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tau", [1.0, 2.0, 5.0])
 def test_soft_matches_naive_eq7(qk, tau):
     q, k, F, rows, cols = qk
@@ -89,6 +90,7 @@ def test_chunking_does_not_change_result(qk):
     torch.testing.assert_close(whole, chunked)
 
 
+@pytest.mark.slow
 def test_gradients_match_naive_through_checkpointed_chunks(qk):
     q, k, F, rows, cols = qk
     q1, k1 = q.clone().requires_grad_(), k.clone().requires_grad_()

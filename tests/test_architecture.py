@@ -9,6 +9,7 @@ function-level ones included, ``if TYPE_CHECKING:`` ones left out (they never ru
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,7 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def graph() -> dict[str, set[str]]:
     mods = modules()
     known = set(mods)

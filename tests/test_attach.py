@@ -26,6 +26,8 @@ from motionlib.sampling import generate
 
 from helpers import ROOT, noise_clip
 
+pytestmark = pytest.mark.slow  # each test learns or loads a tiny preset and runs a pipeline (the file: ~50 s)
+
 PRESETS = ("tiny-5b", "tiny-2b", "tiny-wan")
 PROMPT = "a red ball"
 

@@ -94,6 +94,7 @@ JOBS = [
 ]
 
 
+@pytest.mark.slow
 def test_two_ray_workers_render_fail_alone_and_resume(home, tmp_path, capsys, ray_cluster):
     from motionlib.store import Library
 
@@ -126,6 +127,7 @@ def test_two_ray_workers_render_fail_alone_and_resume(home, tmp_path, capsys, ra
         assert len(lib.renders("left")) == before + 4
 
 
+@pytest.mark.slow
 def test_without_ray_runs_in_process_and_says_so(home, tmp_path, capsys, monkeypatch):
     import motionlib.batch
 

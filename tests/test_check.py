@@ -64,6 +64,7 @@ def test_amf_agreement_known_answers():
     assert pair_motion(ref, low, threshold=0.5).abs().sum() == 0
 
 
+@pytest.mark.slow
 def test_learn_check_scores_and_stores(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
     monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")

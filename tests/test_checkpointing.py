@@ -26,6 +26,7 @@ def _same(a, b):
             assert torch.equal(v, b.rho_delta[t][n]), (t, n)
 
 
+@pytest.mark.slow
 def test_checkpointing_does_not_change_the_motion(tiny, monkeypatch):
     import motionlib.transformer as tr
 
@@ -57,6 +58,7 @@ def test_resolve_named_settings_and_auto_by_free_memory(tiny, monkeypatch):
     assert ckpt.resolve("auto", tiny, (1,)) is True  # unknown memory: the safe choice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cogvideox-5b", "cogvideox-2b"])
 def test_the_estimate_bounds_the_activations_measured_on_a_gpu(name):
     """activation_bytes >= (peak without - peak with checkpointing) of learn, as recorded on an H200
@@ -70,6 +72,7 @@ def test_the_estimate_bounds_the_activations_measured_on_a_gpu(name):
     assert measured <= estimate <= 1.3 * measured  # an upper bound, not a wild one
 
 
+@pytest.mark.slow
 def test_cuda_out_of_memory_without_checkpointing_retries_with_it(tiny, monkeypatch):
     import motionlib.guidance as guidance_mod
 
@@ -101,6 +104,7 @@ def test_out_of_memory_with_checkpointing_on_is_raised(tiny, monkeypatch):
         learn(tiny, _video(tiny.spec), checkpointing="on", **KW)
 
 
+@pytest.mark.slow
 def test_learn_rejects_an_unknown_setting(tiny):
     with pytest.raises(ValueError, match="checkpointing must be one of auto, on, off"):
         learn(tiny, _video(tiny.spec), checkpointing="sometimes", **KW)

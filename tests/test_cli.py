@@ -16,6 +16,7 @@ from motionlib.cli.main import main
 from helpers import LEFT, RIGHT, cli, cli_json
 
 
+@pytest.mark.slow
 def test_whole_flow(home, capsys, tmp_path):
     learnt = cli_json(capsys, "learn", str(LEFT), "--name", "left", "--tag", "demo")
     assert learnt["name"] == "left" and learnt["model"] == "tiny-5b"
@@ -76,6 +77,7 @@ def test_whole_flow(home, capsys, tmp_path):
     (["apply", "ghost", "a cat", "-o", "out.avi"], ".mp4 or .gif"),
     (["generate", "a cat", "-o", "out.txt"], ".mp4 or .gif"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(home, capsys, tmp_path, args, message):
     (tmp_path / "notvideo.mp4").write_text("hello, I am text")
     (tmp_path / "empty.mp4").write_bytes(b"")
@@ -87,6 +89,7 @@ def test_bad_input_is_one_clear_line(home, capsys, tmp_path, args, message):
     assert err.strip().splitlines()[-1].startswith("Error:")
 
 
+@pytest.mark.slow
 def test_duplicate_name_needs_force(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "m")
     code, _, err = cli(capsys, "learn", str(RIGHT), "--name", "m")
@@ -96,12 +99,14 @@ def test_duplicate_name_needs_force(home, capsys):
     assert len(cli_json(capsys, "list")) == 1
 
 
+@pytest.mark.slow
 def test_apply_refuses_other_model_family(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "m")
     code, _, err = cli(capsys, "apply", "m", "x", "--model", "tiny-2b")
     assert code == 1 and "rope" in err and "posemb" in err
 
 
+@pytest.mark.slow
 def test_corrupt_blob_is_named(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "m")
     blob = next((home / "blobs").rglob("*.safetensors"))
@@ -121,6 +126,7 @@ def test_verbose_shows_traceback(home, capsys):
         main(["--verbose", "apply", "ghost", "x"])
 
 
+@pytest.mark.slow
 def test_crash_between_blob_and_row_leaves_nothing_visible(home, capsys, monkeypatch):
     from motionlib.store import Library
 
@@ -155,6 +161,7 @@ def wait_for(path: Path, marker: str, proc, timeout: float = 180) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_dash_9_mid_learn_leaves_no_partial_motion(home, tmp_path, capsys):
     env = {**os.environ, "MOTIONLIB_HOME": str(home), "MOTIONLIB_MODEL": "tiny-5b"}
     kept = cli_json(capsys, "learn", str(RIGHT), "--name", "kept")  # learnt before: its blob must survive
@@ -181,6 +188,7 @@ def test_kill_dash_9_mid_learn_leaves_no_partial_motion(home, tmp_path, capsys):
     assert kept["bytes"] == (tmp_path / "k.safetensors").stat().st_size  # the blob verifies, whole
 
 
+@pytest.mark.slow
 def test_two_concurrent_learns_both_land(home):
     env = {**os.environ, "MOTIONLIB_HOME": str(home), "MOTIONLIB_MODEL": "tiny-5b"}
     procs = [subprocess.Popen(_motionlib("-q", "learn", str(clip), "--name", name, env=env), env=env,
@@ -193,6 +201,7 @@ def test_two_concurrent_learns_both_land(home):
     assert sorted(r["name"] for r in json.loads(listed.stdout)) == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_console_script_help():
     exe = shutil.which("motionlib", path=os.path.dirname(sys.executable))
     if exe is None:
@@ -201,6 +210,7 @@ def test_console_script_help():
     assert out.returncode == 0 and "--name" in out.stdout and "Learn the motion" in out.stdout
 
 
+@pytest.mark.slow
 def test_learn_with_shift_parametrisation_makes_a_smaller_motion(home, capsys):
     table = cli_json(capsys, "learn", str(LEFT), "--name", "t")
     shift = cli_json(capsys, "learn", str(LEFT), "--name", "s", "--parametrisation", "shift")

@@ -20,6 +20,7 @@ def template(tmp_path_factory, learnt):
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.mark.slow
 @given(case=invocations())
 def test_cli_fuzz(case, template):
     kind, argv = case

@@ -114,6 +114,7 @@ def test_time_profile_matters():
     assert cos(s, bf13) < 0.5
 
 
+@pytest.mark.slow
 def test_one_version_and_the_store_gets_it_without_torch():
     from motionlib import store
 

@@ -9,6 +9,7 @@ import torch
 from helpers import tmp_copy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,params,rope", [("cogvideox-5b", 5.570e9, True), ("cogvideox-2b", 1.694e9, False)])
 def test_architecture_model_is_the_real_size(name, params, rope):
     from motionlib.models.architecture import architecture_model
@@ -21,6 +22,7 @@ def test_architecture_model_is_the_real_size(name, params, rope):
     assert sum(p.numel() for p in m.vae.parameters()) > 2e8  # the real VAE config (~216 M)
 
 
+@pytest.mark.slow
 def test_model_bench_pairs_on_a_tiny_model(tiny5b):
     from benchmarks.gpu import ModelBench
 
@@ -35,6 +37,7 @@ def test_model_bench_pairs_on_a_tiny_model(tiny5b):
     assert not bench.failed
 
 
+@pytest.mark.slow
 def test_measure_records_every_step_and_round_trips(tmp_path, tiny5b, tiny2b):
     """The device run's loop on a CPU: tiny models for the two architectures, a small AMF grid;
     the record written after each step loads back as the section `python -m benchmarks` shows."""
@@ -63,6 +66,7 @@ def test_measure_records_every_step_and_round_trips(tmp_path, tiny5b, tiny2b):
     assert loaded.headline.startswith("recorded 2026-01-01 00:00 UTC on cpu")
 
 
+@pytest.mark.slow
 def test_a_budget_stops_further_pairs(tiny5b):
     from benchmarks import gpu
 
@@ -71,6 +75,7 @@ def test_a_budget_stops_further_pairs(tiny5b):
     assert all("n=1" in v for _, _, v in sec.tables[0][1])  # the first pair always runs, no more
 
 
+@pytest.mark.slow
 def test_section_without_a_gpu_reports_the_record_or_says_not_measured(monkeypatch, tmp_path):
     from benchmarks import gpu
     from benchmarks.common import Config, Section
@@ -104,6 +109,7 @@ def test_composed_costs_scale_guided_and_cfg_steps():
     assert learn == 1.5 + 10 * 8.0 + 9 * 2.0 and official == 5.0 + 10 * 12.0 + 50 * 2.0
 
 
+@pytest.mark.slow
 def test_phases_profile_on_a_tiny_model(tiny5b):
     from benchmarks.phases import profile, table
 
@@ -126,6 +132,7 @@ def test_the_committed_gpu_records_load(tmp_path):
     assert [h[1] for h, _ in sec.tables][-2:] == ["case (one run each)", "denoising steps"]
 
 
+@pytest.mark.slow
 def test_the_gpu_section_says_the_card_table_is_estimated_until_measured(monkeypatch, tmp_path):
     from benchmarks import gpu
     from benchmarks.common import Section
@@ -150,6 +157,7 @@ def test_phases_on_a_cpu_will_not_overwrite_the_gpu_record(monkeypatch, tmp_path
     assert e.value.code == 2 and record.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_only_some_sections_prints_and_leaves_the_report_alone(monkeypatch, capsys, tmp_path):
     from benchmarks import __main__ as bench
     from benchmarks import gpu
@@ -169,6 +177,7 @@ def test_only_some_sections_prints_and_leaves_the_report_alone(monkeypatch, caps
     assert (report.read_bytes(), record.read_bytes()) == before and not (tmp_path / "amf_memory.png").exists()
 
 
+@pytest.mark.slow
 def test_wan_architecture_is_the_real_size_and_its_bench_runs_on_tiny_wan(tmp_path):
     """Wan2.1-1.3B from its real config (1.42 B transformer parameters, 21x30x52 tokens at 81x480x832),
     counted on the meta device; the device run's loop (pairs, AMF probe, record) on tiny-wan."""
@@ -301,6 +310,7 @@ def test_update_drops_what_earlier_notes_said_of_the_sections_it_re_measures():
                    "Section 9 re-measured by `c` on d3.", ""]
 
 
+@pytest.mark.slow
 def test_phases_skip_local_gradient_for_additive_rho_and_compose_a_recorded_reuse_case(tiny2b):
     """The local/reuse case runs only where it applies; a record that has it gets measured-phase rows."""
     from benchmarks.gpu import phase_tables

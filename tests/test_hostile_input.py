@@ -39,6 +39,7 @@ def _shown(text):
     return printable(text), repr(text)[1:-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", HOSTILE)
 def test_motion_names_print_as_typed(lib, learnt, capsys, text):
     cli_json(capsys, "import", str(learnt), "--name", "left")
@@ -53,6 +54,7 @@ def test_motion_names_print_as_typed(lib, learnt, capsys, text):
     _one_clear_line(code, err, *_shown(text))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", HOSTILE + ["[/x]\x1b[2J", "[red]x"])
 def test_tags_print_as_typed_or_are_refused_by_name(lib, learnt, capsys, text):
     cli_json(capsys, "import", str(learnt), "--name", "left")
@@ -83,6 +85,7 @@ def test_names_with_brackets_are_named_exactly(lib, capsys):
     _one_clear_line(code, err, "'a[b]'")  # used to say the name 'a' contains '[]'
 
 
+@pytest.mark.slow
 def test_prompts_with_markup_render_and_print(lib, learnt, capsys, tmp_path):
     cli_json(capsys, "import", str(learnt), "--name", "left")
     prompt = "[bold]a red[/x] ball \\ [link=file:///etc/passwd]x[/link]"
@@ -124,6 +127,7 @@ def test_a_copy_of_a_file_with_brackets_in_its_name_imports(lib, capsys, learnt,
     (["apply", "left", "x", "--strength", "nan"], "--strength"),
     (["apply", "left", "x", "--strength", "1e300"], "--strength"),
 ])
+@pytest.mark.slow
 def test_absurd_numbers_are_refused_before_a_model_loads(lib, learnt, capsys, monkeypatch, args, names):
     cli_json(capsys, "import", str(learnt), "--name", "left")
     import motionlib.models
@@ -149,6 +153,7 @@ LONG = "a" * 300
     ["search", LONG + ".mp4"],
     ["generate", "x", "-o", "clip.txt/out.mp4", "--steps", "1"],  # a path through a file
 ], ids=["generate", "apply", "transfer", "export", "learn", "import", "search", "through-a-file"])
+@pytest.mark.slow
 def test_impossible_paths_are_one_line_errors(lib, learnt, capsys, tmp_path, monkeypatch, args):
     """Found by the CLI fuzzer: a 300-byte file name ended in 'Internal error: OSError'."""
     import shutil

@@ -2,11 +2,14 @@
 catalogue unchanged, or imports bit-identical content. Never a traceback. The benchmark section
 `reliability` runs the same fuzzer longer (python -m benchmarks --only reliability)."""
 
+import pytest
+
 from benchmarks.reliability import OUTCOMES, fuzz
 
 MUTANTS = 250
 
 
+@pytest.mark.slow
 def test_fuzzed_import_never_accepts_damage_nor_shows_a_traceback(tmp_path):
     res = fuzz(MUTANTS, seed=19, workdir=tmp_path)
     assert res.total == MUTANTS

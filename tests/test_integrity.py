@@ -322,6 +322,7 @@ def full_disk(monkeypatch):
     return start
 
 
+@pytest.mark.slow
 def test_full_disk_learn_import_export(home, capsys, tmp_path, good_bytes, full_disk):
     cli_json(capsys, "import", str(_write(tmp_path / "ok.safetensors", good_bytes)), "--name", "ok")
     before = _state(home)
@@ -346,6 +347,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_really_full_filesystem(tmp_path, monkeypatch, capsys, good_bytes):
     """The same on a real full filesystem (a small tmpfs; skipped where mounting is not allowed)."""
     disk = tmp_path / "disk"
@@ -380,6 +382,7 @@ def test_really_full_filesystem(tmp_path, monkeypatch, capsys, good_bytes):
 
 
 # --- learn that diverges --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_learn_that_diverges_stops_naming_the_step_and_stores_nothing(home, capsys, monkeypatch):
     import motionlib.guidance as guidance
 
@@ -410,6 +413,7 @@ def test_rho_beyond_float16_is_a_divergence(tiny5b, monkeypatch):
 
 
 # --- renders survive catalogue changes ------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [["rm", "left"], ["rename", "left", "moved"]])
 def test_apply_survives_the_motion_changing_while_it_renders(home, capsys, tmp_path, change):
     """Two processes: an apply that holds at the start of its render (a file tells the test), and

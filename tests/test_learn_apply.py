@@ -28,6 +28,7 @@ def learnt(tiny5b, tiny2b):
     return out
 
 
+@pytest.mark.slow
 def test_plain_generation_matches_diffusers_pipeline(tiny):
     from diffusers import CogVideoXPipeline
 
@@ -43,6 +44,7 @@ def test_plain_generation_matches_diffusers_pipeline(tiny):
     assert torch.equal(got, want)
 
 
+@pytest.mark.slow
 def test_identity_asset_reproduces_plain_generation_exactly(learnt):
     for m, asset, _ in learnt.values():
         ident = MotionAsset(**{**asset.__dict__, "rho_delta": {t: {n: torch.zeros_like(v) for n, v in d.items()}
@@ -52,6 +54,7 @@ def test_identity_asset_reproduces_plain_generation_exactly(learnt):
         assert torch.equal(plain, same), m.spec.name
 
 
+@pytest.mark.slow
 def test_learnt_asset_changes_output_and_strength_scales_it(learnt):
     for m, asset, _ in learnt.values():
         plain = generate(m, "a blue cube", seed=5, output="latent")
@@ -129,6 +132,7 @@ def test_apply_refuses_other_family_or_grid(learnt, tiny5b):
         asset5b.check_compatible(other)
 
 
+@pytest.mark.slow
 def test_asset_round_trip(learnt, tmp_path):
     for m, asset, _ in learnt.values():
         path = asset.save(tmp_path / f"{m.spec.name}.safetensors")
@@ -234,6 +238,7 @@ def test_asset_validation_bounds_every_allocation(learnt, tmp_path):
             MotionAsset.load(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_fp16_learn_gets_nonzero_updates():
     """fp16 models (CogVideoX-2B on CUDA) scale the loss so ρ still moves; here on the CPU in fp16."""
     from motionlib.models import load_model
@@ -243,6 +248,7 @@ def test_fp16_learn_gets_nonzero_updates():
     assert all(torch.isfinite(d["pos"]).all() and d["pos"].abs().max() > 0 for d in asset.rho_delta.values())
 
 
+@pytest.mark.slow
 def test_transfer_latent_mode(tiny5b):
     video, losses = transfer(tiny5b, noise_clip(tiny5b), "a red ball", seed=2)
     s = tiny5b.spec
@@ -253,6 +259,7 @@ def test_transfer_latent_mode(tiny5b):
     assert not torch.equal(video, plain)
 
 
+@pytest.mark.slow
 def test_learn_preview_renders_video(tiny2b):
     result = learn(tiny2b, noise_clip(tiny2b), seed=0, preview=True, opt_steps=1)
     asset, video = result.asset, result.preview

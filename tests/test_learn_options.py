@@ -96,6 +96,7 @@ def _rho_grads(model, params, *, checkpointing=True, processor=None, prefix=None
     return [v.grad.clone() for v in rho.params()], float(loss.detach())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-5b", "tiny-wan"])
 def test_local_gradient_is_the_guidance_blocks_own_rope(name, tiny5b, tinywan):
     model = tiny5b if name == "tiny-5b" else tinywan
@@ -124,6 +125,7 @@ def _perturbed_tables(model, seed):
     return tuple(v.detach() for v in _perturbed(model, seed)[1].rho().rope())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-5b", "tiny-wan"])
 def test_reuse_runs_the_blocks_before_once_under_the_first_rho(name, tiny5b, tinywan):
     """reuse: the first pass fills the cache and equals 'local'; a later pass under another ρ equals
@@ -148,6 +150,7 @@ def test_reuse_runs_the_blocks_before_once_under_the_first_rho(name, tiny5b, tin
     assert loss_fresh != loss_reused
 
 
+@pytest.mark.slow
 def test_reuse_learns_and_needs_the_local_gradient(tiny5b):
     asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, gradient="local", reuse=True).asset
     assert asset.params["reuse"] is True
@@ -156,6 +159,7 @@ def test_reuse_learns_and_needs_the_local_gradient(tiny5b):
         GuidanceParams.from_spec(tiny5b.spec, reuse=True)
 
 
+@pytest.mark.slow
 def test_local_gradient_still_lowers_the_loss_and_is_recorded(tiny5b):
     asset = learn(tiny5b, _video(tiny5b), prompt="a red disc", steps=10, gradient="local").asset
     assert asset.params["gradient"] == "local"
@@ -223,6 +227,7 @@ def test_windowed_amf_matches_the_paper_restricted_to_the_window(window, chunk):
     torch.testing.assert_close(conf, conf_all * pairs)
 
 
+@pytest.mark.slow
 def test_windowed_learn_supervises_only_the_window(tiny5b):
     params = GuidanceParams.from_spec(tiny5b.spec, amf_window=1)
     ref = reference_motion(tiny5b, _video(tiny5b), blocks=params.blocks, temperature=params.temperature)
@@ -258,6 +263,7 @@ def test_adam_step_rules():
     assert plateaued([1.0, 1.2], 0.01)  # a rise is a plateau too
 
 
+@pytest.mark.slow
 def test_step_rules_shape_the_learn(tiny5b):
     video = _video(tiny5b)
     ramp = learn(tiny5b, video, prompt="a red disc", steps=20, opt_steps=6, opt_steps_end=2).asset
@@ -273,6 +279,7 @@ def test_step_rules_shape_the_learn(tiny5b):
 
 
 
+@pytest.mark.slow
 def test_cli_learn_options_are_recorded_and_bad_ones_refused(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "fast", "--gradient", "local", "--reuse", "--amf-window", "1",
              "--opt-steps-end", "1", "--opt-tol", "0.05")
@@ -389,6 +396,7 @@ def test_the_learn_headline_reads_its_verdict_from_the_recorded_quality():
     assert '{"reuse": true}' in quality_verdict([default, rec({"reuse": True}, {"0": 0.55, "1": 0.6})])
 
 
+@pytest.mark.slow
 def test_reuse_skips_the_blocks_before_the_guidance_block_once_cached(tiny5b):
     """A filled cache really skips them (not run and thrown away): forward hooks count their calls in a
     pass without the cache and in one with it (the reference pass inside _rho_grads is the same in both)."""

@@ -33,6 +33,7 @@ def test_generation_zero_of_a_batch_is_the_one_sample_run(tiny5b):
         prepare(tiny5b, "x", samples=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["tiny-5b", "tiny-2b"])
 def test_batched_loss_is_the_mean_of_the_single_runs(family, tiny5b, tiny2b):
     """Eq. (8) on N generations in one batched pass == the mean of N one-generation passes (with KV
@@ -53,6 +54,7 @@ def test_batched_loss_is_the_mean_of_the_single_runs(family, tiny5b, tiny2b):
     assert float(singles[0]) != pytest.approx(float(singles[1]), rel=1e-3)  # the two really differ
 
 
+@pytest.mark.slow
 def test_one_batched_forward_per_adam_step(tiny5b, monkeypatch):
     calls = []
     real = tiny5b.family.forward
@@ -68,6 +70,7 @@ def test_one_batched_forward_per_adam_step(tiny5b, monkeypatch):
     assert calls == [3] * (n_guided * KW["opt_steps"])
 
 
+@pytest.mark.slow
 def test_asset_records_samples_prompts_and_seeds(tiny5b, tmp_path):
     result = learn(tiny5b, noise_clip(tiny5b), seed=4, samples=2, prompts=["a red ball", "a blue ball", "a cat"], **KW)
     assert isinstance(result, LearnResult) and result.preview is None
@@ -77,6 +80,7 @@ def test_asset_records_samples_prompts_and_seeds(tiny5b, tmp_path):
     assert back.params["prompts"] == ["a red ball", "a blue ball"] and back.params["seeds"] == [4, 5]
 
 
+@pytest.mark.slow
 def test_transfer_ignores_samples(tiny5b):
     from motionlib.learn import transfer
 
@@ -170,6 +174,7 @@ def test_roughness_is_zero_for_a_per_frame_field_and_matches_a_naive_sum(tiny5b)
     assert float(free.roughness().detach()) == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_learn_with_regularisers_and_apply(tiny5b):
     from motionlib.apply import apply
 
@@ -183,6 +188,7 @@ def test_learn_with_regularisers_and_apply(tiny5b):
 
 
 # --- progress -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_learn_reports_why_it_stopped_early(tiny5b):
     from rich.console import Console
 
@@ -215,6 +221,7 @@ def test_parse_prompts(tmp_path):
         parse_prompts(" , ")
 
 
+@pytest.mark.slow
 def test_cli_learn_samples_and_prompts(tmp_path, monkeypatch, capsys):
     from motionlib.cli.main import main
 

@@ -28,6 +28,7 @@ def test_weights_are_the_real_parameter_counts(real5b):
     assert w.block * 42 == pytest.approx(w.blocks, rel=1e-6) and w.blocks < w.transformer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job", memory.JOBS)
 def test_auto_takes_the_fastest_setting_that_fits(real5b, job):
     peaks = memory.plan(real5b, job, free=None, device=CUDA).peaks
@@ -86,6 +87,7 @@ def test_a_measured_table_replaces_the_estimates_and_orders_by_time(real5b, tmp_
     assert Setting("model", False) in p.measured and p.peaks[Setting("model", False)] > 1e15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job,recorded", [("generate", "generate"), ("apply", "apply"), ("learn", "learn")])
 def test_estimates_stay_above_what_was_measured(job, recorded):
     """The estimate above the weights >= the peak above the weights recorded on an H200
@@ -130,6 +132,7 @@ def _tracked(model, monkeypatch):
     ("sequential", [("device", "cpu", "streamed"), ("cpu", "cpu", "streamed"), ("cpu", "device", "streamed")]),
     ("none", [("device", "device", "device")] * 3),
 ])
+@pytest.mark.slow
 def test_offload_keeps_components_off_the_device_between_uses(level, after, monkeypatch):
     from motionlib.models import load_model
     from motionlib.sampling import prepare, sample
@@ -152,6 +155,7 @@ def test_offload_keeps_components_off_the_device_between_uses(level, after, monk
     assert seen == after
 
 
+@pytest.mark.slow
 def test_sequential_offload_streams_copies_and_never_moves_the_block_weights(monkeypatch):
     from motionlib.learn import learn
     from motionlib.memory import blocks_of
@@ -254,6 +258,7 @@ def test_cli_memory_options_reach_load_model(argv, env, want, monkeypatch, tmp_p
     assert (got["job"], got["offload"], got["vae_tiling"]) == want
 
 
+@pytest.mark.slow
 def test_cli_apply_passes_the_options_with_the_asset_geometry(monkeypatch, tmp_path, capsys):
     import motionlib.models as models
     from tests.test_cli import LEFT, cli
@@ -281,6 +286,7 @@ def test_cli_rejects_an_unknown_memory_setting(flag, monkeypatch, tmp_path, caps
 
 
 # --- the GPU memory table's code path, on a CPU ---------------------------------------------------
+@pytest.mark.slow
 def test_memory_table_measures_every_job_and_setting_on_tiny_models(tmp_path):
     from benchmarks import gpu_memory
     from motionlib.models import load_model
@@ -305,6 +311,7 @@ def test_memory_table_measures_every_job_and_setting_on_tiny_models(tmp_path):
     assert gpu_memory.measure_table(["tiny-5b"], build, steps=1, budget_s=0.0) == {"models": {}, "incomplete": True}
 
 
+@pytest.mark.slow
 def test_card_table_marks_estimates():
     from benchmarks import gpu_memory
 
@@ -315,6 +322,7 @@ def test_card_table_marks_estimates():
     assert rows[0][4] == "none (text encoder freed), tiled: 21.6 GB"
 
 
+@pytest.mark.slow
 def test_docs_memory_card_table_is_what_auto_picks():
     """docs/memory.md's table of what `auto` picks per card is what the code picks (and says whether measured)."""
     from pathlib import Path
@@ -346,6 +354,7 @@ def test_align_tiles_leaves_real_cogvideox_tiles_and_aligns_tiny_ones():
         assert stride % 4 == 0 and int(tile // 4 * f) == tile // 4 - stride // 4  # whole latent pixels per tile
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", [["--vae-tiling", "on"], ["--offload", "model"]])
 def test_learn_with_memory_options_on_tiny_5b(option, monkeypatch, tmp_path, capsys):
     """Used to stop with "size of tensor a (25) must match ... (24)": the tiled encode of the reference."""
@@ -358,6 +367,7 @@ def test_learn_with_memory_options_on_tiny_5b(option, monkeypatch, tmp_path, cap
     assert got["name"] == "a"
 
 
+@pytest.mark.slow
 def test_tiled_encode_has_the_untiled_latent_shape(tiny5b):
     from motionlib.offload import place
 

@@ -31,6 +31,7 @@ def test_diffusers_version_guard():
     check_diffusers()  # the installed one is in range
 
 
+@pytest.mark.slow
 def test_from_pretrained_local_folder(tiny5b, tmp_path):
     """The real loading path (CogVideoXPipeline.from_pretrained) on a saved tiny pipeline."""
     from diffusers import CogVideoXPipeline
@@ -48,6 +49,7 @@ def test_from_pretrained_local_folder(tiny5b, tmp_path):
     assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_offload_and_tiling_options():
     """The Python API's options (where components live after each phase: tests/test_memory_options.py)."""
     m = load_model("tiny-2b", device="cpu", offload=True, vae_tiling=True)

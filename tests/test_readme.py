@@ -3,10 +3,13 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_python_api_example_runs(tmp_path, monkeypatch):
     block = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     monkeypatch.chdir(tmp_path)

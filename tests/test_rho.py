@@ -102,6 +102,7 @@ def test_learn_with_shift_stores_small_position_offsets(tiny5b, shift_asset):
     assert all(steps[-1] < steps[0] for steps in a.losses)
 
 
+@pytest.mark.slow
 def test_shift_asset_round_trip_and_apply(tiny5b, shift_asset, tmp_path):
     path = shift_asset.save(tmp_path / "m.safetensors")
     meta = inspect(path)
@@ -117,6 +118,7 @@ def test_shift_asset_round_trip_and_apply(tiny5b, shift_asset, tmp_path):
     assert not torch.allclose(moved, plain)
 
 
+@pytest.mark.slow
 def test_sincos_learn_with_shift(tiny2b, tmp_path):
     g = torch.Generator().manual_seed(0)
     s = tiny2b.spec
@@ -174,6 +176,7 @@ def test_shared_shift_moves_query_and_key_alike(tiny5b):
     assert all(torch.equal(p.rho().tensors[k], base.tensors[k]) for k in base.tensors)  # zero: the base
 
 
+@pytest.mark.slow
 def test_learn_with_shared_shift_stores_one_offset_per_token(tiny5b, tmp_path):
     asset = learn(tiny5b, noise_clip(tiny5b), seed=1, parametrisation="shared-shift").asset
     frames, rows, cols = tiny5b.spec.grid

@@ -32,6 +32,7 @@ def nothing_stored(home: Path) -> bool:
     return not names and not blobs
 
 
+@pytest.mark.slow
 @needs_shapes
 def test_mixed_model_catalogue(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "left5b", "--model", "tiny-5b")
@@ -54,6 +55,7 @@ def test_mixed_model_catalogue(home, capsys):
     assert [h["name"] for h in cli_json(capsys, "search", "--like", "sleft", "--model", "tiny-5b")] == ["left5b"]
 
 
+@pytest.mark.slow
 def test_search_a_still_clip_says_no_motion(home, capsys, tmp_path):
     cli_json(capsys, "learn", str(LEFT), "--name", "left")
     still = still_clip(tmp_path / "still.mp4")
@@ -63,6 +65,7 @@ def test_search_a_still_clip_says_no_motion(home, capsys, tmp_path):
     assert cli_json(capsys, "list")[0]["name"] == "left" and len(cli_json(capsys, "list")) == 1
 
 
+@pytest.mark.slow
 def test_search_a_clip_too_short(home, capsys, tmp_path):
     cli_json(capsys, "learn", str(LEFT), "--name", "left")
     one = still_clip(tmp_path / "one.mp4", frames=1)
@@ -75,6 +78,7 @@ def test_search_a_clip_too_short(home, capsys, tmp_path):
     assert cli_json(capsys, "search", str(short))[0]["name"] == "left"
 
 
+@pytest.mark.slow
 def test_learn_a_still_clip_warns_and_stores_it_unsearchable(home, capsys, tmp_path):
     still = still_clip(tmp_path / "still.mp4")
     code, out, err = cli(capsys, "-q", "learn", str(still), "--name", "still")
@@ -105,6 +109,7 @@ def test_impossible_input_is_refused_before_any_work(home, capsys, tmp_path, arg
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob("*.gif"))
 
 
+@pytest.mark.slow
 def test_apply_steps_below_one_renders_nothing(home, capsys, tmp_path):
     cli_json(capsys, "learn", str(LEFT), "--name", "m")
     code, _, err = cli(capsys, "apply", "m", "a cat", "--steps", "-1", "-o", str(tmp_path / "out.mp4"))
@@ -112,6 +117,7 @@ def test_apply_steps_below_one_renders_nothing(home, capsys, tmp_path):
     assert not (tmp_path / "out.mp4").exists() and cli_json(capsys, "show", "m")["renders"] == []
 
 
+@pytest.mark.slow
 def test_old_descriptors_are_redescribed_on_open(home, capsys):
     cli_json(capsys, "learn", str(LEFT), "--name", "left")
     cli_json(capsys, "learn", str(RIGHT), "--name", "right")

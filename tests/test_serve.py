@@ -68,6 +68,7 @@ def cli_json(capsys, monkeypatch, home, *args):
 
 
 # --- pages ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_gallery_shows_every_motion_as_a_card(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -159,6 +160,7 @@ def test_more_like_this(client):
 
 
 # --- JSON mirrors the CLI's --json -------------------------------------------------------------------
+@pytest.mark.slow
 def test_json_routes_mirror_the_cli(client, library, capsys, monkeypatch):
     home = library.home
     assert client.get("/api/motions").json() == cli_json(capsys, monkeypatch, home, "list")
@@ -210,6 +212,7 @@ def test_edit_tags_and_name(writer, library):
     assert r.status_code == 409 and "already exists" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_render_runs_in_the_background_and_plays(writer, library):
     page = writer.get("/render?motion=left")
     assert page.status_code == 200 and '<option value="left" selected>' in page.text
@@ -462,6 +465,7 @@ def live_server(library, tiny5b):
 LOADED = "return arguments[0].complete && arguments[0].naturalWidth > 0"
 
 
+@pytest.mark.slow
 def test_real_browser_gallery_and_search(live_server, browser, tmp_path):
     import os
     import shutil
@@ -504,6 +508,7 @@ def test_real_browser_gallery_and_search(live_server, browser, tmp_path):
         shutil.copytree(tmp_path, keep, dirs_exist_ok=True)
 
 
+@pytest.mark.slow
 def test_real_browser_render_progress_then_video_plays(library, tiny5b, browser, tmp_path):
     import os
     import shutil

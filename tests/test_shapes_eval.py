@@ -316,6 +316,7 @@ def test_load_eval_model_from_checkpoint(tmp_path, random_shapes):
         ev.load_eval_model(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     """`motionlib eval --random --quick` end to end, cut to 3 denoising steps and 1 Adam step; with
     --gradient local --reuse, which the z_t baseline (no local gradient) must leave out."""

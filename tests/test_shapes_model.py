@@ -270,6 +270,7 @@ def test_validation_set_is_fixed_whatever_the_seed_and_mix(monkeypatch):
     assert vals[0]["ids"] == vals[1]["ids"]
 
 
+@pytest.mark.slow
 def test_sweep_tool_runs_and_parses_overrides(capsys):
     from motionlib.demo import sweep
 
@@ -284,6 +285,7 @@ def test_sweep_tool_runs_and_parses_overrides(capsys):
     assert "optimised learn render" in out and "zero-shot, learn seed" in out and "scored 0" in out
 
 
+@pytest.mark.slow
 def test_sweep_new_knobs_and_block_table(capsys, tmp_path):
     from motionlib.demo import sweep
 

@@ -97,6 +97,7 @@ def run_probe(commands: list, heavy: tuple, cwd: Path) -> dict:
     return probe
 
 
+@pytest.mark.slow
 def test_catalogue_commands_never_import_the_engine(home, tmp_path):
     probe = run_probe(CATALOGUE_COMMANDS, HEAVY, tmp_path)
     assert probe["loaded"] == [], f"catalogue commands imported {probe['loaded']}"
@@ -104,6 +105,7 @@ def test_catalogue_commands_never_import_the_engine(home, tmp_path):
     assert (tmp_path / "exported.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_browsing_commands_do_not_even_import_numpy(home, tmp_path):
     """--help, list, show and the organising commands read rows and headers only: not even numpy (a
     tenth of a second of start-up) loads; doctor (the index check) and search may load it."""
@@ -112,6 +114,7 @@ def test_browsing_commands_do_not_even_import_numpy(home, tmp_path):
     assert "numpy" in probe["after_engine"]
 
 
+@pytest.mark.slow
 def test_commands_did_their_work(home, capsys, tmp_path):
     """The same commands in this process: the lazy paths still do everything they did."""
     shown = json.loads(cli(capsys, "show", "tag", "--json")[1])  # `tag` the motion, not the command

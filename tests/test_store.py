@@ -197,6 +197,7 @@ def test_meta_validation(lib, tmp_path):
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "a\\b", "", "x" * 65, ".", "..", ".hidden", "-x", "a b",
                                  "naïve", "a\x00b"])
+@pytest.mark.slow
 def test_invalid_names(lib, tmp_path, bad):
     with pytest.raises(InvalidName) as e:
         lib.add_motion(bad, asset_file=asset_file(tmp_path, b"x"), meta=meta(), descriptor=vec(0))
@@ -330,6 +331,7 @@ def fill(lib, tmp_path, n, start=0):
         add(lib, tmp_path, f"m{i:02d}", seed=i, model_name="tiny-5b" if i % 3 else "tiny-2b")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flat_max", [10_000, 8])
 def test_search_equals_exact_search(lib, tmp_path, flat_max):
     lib.index.flat_max = flat_max
@@ -350,6 +352,7 @@ def test_search_equals_exact_search(lib, tmp_path, flat_max):
     assert_same(lib.search(q, k=3, exclude=["m00", "m01", "m02"]), exact_top(lib, q, 3, exclude={"m00", "m01", "m02"}))
 
 
+@pytest.mark.slow
 def test_approximate_index_reflects_remove_and_rename(lib, tmp_path):
     lib.index.flat_max = 8
     lib.index.k_factor = 1  # few candidates: the fast scan really chooses them
@@ -385,6 +388,7 @@ def test_approximate_index_reflects_remove_and_rename(lib, tmp_path):
     assert lib.index.kind == "flat" and len(lib.index) == 8
 
 
+@pytest.mark.slow
 def test_index_grows_from_exact_to_approximate_and_refits(lib, tmp_path):
     lib.index.flat_max = 16
     fill(lib, tmp_path, 16)
@@ -548,6 +552,7 @@ def _worker(home: str, proc: int, n: int, tmp: str) -> None:
     lib.close()
 
 
+@pytest.mark.slow
 def test_two_processes_add_concurrently(tmp_path):
     home = tmp_path / "shared"  # not created yet: both processes also race to migrate
     ctx = mp.get_context("spawn")

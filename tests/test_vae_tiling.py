@@ -25,6 +25,7 @@ def _tile(model) -> int:
     return min(sides) if all(sides) and hasattr(vae, "enable_tiling") else 1 << 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_tiled_encode_and_decode_have_the_untiled_shapes(model, size):
     h, w = size

@@ -91,6 +91,7 @@ def test_mp4_roundtrip_keeps_frames_and_motion(tmp_path, direction):
     assert np.polyfit(np.arange(16), c[:, 1], 1)[0] == pytest.approx(dy, abs=0.3)
 
 
+@pytest.mark.slow
 def test_same_frames_write_the_same_bytes(tmp_path):
     """Issue 25: equal frames give equal files, 10 writes (one after another and from threads at once)
     while another process loads the CPU, at a size where x264 would pick several frame threads (their

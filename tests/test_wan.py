@@ -49,6 +49,7 @@ def test_plain_generation_matches_wan_pipeline(wan):
     assert torch.equal(got.permute(0, 2, 1, 3, 4), want)  # motionlib keeps latent frames first
 
 
+@pytest.mark.slow
 def test_decode_matches_wan_pipeline_video(wan):
     s = wan.spec
     want = _pipe(wan)("a cat", num_frames=s.num_frames, height=s.height, width=s.width, num_inference_steps=2,
@@ -90,6 +91,7 @@ def test_whole_patch_shift_equals_the_neighbouring_tokens_rope(wan):
     assert all(torch.equal(zero.tensors[k], base.tensors[k]) for k in base.tensors)
 
 
+@pytest.mark.slow
 def test_identity_asset_reproduces_plain_generation_exactly(wan, learnt):
     asset, _ = learnt
     ident = MotionAsset(**{**asset.__dict__, "rho_delta": {t: {n: torch.zeros_like(v) for n, v in d.items()}
@@ -136,6 +138,7 @@ def test_checkpointing_does_not_change_the_motion(wan):
         assert all(torch.equal(v, off.rho_delta[t][n]) for n, v in on.rho_delta[t].items())
 
 
+@pytest.mark.slow
 def test_asset_round_trip_and_shift_parametrisation(wan, learnt, tmp_path):
     asset, _ = learnt
     path = asset.save(tmp_path / "m.safetensors")
@@ -195,6 +198,7 @@ def test_real_specs_and_local_folder_loads_through_wan_pipeline(wan, tmp_path):
     torch.testing.assert_close(got, generate(wan, "x", seed=1, steps=3, output="latent"), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_cli_flow_on_tiny_wan(tmp_path, monkeypatch, capsys):
     from motionlib.cli.main import main
 

@@ -88,6 +88,7 @@ def finetuned(monkeypatch):
     monkeypatch.setattr(models, "load_model", load)
 
 
+@pytest.mark.slow
 def test_learn_records_apply_warns_doctor_lists(lib, monkeypatch, capsys):
     from motionlib.models import load_model
 
@@ -108,6 +109,7 @@ def test_learn_records_apply_warns_doctor_lists(lib, monkeypatch, capsys):
     assert code == 1 and "motion 'left': learnt with other tiny-5b weights" in out, out
 
 
+@pytest.mark.slow
 def test_batch_reports_other_weights(lib, monkeypatch, capsys):
     import json
 
@@ -121,6 +123,7 @@ def test_batch_reports_other_weights(lib, monkeypatch, capsys):
     assert "learnt with other tiny-5b weights" in job["warning"]
 
 
+@pytest.mark.slow
 def test_older_motions_have_unknown_weights_and_keep_their_hashes(lib, tmp_path, capsys):
     from benchmarks.reliability import make_asset
 

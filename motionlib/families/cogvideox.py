@@ -1,10 +1,14 @@
-"""The CogVideoX family (2B: additive 3D sin-cos ρ, family "posemb"; 5B: 3D RoPE, family "rope").
+"""The CogVideoX family (2B: additive 3D sin-cos ρ, embedding "posemb"; 5B: 3D RoPE, embedding "rope").
 
 Everything motionlib needs to know about CogVideoX lives here: the base ρ and how it enters the
 transformer, a forward pass that follows ``CogVideoXTransformer3DModel.forward`` step for step
-(a test checks bit-exactness) plus ρ / capture / injection / truncation hooks, the latent noise,
-T5 text encoding and the VAE, the paper's schedulers (DDIM / DPM, dynamic CFG), and loading of
-the real weights, local folders and the tiny presets.
+(a test checks bit-exactness) plus ρ / capture / injection / truncation hooks, the binding of the same
+processors into a user's pipeline (``bind``, for motionlib.attach), the latent noise, T5 text encoding
+and the VAE, the paper's schedulers (DDIM / DPM, dynamic CFG), and loading of the real weights, local
+folders and the tiny presets.
+
+One file on purpose (over 400 lines): a model family is one adapter module (docs/architecture.md), so
+adding a family stays one file plus its specs.
 """
 
 from __future__ import annotations
