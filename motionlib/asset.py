@@ -46,6 +46,14 @@ __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
 
 
 
+def now() -> str:
+    """The time a motion is made, UTC to the second; ``$SOURCE_DATE_EPOCH`` (the reproducible-builds
+    convention) fixes it, so the same learn writes the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
+    return when.isoformat(timespec="seconds")
+
+
 @dataclass
 class MotionAsset:
     spec: ModelSpec
@@ -59,7 +67,7 @@ class MotionAsset:
     scheduler: dict  # {"name": class name, "config": {...}}
     losses: list[list[float]] = field(default_factory=list)  # per guided step, per Adam step
     source: dict = field(default_factory=dict)  # reference clip facts (name, sha256, fps, ...)
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: now())
     ref_frames: torch.Tensor | None = None  # uint8 [F', h, w, 3] previews
     weights: str | None = None  # motionlib.weights.fingerprint of the transformer it was learnt with (None: unknown)
 

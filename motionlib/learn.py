@@ -113,13 +113,23 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
                 "prompts": run.prompts, "seeds": [seed + i for i in range(run.batch)],
                 "steps": run.steps, "guidance_scale": run.guidance_scale, "use_dynamic_cfg": run.use_dynamic_cfg},
         steps=run.steps,
-        scheduler={"name": type(run.scheduler).__name__, "config": dict(run.scheduler.config)},
+        scheduler=scheduler_record(run.scheduler),
         losses=guide.losses, source=dict(source or {}), weights=fingerprint(model.transformer),
     )
     if not preview:
         return LearnResult(asset, None)
     assert latents is not None  # with a preview, guidance does not stop the loop early
     return LearnResult(asset, model.decode(latents[:1]))
+
+
+def scheduler_record(scheduler) -> dict:
+    """The scheduler as an asset stores it: class name and config, the same bytes in every process
+    (diffusers lists the config keys left at their defaults in set order, which varies with Python's
+    string-hash seed: sorted here)."""
+    config = dict(scheduler.config)
+    if isinstance(config.get("_use_default_values"), list):
+        config["_use_default_values"] = sorted(config["_use_default_values"])
+    return {"name": type(scheduler).__name__, "config": config}
 
 
 def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: int | None = None,

@@ -1,6 +1,7 @@
 """Engine on the tiny presets: diffusers parity, learn, zero-shot apply, transfer, asset file."""
 
 import json
+import os
 import struct
 
 import pytest
@@ -329,3 +330,35 @@ def test_kv_only_pass_records_what_a_full_pass_sees(tiny):
         for got, want in zip(fast[b], controls.captured[("kv", b)]):
             assert got.shape == want.shape
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_stored_scheduler_is_the_same_whatever_the_hash_seed():
+    """Found comparing `make demo` runs: diffusers lists default config keys in set order, which follows
+    PYTHONHASHSEED, so two learns of the same motion stored different bytes."""
+    import subprocess
+    import sys
+
+    code = ("import json; from motionlib.models import load_model; from motionlib.learn import scheduler_record;"
+            "print(json.dumps(scheduler_record(load_model('tiny-5b').scheduler)))")
+    outs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                           capture_output=True, text=True, check=True).stdout for seed in (1, 2, 3)}
+    assert len(outs) == 1
+
+
+@pytest.mark.slow
+def test_the_same_learn_writes_the_same_bytes_with_source_date_epoch(tmp_path, monkeypatch, capsys):
+    """Same inputs, same seed, same bytes: with $SOURCE_DATE_EPOCH fixing the creation time, two learns of
+    one clip export byte-identical motion files (without it only created_at and the header hash differ)."""
+    from helpers import LEFT, cli_json
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+    files = []
+    for i in range(2):
+        monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / f"lib{i}"))
+        cli_json(capsys, "learn", str(LEFT), "--name", "a", "--model", "tiny-5b", "--steps", "4", "--opt-steps", "1")
+        cli_json(capsys, "export", "a", str(tmp_path / f"a{i}.safetensors"))
+        files.append((tmp_path / f"a{i}.safetensors").read_bytes())
+    assert files[0] == files[1]
+    assert json.loads(cli_json(capsys, "show", "a")["created_at"][:4]) == 2026
