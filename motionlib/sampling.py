@@ -9,7 +9,6 @@ injection) before each denoising step, or end the loop.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
@@ -24,11 +23,6 @@ from .transformer import Controls
 if TYPE_CHECKING:
     from .models.base import Model
 
-
-
-def dynamic_cfg_scale(guidance_scale: float, t: float, num_steps: int) -> float:
-    """CogVideoX's dynamic CFG as diffusers/the official code compute it (from the timestep *value*)."""
-    return 1 + guidance_scale * ((1 - math.cos(math.pi * ((num_steps - t) / num_steps) ** 5.0)) / 2)
 
 
 @dataclass

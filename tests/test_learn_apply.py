@@ -13,7 +13,8 @@ from motionlib.guidance import GuidanceParams, guided_step_count, learning_rate
 from motionlib.learn import learn, reference_motion, transfer
 from motionlib.progress import DenoiseStep, OptimiseStep, ReferenceExtracted, Stopped
 from motionlib.rho import base_rho
-from motionlib.sampling import dynamic_cfg_scale, generate
+from motionlib.families.cogvideox import dynamic_cfg_scale
+from motionlib.sampling import generate
 
 from helpers import noise_clip
 

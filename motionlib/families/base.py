@@ -2,22 +2,55 @@
 
 Conventions shared by every family: latents are ``[B, F', C, h, w]`` (latent frames first), the
 video tokens are ordered frame-major then row-major, ρ is a ``motionlib.rho.Rho`` whose
-``family`` names the adapter, and the forward pass takes a ``motionlib.transformer.Controls``.
-A family converts to its own layouts inside its module.
+``embedding`` says which positional embedding it is, and the forward pass takes a
+``motionlib.transformer.Controls``. A family converts to its own layouts inside its module.
+
+The adapters sit below ``motionlib.models`` and the sampling loop (docs/architecture.md), so they see a
+model and a run through the Protocols ``ModelLike`` and ``RunLike`` (what they read of them), never
+through those modules' classes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+import string
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..models.base import Model
     from ..models.spec import ModelSpec
     from ..rho import Rho
-    from ..sampling import Run
     from ..transformer import Controls
+
+
+class ModelLike(Protocol):
+    """What an adapter reads of a ``motionlib.models.Model``: its components, where they run, its spec."""
+
+    spec: "ModelSpec"
+    tokenizer: Any
+    text_encoder: Any
+    vae: Any
+    transformer: Any
+    scheduler: Any
+    device: torch.device
+    dtype: torch.dtype
+
+    def on_device(self, module: torch.nn.Module) -> ContextManager[Any]: ...
+
+
+class RunLike(Protocol):
+    """What an adapter reads of a ``motionlib.sampling.Run``: one prepared generation."""
+
+    model: Any  # a ModelLike
+    scheduler: Any
+    embeds: torch.Tensor
+    extras: dict
+    generator: Any
+    guidance_scale: float
+    do_cfg: bool
+    use_dynamic_cfg: bool
+    steps: int
+    timesteps: Any
 
 
 class ModelFamily:
@@ -27,7 +60,7 @@ class ModelFamily:
     pipelines: tuple[str, ...] = ()  # diffusers pipeline classes whose folders this family loads
 
     # --- ρ ---------------------------------------------------------------------------------------
-    def base_rho(self, model: "Model") -> "Rho":
+    def base_rho(self, model: "ModelLike") -> "Rho":
         """The ρ a plain generation uses for the model's latent grid (diffusers' own values)."""
         raise NotImplementedError
 
@@ -68,41 +101,41 @@ class ModelFamily:
             raise ParameterError(f"{spec.name} needs height and width divisible by {step}, "
                                  f"got {spec.height}x{spec.width}")
 
-    def latent_shape(self, model: "Model") -> tuple[int, int, int, int, int]:
+    def latent_shape(self, model: "ModelLike") -> tuple[int, int, int, int, int]:
         s = model.spec
         c = self.latent_channels(model)
         return (1, s.latent_frames, c, s.height // s.spatial_compression, s.width // s.spatial_compression)
 
-    def latent_channels(self, model: "Model") -> int:
+    def latent_channels(self, model: "ModelLike") -> int:
         config: Any = model.transformer.config  # a diffusers model's config (untyped FrozenDict)
         return int(config.in_channels)
 
-    def initial_noise(self, model: "Model", generator: torch.Generator) -> torch.Tensor:
+    def initial_noise(self, model: "ModelLike", generator: torch.Generator) -> torch.Tensor:
         """The run's initial noise, drawn as the family's diffusers pipeline draws it."""
         raise NotImplementedError
 
-    def encode_prompt(self, model: "Model", prompts: list[str]) -> torch.Tensor:
+    def encode_prompt(self, model: "ModelLike", prompts: list[str]) -> torch.Tensor:
         """Text embeddings [B, text_len, D] as the pipeline computes them."""
         raise NotImplementedError
 
-    def encode_video(self, model: "Model", video: torch.Tensor) -> torch.Tensor:
+    def encode_video(self, model: "ModelLike", video: torch.Tensor) -> torch.Tensor:
         """[F, 3, H, W] in [-1, 1] -> normalised latent [1, F', C, h, w] (posterior mode)."""
         raise NotImplementedError
 
-    def decode(self, model: "Model", latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, model: "ModelLike", latents: torch.Tensor) -> torch.Tensor:
         """Normalised latent [1, F', C, h, w] -> video [F, 3, H, W] in [0, 1] (float32, CPU)."""
         raise NotImplementedError
 
     # --- scheduler and sampling ------------------------------------------------------------------
-    def new_scheduler(self, model: "Model", steps: int) -> Any:
+    def new_scheduler(self, model: "ModelLike", steps: int) -> Any:
         """A fresh scheduler of the model's kind with `steps` timesteps set (schedulers keep state)."""
         raise NotImplementedError
 
-    def predict(self, run: "Run", latents: torch.Tensor, t: torch.Tensor, controls: "Controls") -> torch.Tensor:
+    def predict(self, run: "RunLike", latents: torch.Tensor, t: torch.Tensor, controls: "Controls") -> torch.Tensor:
         """CFG-combined model output for one denoising step (no gradients)."""
         raise NotImplementedError
 
-    def step(self, run: "Run", index: int, t: torch.Tensor, output: torch.Tensor,
+    def step(self, run: "RunLike", index: int, t: torch.Tensor, output: torch.Tensor,
              latents: torch.Tensor) -> torch.Tensor:
         """One scheduler step: the next latents (per-run solver state lives in ``run.extras``)."""
         raise NotImplementedError
@@ -128,3 +161,21 @@ class ModelFamily:
     def spec_from_folder(self, path, configs: dict[str, dict]) -> "ModelSpec":
         """Spec of a local diffusers folder from its component configs ({"transformer": ..., ...})."""
         raise NotImplementedError
+
+
+def build_tokenizer(text_len: int):
+    """A character-level fast tokenizer made locally (no download): any prompt tokenizes."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = list(string.ascii_lowercase + string.digits + " .,;:!?'-")
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    vocab.update({c: i + 3 for i, c in enumerate(chars)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    from tokenizers import normalizers, processors
+
+    tok.normalizer = normalizers.Lowercase()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", model_max_length=text_len)

@@ -13,6 +13,7 @@ adding a family stays one file plus its specs.
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 import torch
@@ -42,6 +43,11 @@ def _rotary(x: torch.Tensor, tables: tuple) -> torch.Tensor:
     from diffusers.models.embeddings import apply_rotary_emb
 
     return cast(torch.Tensor, apply_rotary_emb(x, tables))
+
+
+def dynamic_cfg_scale(guidance_scale: float, t: float, num_steps: int) -> float:
+    """CogVideoX's dynamic CFG as diffusers/the official code compute it (from the timestep *value*)."""
+    return 1 + guidance_scale * ((1 - math.cos(math.pi * ((num_steps - t) / num_steps) ** 5.0)) / 2)
 
 
 class MotionAttnProcessor:
@@ -324,8 +330,6 @@ class CogVideoX(ModelFamily):
 
     def predict(self, run, latents, t, controls):
         """One batched pass over (uncond, cond), then (dynamic) CFG, as CogVideoXPipeline does."""
-        from ..sampling import dynamic_cfg_scale
-
         model = run.model
         x = torch.cat([latents] * 2) if run.do_cfg else latents
         x = run.scheduler.scale_model_input(x, t)
@@ -367,7 +371,7 @@ class CogVideoX(ModelFamily):
         from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
         from transformers import T5Config, T5EncoderModel
 
-        from ..models.tiny import build_tokenizer
+        from .base import build_tokenizer
 
         tokenizer = build_tokenizer(spec.text_len)
         d_text = 32
@@ -398,7 +402,7 @@ class CogVideoX(ModelFamily):
         from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
         from transformers import T5Config, T5EncoderModel
 
-        from ..models.tiny import build_tokenizer
+        from .base import build_tokenizer
 
         rope = spec.embedding == "rope"
         tokenizer = build_tokenizer(spec.text_len)

@@ -314,7 +314,7 @@ class Wan(ModelFamily):
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import UMT5Config, UMT5EncoderModel
 
-        from ..models.tiny import build_tokenizer
+        from .base import build_tokenizer
 
         tokenizer = build_tokenizer(spec.text_len)
         d_text, z = 32, 4
@@ -342,7 +342,7 @@ class Wan(ModelFamily):
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import UMT5Config, UMT5EncoderModel
 
-        from ..models.tiny import build_tokenizer
+        from .base import build_tokenizer
 
         tokenizer = build_tokenizer(spec.text_len)
         text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240,  # UMT5-XXL

@@ -3,7 +3,7 @@ built from configs in code by each family's adapter (``ModelFamily.build_archite
 
 Weights change neither speed nor memory, so the GPU benchmarks (``benchmarks/gpu.py``) measure
 these instead of downloading tens of GB. The tokenizer is motionlib's character-level one
-(``tiny.build_tokenizer``) and the scheduler the same as the tiny presets'. The text encoder has
+(``motionlib.families.base.build_tokenizer``) and the scheduler the same as the tiny presets'. The text encoder has
 the real one's width and vocabulary (T5-XXL, UMT5-XXL); ``text_layers`` of its 24 layers (24: its
 real size, for memory; fewer where only the denoising work is timed). Modules diffusers keeps in
 float32 (Wan's RoPE tables, time embedder, norms) stay so, as from_pretrained keeps them.

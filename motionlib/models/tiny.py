@@ -9,7 +9,6 @@ Their output is noise: they exist to exercise code, not to make videos.
 
 from __future__ import annotations
 
-import string
 
 from .spec import GuidanceDefaults, ModelSpec
 
@@ -42,24 +41,6 @@ def tiny_wan_spec() -> ModelSpec:
         use_dynamic_cfg=False, fps=16, guidance=TINY_GUIDANCE,
         description="random-weight Wan2.1 architecture for tests (renders noise)",
     )
-
-
-def build_tokenizer(text_len: int):
-    """A character-level fast tokenizer made locally (no download): any prompt tokenizes."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = list(string.ascii_lowercase + string.digits + " .,;:!?'-")
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    vocab.update({c: i + 3 for i, c in enumerate(chars)})
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    from tokenizers import normalizers, processors
-
-    tok.normalizer = normalizers.Lowercase()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>", model_max_length=text_len)
 
 
 def build_tiny(spec: ModelSpec, seed: int = 0):
