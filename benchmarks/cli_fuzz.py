@@ -18,7 +18,6 @@ batch runner are replaced by recorders.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import resource
 import shutil
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypothesis import strategies as st
+
+from .common import run_cli
 
 CASE_SECONDS = 20
 CASE_BYTES = 2 << 30  # 2 GiB
@@ -128,24 +129,6 @@ def _env(**values: str | None):
                 os.environ[k] = v
 
 
-def _main(argv: list[str]) -> tuple[int | None, str, str]:
-    """The CLI in-process: (exit code, None when an exception escaped; stdout; stderr)."""
-    from motionlib.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code: int | None
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException as e:  # noqa: BLE001 - an escaped exception is what this counts
-            code = None
-            err.write(f"Traceback (escaped): {type(e).__name__}: {e}\n")
-    return code, out.getvalue(), err.getvalue()
-
-
 def make_template(root: Path, motion_file: Path | None = None) -> Path:
     """A library holding 'left' (from `motion_file`, else learnt now on tiny-5b) and a work folder with
     the reference clip and a text file: what every case starts from."""
@@ -154,9 +137,9 @@ def make_template(root: Path, motion_file: Path | None = None) -> Path:
     (root / "work" / "clip.txt").write_text("not a video")
     with _env(MOTIONLIB_HOME=str(root / "lib"), MOTIONLIB_MODEL="tiny-5b", MOTIONLIB_DB_URL=None):
         if motion_file is None:
-            code, _, err = _main(["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"])
+            code, _, err = run_cli(["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"])
         else:
-            code, _, err = _main(["-q", "import", str(motion_file), "--name", "left"])
+            code, _, err = run_cli(["-q", "import", str(motion_file), "--name", "left"])
     if code != 0:
         raise RuntimeError(f"could not make the fuzz template: {err}")
     return root
@@ -230,7 +213,7 @@ def run_case(kind: str, argv: list[str], template: Path) -> Case:
         rss, peak = _rss(), _peak()
         t0 = time.monotonic()
         with _env(MOTIONLIB_HOME=str(base / "lib"), MOTIONLIB_MODEL="tiny-5b", MOTIONLIB_DB_URL=None):
-            code, out, err = _main(argv)
+            code, out, err = run_cli(argv)
         seconds = time.monotonic() - t0
         grew = _peak() - rss if _peak() > peak else 0
         os.chdir(cwd)

@@ -234,3 +234,24 @@ def disc_video(spec, seed: int = 0):
                          velocity=(max(1.0, spec.width / 48), 0.0), radius=max(3, spec.height // 6),
                          background="texture", seed=seed)
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def run_cli(argv: list[str]) -> tuple[int | None, str, str]:
+    """The motionlib CLI in-process: (exit code, None when an exception escaped; stdout; stderr)."""
+    import contextlib
+    import io
+
+    from motionlib.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException as e:  # noqa: BLE001 - an escaped exception is what the fuzzers count
+            code = None
+            err.write(f"Traceback (escaped): {type(e).__name__}: {e}\n")
+    return code, out.getvalue(), err.getvalue()

@@ -12,8 +12,6 @@ runs a few hundred; this section runs more.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 import struct
@@ -23,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import Config, Section, log
+from .common import Config, Section, log, run_cli
 
 OUTCOMES = ("rejected", "accepted-identical", "traceback", "damaged-accepted", "dirty")
 HASH_KEYS = ("content_sha256", "header_sha256", "version")
@@ -215,24 +213,6 @@ def _snapshot(home: Path, lib) -> tuple:
     return tuple(lib.names()), tuple(files)
 
 
-def _cli(args: list[str]) -> tuple[int | None, str, str]:
-    """Run the CLI in-process: (exit code, or None when an exception escaped; stdout; stderr)."""
-    from motionlib.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code: int | None
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException as e:  # noqa: BLE001 - an escaped exception is what this counts
-            code = None
-            err.write(f"Traceback (escaped): {type(e).__name__}: {e}\n")
-    return code, out.getvalue(), err.getvalue()
-
-
 def _same(meta_a: dict, meta_b: dict) -> bool:
     strip = lambda m: {k: v for k, v in m.items() if k not in HASH_KEYS}  # noqa: E731
     return strip(meta_a) == strip(meta_b)
@@ -267,7 +247,7 @@ def fuzz(n: int, seed: int = 0, workdir: Path | None = None) -> FuzzResult:
                 kind, blob = mutate(rng, data)
                 path = tmp / f"mutant-{i}.safetensors"
                 path.write_bytes(blob)
-                code, _, err = _cli(["-q", "import", str(path), "--name", "m"])
+                code, _, err = run_cli(["-q", "import", str(path), "--name", "m"])
                 errors = [x for x in err.splitlines() if x.startswith("Error:")]
                 if code is None or "Traceback" in err:
                     outcome = "traceback"

@@ -44,23 +44,28 @@ def learnt(tmp_path_factory):
     from motionlib.cli.main import main
 
     root = tmp_path_factory.mktemp("learnt")
-    old = {k: os.environ.get(k) for k in ("MOTIONLIB_HOME", "MOTIONLIB_MODEL", "MOTIONLIB_DB_URL")}
-    os.environ.update(MOTIONLIB_HOME=str(root / "lib"), MOTIONLIB_MODEL="tiny-5b")
-    os.environ.pop("MOTIONLIB_DB_URL", None)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # session-scoped: its own environment, undone on exit
+        mp.setenv("MOTIONLIB_HOME", str(root / "lib"))
+        mp.setenv("MOTIONLIB_MODEL", "tiny-5b")
+        mp.delenv("MOTIONLIB_DB_URL", raising=False)
         for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"],
                      ["-q", "export", "left", str(root / "left.safetensors")]):
             try:
                 main(args)
             except SystemExit as e:
                 assert e.code in (0, None)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return root / "left.safetensors"
+
+
+@pytest.fixture
+def cli_home(tmp_path, monkeypatch):
+    """A fresh SQLite library for CLI tests: $MOTIONLIB_HOME under tmp_path, tiny-5b the default model,
+    and tmp_path the working folder."""
+    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
+    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
+    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 # -- catalogue backends: SQLite, and a throwaway PostgreSQL server ------------------------------

@@ -12,13 +12,9 @@ HOSTILE = ["[/x]", "b[/x]", "a[b]", "[bold red]loud[/]", "back\\slash[", "esc\x1
 
 
 @pytest.fixture
-def lib(tmp_path, monkeypatch):
-    """A library (SQLite) with one motion, 'left', learnt on tiny-5b."""
-    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
-    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
-    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def lib(cli_home):
+    """A fresh library, tiny-5b by default, tmp_path the working folder (conftest.cli_home)."""
+    return cli_home
 
 
 def _one_clear_line(code, err, *must_show):

@@ -64,12 +64,9 @@ def test_mismatch_line():
 
 
 @pytest.fixture
-def lib(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOTIONLIB_HOME", str(tmp_path / "lib"))
-    monkeypatch.setenv("MOTIONLIB_MODEL", "tiny-5b")
-    monkeypatch.delenv("MOTIONLIB_DB_URL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def lib(cli_home):
+    """A fresh library, tiny-5b by default, tmp_path the working folder (conftest.cli_home)."""
+    return cli_home
 
 
 def finetuned(monkeypatch):
