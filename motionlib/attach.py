@@ -363,6 +363,10 @@ class Attachment:
         if self.strict and steps != self.asset.steps:
             raise AttachError(f"strict: this motion was learnt with {self.asset.steps} steps; this call runs {steps}: "
                               f"pass num_inference_steps={self.asset.steps}, or attach with strict=False to map them")
+        scale, learnt = getattr(p, "_guidance_scale", None), self.asset.params.get("guidance_scale")
+        if self.strict and scale is not None and learnt is not None and float(scale) != float(learnt):
+            raise AttachError(f"strict: this motion was learnt with guidance scale {learnt}; this call uses {scale}: "
+                              f"pass guidance_scale={learnt}, or attach with strict=False")
 
     # --- the wrapped pipeline methods --------------------------------------------------------------
     def _encode_prompt(self, original, *args, **kwargs):

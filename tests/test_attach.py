@@ -436,6 +436,11 @@ def test_refuses_another_noise_schedule(models, assets):
         render(pipe, m)
         with pytest.raises(AttachError, match="strict: .*6 steps; this call runs 4: pass num_inference_steps=6"):
             render(pipe, m, steps=4)
+    with motionlib.attach(pipe, assets["tiny-5b"], strict=True):  # and another guidance scale
+        with pytest.raises(AttachError, match=r"strict: .*guidance scale .*; this call uses 2\.5"):
+            pipe(PROMPT, num_frames=m.spec.num_frames, height=m.spec.height, width=m.spec.width,
+                 num_inference_steps=m.spec.num_inference_steps, guidance_scale=2.5, output_type="latent",
+                 max_sequence_length=m.spec.text_len)
 
 
 def test_refuses_bad_arguments_and_replaced_parts(models, assets):
