@@ -204,7 +204,7 @@ def doctor(repair: bool = typer.Option(False, "--repair", help="Remove orphans a
     report = state.library().doctor(repair=repair, check_content=check_file, installed_weights=installed)
     data = {"ok": report.ok, "problems": report.problems(), "notes": report.notes(), "repaired": report.repaired,
             "skipped": report.skipped}
-    emit(data, lambda: out.print(str(report)))
+    emit(data, lambda: [say(line) for line in str(report).splitlines()])
     if report.needs_attention or (report.problems() and not repair):
         raise typer.Exit(1)
 
