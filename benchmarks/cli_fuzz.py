@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import strategies as st
 
@@ -113,20 +114,14 @@ def invocations(draw):
 # --- running one case -------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _env(**values: str | None):
-    old = {k: os.environ.get(k) for k in values}
-    try:
+    """$NAME=value for each item (None: unset), all restored on exit (mock.patch.dict keeps the copy)."""
+    with mock.patch.dict(os.environ):
         for k, v in values.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def make_template(root: Path, motion_file: Path | None = None) -> Path:
