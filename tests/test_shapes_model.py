@@ -1,6 +1,7 @@
 """The shapes demo model: data, codec, tokenizer, builder and the training script (fast, CPU)."""
 
 import json
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -234,6 +235,23 @@ def test_train_smoke_checkpoint_and_resume(tmp_path, capsys):
     card2 = json.loads((second / "card.json").read_text())
     assert card2["recipe"]["init"] == "shapes.safetensors (--init)" and card2["steps"] == 2
     assert card2["continued_from"]["steps"] == 5 and "spec" not in card2["continued_from"]
+
+
+def test_resume_keeps_the_runs_recipe_unless_a_flag_is_given_again():
+    """A bare ``--resume`` once restarted a lr-1e-4 run at the default 1e-3: the checkpoint's recipe now wins."""
+    from motionlib.demo import train
+
+    argv = ["--out", "/tmp/run", "--resume", "--threads", "2", "--warmup", "7"]
+    stored = vars(train.parse_args(["--out", "/old", "--lr", "1e-4", "--warmup", "50", "--seed", "19",
+                                    "--minutes", "90", "--init", "w.safetensors", "--threads", "1"]))
+    stored = {k: str(v) if isinstance(v, Path) else v for k, v in stored.items()}  # as state.json has them
+    assert train.explicit_flags(argv) == {"out", "resume", "threads", "warmup"}
+    a, notes = train.resumed_args(train.parse_args(argv), stored, train.explicit_flags(argv))
+    assert (a.lr, a.seed, a.minutes, a.init) == (1e-4, 19, 90, Path("w.safetensors"))  # the run's recipe
+    assert (a.warmup, a.threads, a.out) == (7, 2, Path("/tmp/run"))  # given again / operational
+    assert notes == ["--warmup 7 given: overrides the run's 50"]
+    a, notes = train.resumed_args(train.parse_args(argv[:3]), {**stored, "init": None}, {"out", "resume"})
+    assert a.init is None and a.warmup == 50 and notes == []
 
 
 def test_a_stopped_trainer_does_not_count_the_pause():

@@ -169,11 +169,13 @@ def set_np_rng_state(rng: np.random.Generator, st: dict) -> None:
 
 
 # --- training --------------------------------------------------------------------------------------
-def parse_args(argv=None):
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m motionlib.demo.train", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--minutes", type=float, default=110.0, help="total time budget (over all resumes)")
-    ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest if any")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from <out>/checkpoints/latest if any, with that run's recipe (the flags it "
+                         "started with; flags given again here override them, and the log names each one)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -199,7 +201,43 @@ def parse_args(argv=None):
     ap.add_argument("--val-only", action="store_true",
                     help="print the validation loss of --init's weights on the fixed validation set and exit "
                          "(the training history's comparable number)")
-    return ap.parse_args(argv)
+    return ap
+
+
+#: flags that describe where and how fast a run trains, not what it learns: a resume takes them as given now
+OPERATIONAL = frozenset({"out", "resume", "threads", "device", "log_every", "ckpt_minutes", "max_steps",
+                         "preview_minutes", "no_preview", "val_only"})
+
+
+def parse_args(argv=None):
+    return _parser().parse_args(argv)
+
+
+def explicit_flags(argv=None) -> set[str]:
+    """The destinations of the flags actually written on the command line (not argparse's defaults)."""
+    ap = _parser()
+    for action in ap._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    return set(vars(ap.parse_args(argv)))
+
+
+def resumed_args(a: argparse.Namespace, stored: dict, explicit: set[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The run's recipe from its checkpoint, except operational flags and flags given again on this command line.
+
+    Returns the merged arguments and one note per recipe flag whose value differs from the stored one.
+    """
+    merged = dict(vars(a))
+    notes = []
+    for k, v in stored.items():
+        if k not in merged or k in OPERATIONAL:
+            continue
+        if k in explicit:
+            if str(merged[k]) != str(v):
+                notes.append(f"--{k.replace('_', '-')} {merged[k]} given: overrides the run's {v}")
+            continue
+        merged[k] = Path(v) if k == "init" and v is not None else v  # the one recipe flag that is a path
+    return argparse.Namespace(**merged), notes
 
 
 class Trainer:
@@ -429,9 +467,13 @@ def main(argv=None) -> int:
         return 0
     a.out.mkdir(parents=True, exist_ok=True)
     log = Logger(a.out / "train.log")
+    ck = latest_checkpoint(a.out) if a.resume else None
+    if ck is not None:  # the run goes on with its own recipe (lr, schedule, budget, seed...), not the defaults
+        a, notes = resumed_args(a, json.loads((ck / "state.json").read_text()).get("args", {}), explicit_flags(argv))
+        for note in notes:
+            log(note)
     tr = Trainer(a)
     if a.resume:
-        ck = latest_checkpoint(a.out)
         if ck is not None:
             tr.restore(ck)
             log(f"resumed from {ck}: step {tr.step}, {tr.samples} samples, {tr.elapsed / 60:.1f} min used")
