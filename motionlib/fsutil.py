@@ -158,3 +158,33 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[str, in
         return h.hexdigest(), n
 
     return atomic_write(dst, copy, stream=True)
+
+
+class Busy(MotionlibError):
+    """Another process holds the lock on a folder this one would write (e.g. two trainers on one ``--out``)."""
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an advisory ``flock`` on ``path`` (created; it records the holder's pid) for the ``with`` block.
+
+    Raises ``Busy`` at once, naming the holder's pid, when another process holds it. The kernel releases the
+    lock when the holder exits, however it exits, so a crash never leaves a stale lock behind.
+    """
+    import fcntl  # POSIX: the trainer and the machines it runs on
+
+    p = Path(path)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise Busy(f"{what} is in use by another process (pid {holder}); stop it or choose another") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

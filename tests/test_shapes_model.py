@@ -254,6 +254,24 @@ def test_resume_keeps_the_runs_recipe_unless_a_flag_is_given_again():
     assert a.init is None and a.warmup == 50 and notes == []
 
 
+def test_a_second_trainer_on_the_same_out_is_refused(tmp_path, capsys):
+    """Two trainers on one --out interleaved their checkpoints once: the second now stops at once, naming the first."""
+    import os
+
+    from motionlib.demo import train
+    from motionlib.fsutil import Busy, exclusive_lock
+
+    with exclusive_lock(tmp_path / ".train.lock", "--out"):  # what a live trainer holds
+        assert train.main(["--out", str(tmp_path), "--resume", "--threads", "0", "--max-steps", "1"]) == 2
+        assert f"in use by another process (pid {os.getpid()})" in capsys.readouterr().err
+        with pytest.raises(Busy):
+            with exclusive_lock(tmp_path / ".train.lock", "--out"):
+                pass
+    with exclusive_lock(tmp_path / ".train.lock", "--out"):  # released when its holder is done
+        pass
+    assert not (tmp_path / "train.log").exists()  # the refused trainer wrote nothing
+
+
 def test_a_stopped_trainer_does_not_count_the_pause():
     from motionlib.demo.train import step_seconds
 

@@ -13,6 +13,8 @@ Outputs under ``--out``: ``train.log``; ``checkpoints/step-NNNNNNN/{state.safete
 (model, EMA, optimizer, step, RNG states; written atomically every ``--ckpt-minutes``; the newest two
 are kept; ``checkpoints/latest`` names the newest); ``previews/step-NNNNNNN.png`` (EMA samples every
 ``--preview-minutes``); at the end ``shapes.safetensors`` (EMA weights, fp32) and ``card.json``.
+``--resume`` goes on with the recipe stored in the checkpoint (flags given again override it, and the log says
+so); one trainer at a time per ``--out`` (``.train.lock``; a second one is refused, naming the first's pid).
 
 One file on purpose (over 400 lines): it is one script, run as ``python -m``, whose arguments, the
 ``Trainer``'s state (model, EMA, optimiser, RNG, CPU time) and the loop that checkpoints and resumes that
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fsutil import atomic_write, fsync_dir, fsync_file
+from ..fsutil import Busy, atomic_write, exclusive_lock, fsync_dir, fsync_file
 
 CKPT_KEEP = 2
 VAL_SEED = 424_242  # the validation clips and noise: fixed, whatever --seed and the data mix
@@ -466,6 +468,15 @@ def main(argv=None) -> int:
         print(json.dumps({"weights": str(a.init), "val_loss": round(tr.val_loss(tr.net), 5), "val_size": a.val_size}))
         return 0
     a.out.mkdir(parents=True, exist_ok=True)
+    try:  # two trainers on one --out would interleave their checkpoints (seen: a resume beside a live run)
+        with exclusive_lock(a.out / ".train.lock", f"--out {a.out}"):
+            return _train(a, argv)
+    except Busy as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train(a: argparse.Namespace, argv) -> int:
     log = Logger(a.out / "train.log")
     ck = latest_checkpoint(a.out) if a.resume else None
     if ck is not None:  # the run goes on with its own recipe (lr, schedule, budget, seed...), not the defaults
