@@ -258,3 +258,92 @@ def test_transfer_with_an_image(models, name):
     m = models[name]
     video, losses = transfer(m, noise_clip(m), "x", seed=2, steps=2, output="latent", image=picture())
     assert video.shape == m.latent_shape() and losses
+
+
+# --- the command line ----------------------------------------------------------------------------
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "first.png"
+    picture(80, 48, seed=3).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_learn_and_apply_with_an_image(cli_home, capsys, png, tmp_path):
+    from helpers import LEFT, cli, cli_json
+
+    code, _, err = cli(capsys, "learn", str(LEFT), "--name", "walk", "--model", "tiny-5b-i2v", "--steps", "2")
+    assert code == 0, err
+    assert "starts from the clip's first frame" in err
+    code, _, err = cli(capsys, "apply", "walk", "a robot", "--steps", "2", "-o", str(tmp_path / "a.mp4"))
+    assert code == 1 and err.count("\n") == 1
+    assert "motion 'walk' is an image-to-video motion (tiny-5b-i2v): give its first frame with --image" in err
+    code, _, err = cli(capsys, "apply", "walk", "a robot", "--steps", "2", "--image", str(png),
+                       "-o", str(tmp_path / "a.mp4"))
+    assert code == 0, err
+    assert "the image is 80x48; tiny-5b-i2v takes 96x64: it is stretched (aspect ratio not kept)" in err
+    assert (tmp_path / "a.mp4").is_file()
+    done = cli_json(capsys, "generate", "x", "--model", "tiny-5b-i2v", "--steps", "1", "--image", str(png),
+                    "-o", str(tmp_path / "g.mp4"))
+    assert (tmp_path / "g.mp4").is_file() and done["output"].endswith("g.mp4")
+    done = cli_json(capsys, "transfer", str(LEFT), "x", "--model", "tiny-wan-i2v", "--steps", "1",
+                    "-o", str(tmp_path / "t.mp4"))
+    assert (tmp_path / "t.mp4").is_file()
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"motion": "walk", "prompt": "a", "seed": 1, "output": "b1.mp4", "steps": 1}\n'
+                    f'{{"motion": "walk", "prompt": "b", "seed": 2, "output": "b2.mp4", "steps": 1, "image": "{png}"}}\n')
+    res = cli_json(capsys, "apply-batch", str(jobs), "--in-process", "--image", str(png))
+    assert res["done"] == 2, res
+    assert (tmp_path / "b1.mp4").is_file() and (tmp_path / "b2.mp4").is_file()
+
+
+@pytest.mark.slow
+def test_cli_refuses_images_by_name(cli_home, capsys, png, tmp_path):
+    from helpers import LEFT, cli
+
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    cases = [
+        (("generate", "x", "--model", "tiny-5b-i2v", "--steps", "1"),
+         "tiny-5b-i2v is an image-to-video model: give its first frame with --image"),
+        (("generate", "x", "--model", "tiny-5b", "--image", str(png)),
+         "--image is for image-to-video models; tiny-5b is a text-to-video model"),
+        (("generate", "x", "--model", "tiny-5b-i2v", "--image", str(not_image)),
+         f"{not_image} cannot be read as an image"),
+        (("generate", "x", "--model", "tiny-5b-i2v", "--image", str(tmp_path / "none.png")),
+         "none.png does not exist"),
+        (("generate", "x", "--model", "tiny-5b-i2v", "--image", str(tmp_path)), "is not a file"),
+        (("learn", str(LEFT), "--name", "n", "--model", "tiny-5b", "--image", str(png)),
+         "tiny-5b is a text-to-video model"),
+        (("learn", str(LEFT), "--name", "n", "--model", "tiny-5b-i2v", "--height", "32"),
+         "learnt positional embeddings for one size"),
+    ]
+    for args, message in cases:
+        code, out, err = cli(capsys, *args, "-o", str(tmp_path / "x.mp4")) if args[0] == "generate" else \
+            cli(capsys, *args)
+        assert code == 1 and message in err and err.count("\n") == 1, (args, err)
+        assert not (tmp_path / "x.mp4").exists()
+
+
+def test_image_probing(tmp_path):
+    from motionlib.image import ImageError, MAX_IMAGE_PIXELS, image_from_bytes, load_image
+
+    gif = tmp_path / "a.gif"
+    picture().save(gif)
+    with pytest.raises(ImageError, match="cannot be read as an image"):
+        load_image(gif)  # not one of the formats read
+    frames = [picture(seed=i) for i in range(2)]
+    anim = tmp_path / "anim.webp"
+    frames[0].save(anim, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="holds 2 frames"):
+        load_image(anim)
+    big = tmp_path / "big.png"
+    Image.new("L", (8193, 8192)).save(big)
+    assert 8193 * 8192 > MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError, match="at most"):
+        load_image(big)
+    with pytest.raises(ImageError, match="the upload cannot be read"):
+        image_from_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    jpg = tmp_path / "a.jpg"
+    picture().convert("L").save(jpg)
+    assert load_image(jpg).mode == "RGB" and load_image(jpg).size == (80, 48)
