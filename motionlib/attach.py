@@ -218,6 +218,7 @@ class Attachment:
         self._call: _Call | None = None
         self._busy = False  # computing a step's Controls (its reference pass must run unbound)
         self._embeds: torch.Tensor | None = None
+        self._clip: torch.Tensor | None = None  # an image-to-video call's image-encoder tokens (Wan 2.1 I2V)
         self._bases: dict = {}
         self._warned = False
         self._source = self._controls  # one bound-method object, what the processors hold
@@ -285,6 +286,11 @@ class Attachment:
         vae_config = getattr(p.vae, "config", None) or {}
         vae_config = dict(vae_config) if isinstance(vae_config, Mapping) else vars(vae_config)
         here = family.spec_from_folder(Path(type(p).__name__), {"transformer": dict(tr.config), "vae": vae_config})
+        if here.conditioning != a.spec.conditioning:
+            words = {"t2v": "a text-to-video", "i2v": "an image-to-video"}
+            raise AttachError(f"this is {words[a.spec.conditioning]} motion (learnt with {a.spec.name}); a "
+                              f"{type(p).__name__} is {words[here.conditioning]} pipeline: attach it to a "
+                              f"{a.spec.name}-like pipeline")
         if here.embedding != a.spec.embedding:
             raise AttachError(f"this motion was learnt with {a.spec.name} ({a.spec.embedding} ρ); this pipeline's "
                               f"transformer uses {here.embedding} ρ: attach it to a {a.spec.name}-like pipeline")
@@ -299,7 +305,8 @@ class Attachment:
         self._transformer = tr
         self._undo = family.bind(tr, self._source)
         self._attns = _bound(tr)
-        self._wrappers = {name: self._wrap(name) for name in ("encode_prompt", "prepare_latents")}
+        names = ("encode_prompt", "prepare_latents") + (("encode_image",) if hasattr(p, "encode_image") else ())
+        self._wrappers = {name: self._wrap(name) for name in names}
         for name, wrapper in self._wrappers.items():
             setattr(p, name, wrapper)
         p._motionlib_attachment = self
@@ -385,13 +392,21 @@ class Attachment:
         if self._embeds is None:
             raise AttachError(f"{type(self.pipe).__name__} prepared latents without encoding a prompt through "
                               "encode_prompt; motionlib needs its text embeddings for KV injection")
-        latents = original(*args, **kwargs)
+        out = original(*args, **kwargs)
+        # image-to-video pipelines return (noise latents, the image conditioning)
+        latents, condition = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
         sigma = float(getattr(self.pipe.scheduler, "init_noise_sigma", 1.0))
-        self._start(latents if sigma == 1.0 else latents / sigma)
-        return latents
+        self._start(latents if sigma == 1.0 else latents / sigma, condition)
+        return out
 
-    def _start(self, noise: torch.Tensor) -> None:
-        """A new call: its run (the part of a motionlib Run that step_controls reads) and its record."""
+    def _encode_image(self, original, *args, **kwargs):
+        self._clip = original(*args, **kwargs)
+        return self._clip
+
+    def _start(self, noise: torch.Tensor, condition: torch.Tensor | None = None) -> None:
+        """A new call: its run (the part of a motionlib Run that step_controls reads) and its record; an
+        image-to-video call's conditioning (what the pipeline concatenates on channels, plus Wan's image
+        tokens) becomes the run's image, which the KV-injection reference pass takes as apply's does."""
         model = self._model(noise.device)
         sched = self.pipe.scheduler
         run = Run(model, "", steps=len(sched.timesteps))
@@ -400,7 +415,13 @@ class Attachment:
         assert self._embeds is not None
         run.embeds, run.batch = self._embeds.to(model.dtype), self._embeds.shape[0]
         run.base = self._base(model)
-        self._embeds = None
+        if condition is not None:
+            run.image = model.family.pipeline_image(condition, self._clip)
+            if run.image is None and self.hook.injects:
+                raise AttachError(f"{type(self.pipe).__name__} was given image_embeds, so motionlib did not see "
+                                  "the image tokens its KV injection needs: pass the image only, or attach with "
+                                  "inject=False")
+        self._embeds, self._clip = None, None
         hook = AssetHook(self.asset, self.strength, self.inject)
         self._call = _Call(run, hook)
         self.calls.append(hook.used)

@@ -347,3 +347,63 @@ def test_image_probing(tmp_path):
     jpg = tmp_path / "a.jpg"
     picture().convert("L").save(jpg)
     assert load_image(jpg).mode == "RGB" and load_image(jpg).size == (80, 48)
+
+
+# --- motionlib.attach on the diffusers image-to-video pipelines -------------------------------------------
+def _diffusers_processors(transformer) -> None:
+    """diffusers' own attn1 processors again (motionlib's forward installs its own), as in a user's pipeline."""
+    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+    wan = hasattr(transformer, "blocks")
+    for block in (transformer.blocks if wan else transformer.transformer_blocks):
+        block.attn1.set_processor(WanAttnProcessor() if wan else CogVideoXAttnProcessor2_0())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", I2V)
+def test_attach_equals_apply_on_i2v_pipelines(models, learnt, name):
+    """attach + the I2V pipeline gives apply's latents bit for bit (injection, strength, other step counts);
+    after removal the pipeline renders plain I2V generation's."""
+    import motionlib
+    from motionlib.apply import apply
+
+    m, asset, image = models[name], learnt[name], picture(seed=6)
+    plain = generate(m, "a red ball", seed=3, image=image, output="latent")
+    for kw, steps in (({}, None), ({"inject": False}, None), ({"strength": 0.5}, 4)):
+        _diffusers_processors(m.transformer)
+        pipe = pipeline(m)
+        with motionlib.attach(pipe, asset, **kw) as handle:
+            got = _attached_render(pipe, m, image, steps)
+        want = apply(m, asset, "a red ball", seed=3, steps=steps, image=image, output="latent", **kw)
+        assert torch.equal(got, want), (name, kw, steps)
+        assert handle.used and not torch.equal(got, plain)
+    _diffusers_processors(m.transformer)
+    assert torch.equal(_attached_render(pipeline(m), m, image, None), plain)
+
+
+def _attached_render(pipe, m, image, steps):
+    s = m.spec
+    kw = {"use_dynamic_cfg": s.use_dynamic_cfg} if s.embedding != "wan" else {}
+    out = pipe(image=image, prompt="a red ball", num_frames=s.num_frames, height=s.height, width=s.width,
+               num_inference_steps=steps or s.num_inference_steps, guidance_scale=s.guidance_scale,
+               generator=torch.Generator().manual_seed(3), output_type="latent", max_sequence_length=s.text_len,
+               **kw).frames
+    return out.permute(0, 2, 1, 3, 4) if s.embedding == "wan" else out
+
+
+@pytest.mark.slow
+def test_attach_refuses_the_other_conditioning(models, learnt, tiny5b):
+    import motionlib
+    from diffusers import CogVideoXPipeline
+
+    from motionlib.attach import AttachError
+    from motionlib.learn import learn
+
+    with pytest.raises(AttachError, match="an image-to-video motion .* a CogVideoXPipeline is a text-to-video"):
+        motionlib.attach(CogVideoXPipeline(tokenizer=tiny5b.tokenizer, text_encoder=tiny5b.text_encoder,
+                                           vae=tiny5b.vae, transformer=tiny5b.transformer,
+                                           scheduler=tiny5b.new_scheduler()), learnt["tiny-5b-i2v"])
+    t2v = learn(tiny5b, noise_clip(tiny5b), seed=1, opt_steps=1).asset
+    with pytest.raises(AttachError, match="a text-to-video motion .* is an image-to-video pipeline"):
+        motionlib.attach(pipeline(models["tiny-5b-i2v"]), t2v)

@@ -98,6 +98,12 @@ class ModelFamily:
         """The family pipeline's ``prepare_latents`` output in motionlib's layout ``[B, F', C, h, w]``."""
         return latents
 
+    def pipeline_image(self, condition: torch.Tensor, image_tokens: torch.Tensor | None) -> dict | None:
+        """An image-to-video pipeline's conditioning (the second output of its ``prepare_latents``, and the
+        image encoder's tokens when it has one) as ``image_condition`` gives it; None when a part it
+        needs is missing."""
+        return {"latents": condition}
+
     # --- grid, text, codec -----------------------------------------------------------------------
     def check_spec(self, spec: "ModelSpec") -> None:
         """Raise a ParameterError naming a frame count or size the family cannot take."""

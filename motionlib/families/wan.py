@@ -129,9 +129,8 @@ class BoundWanProcessor(WanMotionProcessor):
 
 
 def bind(transformer, source):
-    """``ModelFamily.bind`` for Wan: bound processors on every block's attn1 (ρ enters only there)."""
-    if transformer.condition_embedder.image_embedder is not None:
-        raise ParameterError("image-to-video Wan variants are not supported")
+    """``ModelFamily.bind`` for Wan: bound processors on every block's attn1 (ρ enters only there; an
+    image-to-video transformer's image tokens enter attn2, which keeps diffusers' processor)."""
     attns = [block.attn1 for block in transformer.blocks]
     bound = [BoundWanProcessor(i, source, attn.processor) for i, attn in enumerate(attns)]
     for attn, proc in zip(attns, bound):
@@ -169,7 +168,7 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
     hidden_states = transformer.patch_embedding(x).flatten(2).transpose(1, 2).contiguous()
     if timestep.ndim != 1:
         raise ParameterError("per-token timesteps (Wan 2.2 TI2V) are not supported")
-    clip = None if image is None else repeat_batch(image["clip"], x.shape[0])
+    clip = None if image is None else repeat_batch(image["clip"], x.shape[0]).to(x.dtype)
     temb, timestep_proj, encoder_hidden_states, clip_states = transformer.condition_embedder(
         timestep, text_embeds, clip, timestep_seq_len=None)
     timestep_proj = timestep_proj.unflatten(1, (6, -1))
@@ -302,6 +301,12 @@ class Wan(ModelFamily):
     def pipeline_noise(self, latents):
         """WanPipeline draws [B, C, F', h, w]; motionlib keeps latent frames first (a permuted view)."""
         return latents.permute(0, 2, 1, 3, 4)
+
+    def pipeline_image(self, condition, image_tokens):
+        """WanImageToVideoPipeline's mask + image latents and its CLIP tokens (``encode_image``'s output)."""
+        if image_tokens is None:
+            return None
+        return {"condition": condition, "clip": image_tokens.to(condition.device)}
 
     def initial_noise(self, model, generator):
         from diffusers.utils.torch_utils import randn_tensor
