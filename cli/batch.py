@@ -68,8 +68,14 @@ def apply_batch(
                     err.print(labelled("warning:", "yellow", f"line {r.line}: {r.warning}"), highlight=False,
                               soft_wrap=True)
                 try:
+                    extra = {}
+                    if job.image is not None:  # the first frame it rendered from: its hash and a preview
+                        from motionlib.image import read_first_frame
+
+                        frame = read_first_frame(job.image)
+                        extra = {"image_sha256": frame.sha256, "image_preview": frame.preview()}
                     lib.record_render(job.motion, prompt=job.prompt, output_path=str(job.output), seed=job.seed,
-                                      steps=r.steps, strength=job.strength, seconds=r.seconds)
+                                      steps=r.steps, strength=job.strength, seconds=r.seconds, **extra)
                 except MotionlibError as exc:  # e.g. removed meanwhile: the video is there, say so
                     r.error = f"line {r.line} ({r.motion}): rendered, but not recorded: {exc}"
                     if talk:

@@ -125,8 +125,14 @@ def show(name: str = typer.Argument(...)):
         t.add_row("asset file", printable(facts["error"]) if "error" in facts else
                   f"format v{facts['format_version']}, {facts['steps']} steps ({facts['scheduler']}), guided at "
                   f"timesteps {', '.join(map(str, facts['guided_timesteps'] or []))}")
+        if "error" not in facts:
+            t.add_row("conditioning", {"i2v": "image-to-video (apply needs --image)"}.get(
+                facts.get("conditioning", "t2v"), "text-to-video"))
         t.add_row("params", printable(json.dumps(data["params"], ensure_ascii=False)))
         t.add_row("renders", str(len(data["renders"])))
+        for r in data["renders"]:  # newest first; an image-to-video render beside its first frame
+            frame = f"  ← first frame sha256 {r['image_sha256'][:16]}…" if r.get("image_sha256") else ""
+            t.add_row("", printable(f"{r['output']}{frame}"))
         out.print(t)
 
     emit(data, human)

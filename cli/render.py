@@ -122,7 +122,7 @@ def learn(
         warnings.simplefilter("always", NoMotionWarning)
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, check=check, checkpointing=checkpointing,
-                           prompts=parse_prompts(prompts), image=picture, **overrides)
+                           prompts=parse_prompts(prompts), image=picture and picture.image, **overrides)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
             warn(str(w.message))
@@ -195,11 +195,11 @@ def apply(
         warn_other_weights(m, motion.asset, name)  # said before the render, not after it
     with progress_bar() as bar, fitting(m):
         done = rendering.render(m, motion, prompt, path, seed=seed, steps=steps, strength=strength, inject=inject,
-                                progress=bar, image=picture)
+                                progress=bar, image=picture and picture.image)
     from motionlib.store import MotionNotFound
 
     try:
-        rendering.record(lib, motion, prompt, done, seed=seed, strength=strength)
+        rendering.record(lib, motion, prompt, done, seed=seed, strength=strength, image=picture)
         recorded = True
     except MotionNotFound:
         recorded = False
@@ -245,7 +245,7 @@ def transfer(
     started = time.monotonic()
     with progress_bar() as bar, fitting(m):
         result, _ = transfer_motion(m, clip, prompt, seed=seed, steps=steps, progress=bar,
-                                    checkpointing=checkpointing, image=picture)
+                                    checkpointing=checkpointing, image=picture and picture.image)
     write(result, output, s.fps)
     seconds = round(time.monotonic() - started, 2)
     emit({"output": str(output), "seconds": seconds}, lambda: say(f"wrote {output} ({seconds} s)"))
@@ -276,7 +276,7 @@ def generate(
     m = load(model, Memory("generate", offload, vae_tiling))
     started = time.monotonic()
     with progress_bar() as bar, fitting(m):
-        video = plain(m, prompt, seed=seed, steps=steps, progress=bar, image=picture)
+        video = plain(m, prompt, seed=seed, steps=steps, progress=bar, image=picture and picture.image)
     write(video, output, m.spec.fps)
     seconds = round(time.monotonic() - started, 2)
     emit({"output": str(output), "seconds": seconds}, lambda: say(f"wrote {output} ({seconds} s)"))

@@ -17,7 +17,9 @@ The pipeline runs its own loop, CFG, scheduler and VAE; attaching changes only w
   patch embedding's ``HookRegistry``, so it composes with group offloading and the cache hooks.
 - the pipeline's own ``encode_prompt`` and ``prepare_latents`` are wrapped on the instance while
   attached: they give this call's conditional text embeddings and initial noise (Wan's is float32 even
-  under bf16) and start the call's record (``handle.used``). Each pass learns its step from the
+  under bf16) and start the call's record (``handle.used``); on the image-to-video pipelines
+  ``prepare_latents`` also gives the call's image conditioning (and ``encode_image``, wrapped too, Wan's
+  CLIP tokens), which the KV-injection reference pass takes as apply's does. Each pass learns its step from the
   pipeline's ``_current_timestep``.
 
 Nothing wraps the transformer's own ``forward``: model CPU offload re-applies its accelerate hooks
@@ -273,16 +275,17 @@ class Attachment:
                               "first (handle.remove(), or leave its with block)")
         tr = getattr(p, "transformer", None)
         if tr is None:
-            raise AttachError(f"{type(p).__name__} has no transformer; motionlib attaches to "
-                              "CogVideoXPipeline and WanPipeline")
+            raise AttachError(f"{type(p).__name__} has no transformer; motionlib attaches to CogVideoXPipeline, "
+                              "WanPipeline and their image-to-video pipelines")
         if getattr(p, "transformer_2", None) is not None or getattr(p.config, "expand_timesteps", False):
             raise AttachError("two-expert and per-token-timestep Wan 2.2 pipelines are not supported; motionlib "
                               "attaches to Wan 2.1 and CogVideoX pipelines")
         model = self._model(torch.device("cpu"))
         family = model.family
         if not any(c.__name__ in family.pipelines for c in type(p).__mro__):
-            raise AttachError(f"this motion was learnt with {a.spec.name}, a {' / '.join(family.pipelines)} model; "
-                              f"a {type(p).__name__} cannot render it: attach it to a {family.pipelines[0]}")
+            wanted = family.pipelines_for(a.spec.conditioning)
+            raise AttachError(f"this motion was learnt with {a.spec.name}, a {' / '.join(wanted)} model; "
+                              f"a {type(p).__name__} cannot render it: attach it to a {wanted[0]}")
         vae_config = getattr(p.vae, "config", None) or {}
         vae_config = dict(vae_config) if isinstance(vae_config, Mapping) else vars(vae_config)
         here = family.spec_from_folder(Path(type(p).__name__), {"transformer": dict(tr.config), "vae": vae_config})
@@ -452,7 +455,8 @@ class Attachment:
 
 def attach(pipe, motion, *, strength: float = 1.0, inject: bool = True, strict: bool = False,
            library=None) -> Attachment:
-    """Make `pipe` (a diffusers CogVideoXPipeline or WanPipeline) render with a stored motion until the
+    """Make `pipe` (a diffusers CogVideoXPipeline or WanPipeline, or for an image-to-video motion a
+    CogVideoXImageToVideoPipeline or WanImageToVideoPipeline) render with a stored motion until the
     returned handle is removed (``with attach(...) as handle:`` removes it on exit).
 
     `motion`: a MotionAsset, a motion file, or a catalogue name with ``library=`` (a

@@ -10,13 +10,14 @@ files are refused. Anything else is one :class:`ImageError` line naming the file
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import MotionlibError
 
-__all__ = ["ImageError", "load_image", "image_from_bytes", "first_frame", "fit_note", "MAX_IMAGE_BYTES",
-           "MAX_IMAGE_PIXELS", "FORMATS"]
+__all__ = ["ImageError", "FirstFrame", "read_first_frame", "first_frame_from_bytes", "load_image", "image_from_bytes", "first_frame", "fit_note", "preview_png",
+           "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "FORMATS"]
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # the web app's upload limit for clips is of this order
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -52,6 +53,33 @@ def _decode(source: Any, label: str):
         raise ImageError(f"{label} cannot be read as an image: {why}") from None
 
 
+@dataclass(frozen=True)
+class FirstFrame:
+    """A first frame given by a user: the decoded RGB image and the sha256 of the bytes it came from."""
+
+    image: Any  # PIL.Image.Image
+    sha256: str
+
+    def preview(self) -> bytes:
+        return preview_png(self.image)
+
+
+def read_first_frame(path: str | os.PathLike) -> FirstFrame:
+    """``load_image`` plus the file's sha256 (what a render records of its image)."""
+    import hashlib
+
+    image = load_image(path)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return FirstFrame(image, digest)
+
+
+def first_frame_from_bytes(data: bytes, label: str = "the upload") -> FirstFrame:
+    """``image_from_bytes`` plus the bytes' sha256 (an upload)."""
+    import hashlib
+
+    return FirstFrame(image_from_bytes(data, label), hashlib.sha256(data).hexdigest())
+
+
 def load_image(path: str | os.PathLike):
     """The RGB PIL image in the file `path`, or an ImageError naming it."""
     p = Path(path)
@@ -81,6 +109,23 @@ def first_frame(video):
 
     frame = ((video[0].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+
+
+PREVIEW_SIZE = 96  # pixels on the long side of a render's first-frame preview (the catalogue's record)
+
+
+def preview_png(image, size: int = PREVIEW_SIZE) -> bytes:
+    """A small PNG of `image` (a PIL image; at most `size` pixels on its long side), the same bytes for the
+    same image: what a render's record keeps of its first frame."""
+    import io
+
+    from PIL import Image
+
+    small = image.convert("RGB")
+    small.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
 
 
 def fit_note(image, spec) -> str | None:

@@ -106,7 +106,11 @@ def render(model, motion: StoredMotion, prompt: str, output: str | Path, *, seed
     return Rendered(Path(path), round(time.monotonic() - started, 2), steps, warning)
 
 
-def record(lib, motion: StoredMotion, prompt: str, rendered: Rendered, *, seed: int, strength: float):
-    """Add the render to the motion's history (MotionNotFound when it was removed or renamed meanwhile)."""
+def record(lib, motion: StoredMotion, prompt: str, rendered: Rendered, *, seed: int, strength: float, image=None):
+    """Add the render to the motion's history (MotionNotFound when it was removed or renamed meanwhile); an
+    image-to-video render's first frame `image` (a ``motionlib.image.FirstFrame``) is recorded by its
+    sha256 and a small preview."""
+    extra = {} if image is None else {"image_sha256": image.sha256, "image_preview": image.preview()}
     return lib.record_render(motion.name, prompt=prompt, output_path=str(Path(rendered.output).resolve()), seed=seed,
-                             steps=rendered.steps, strength=strength, seconds=rendered.seconds, motion_id=motion.id)
+                             steps=rendered.steps, strength=strength, seconds=rendered.seconds, motion_id=motion.id,
+                             **extra)

@@ -407,3 +407,78 @@ def test_attach_refuses_the_other_conditioning(models, learnt, tiny5b):
     t2v = learn(tiny5b, noise_clip(tiny5b), seed=1, opt_steps=1).asset
     with pytest.raises(AttachError, match="a text-to-video motion .* is an image-to-video pipeline"):
         motionlib.attach(pipeline(models["tiny-5b-i2v"]), t2v)
+
+
+# --- the catalogue and the web app ---------------------------------------------------------------------
+def test_preview_png_is_small_and_the_same_bytes():
+    from motionlib.image import preview_png
+
+    a, b = preview_png(picture(400, 240)), preview_png(picture(400, 240))
+    assert a == b and a.startswith(b"\x89PNG")
+    assert Image.open(__import__("io").BytesIO(a)).size == (96, 58)
+
+
+@pytest.mark.slow
+def test_render_records_its_first_frame(cli_home, capsys, png, tmp_path):
+    """apply --image records the image's sha256 and a small preview; show lists it beside the render."""
+    import hashlib
+
+    from helpers import LEFT, cli, cli_json
+    from motionlib.store import Library
+
+    code, _, err = cli(capsys, "learn", str(LEFT), "--name", "walk", "--model", "tiny-5b-i2v", "--steps", "2")
+    assert code == 0, err
+    code, _, err = cli(capsys, "apply", "walk", "a robot", "--steps", "2", "--image", str(png),
+                       "-o", str(tmp_path / "a.mp4"))
+    assert code == 0, err
+    lib = Library(tmp_path / "lib")
+    (r,) = lib.renders("walk")
+    assert r.image_sha256 == hashlib.sha256(png.read_bytes()).hexdigest()
+    assert Image.open(__import__("io").BytesIO(r.image_preview)).size == (80, 48)  # already under 96 px
+    shown = cli_json(capsys, "show", "walk")
+    assert shown["asset"]["conditioning"] == "i2v" and shown["renders"][0]["image_sha256"] == r.image_sha256
+    code, out, _ = cli(capsys, "show", "walk")
+    assert "image-to-video" in out and f"first frame sha256 {r.image_sha256[:16]}" in out
+
+
+@pytest.mark.slow
+def test_web_render_takes_an_image_upload(tmp_path, models, png):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from helpers import LEFT
+    from motionlib.catalog import learn_motion
+    from motionlib.store import Library
+    from motionlib.web import Settings, create_app
+
+    lib = Library(tmp_path / "lib")
+    learn_motion(lib, models["tiny-5b-i2v"], LEFT, "walk", steps=2, opt_steps=1)
+    app = create_app(lib, Settings(allow_render=True, max_upload_bytes=200_000))
+    app.state.core.models.models["tiny-5b-i2v"] = models["tiny-5b-i2v"]
+    form = {"motion": "walk", "prompt": "a robot", "seed": "1", "steps": "2", "strength": "1"}
+    with TestClient(app) as web:
+        assert 'enctype="multipart/form-data"' in web.get("/render").text
+        r = web.post("/render", data=form, follow_redirects=False)
+        assert r.status_code == 400 and "upload its first frame" in r.text
+        r = web.post("/render", data=form, files={"image": ("notes.png", b"hello", "image/png")},
+                     follow_redirects=False)
+        assert r.status_code == 415 and "notes.png cannot be read as an image" in r.text
+        assert str(tmp_path) not in r.text
+        r = web.post("/render", data=form, files={"image": ("big.png", b"x" * 200_001, "image/png")},
+                     follow_redirects=False)
+        assert r.status_code == 413
+        r = web.post("/render", data=form, files={"image": ("first.png", png.read_bytes(), "image/png")},
+                     follow_redirects=False)
+        assert r.status_code == 303, r.text
+        job_id = int(r.headers["location"].rsplit("/", 1)[1])
+        done = app.state.core.queue.wait(job_id, timeout=120)
+        assert done.status == "done", done.error
+        job = web.get(f"/api/jobs/{job_id}").json()
+        assert job.get("first_frame") is None and len(job["image_sha256"]) == 64  # the image itself stays private
+        rid = job["result"]["render_id"]
+        page = web.get("/motions/walk").text
+        assert f'src="/renders/{rid}/first-frame.png"' in page
+        frame = web.get(f"/renders/{rid}/first-frame.png")
+        assert frame.status_code == 200 and frame.headers["content-type"] == "image/png"
+        assert frame.content == lib.render(rid).image_preview

@@ -58,6 +58,12 @@ class ModelFamily:
 
     name: str = ""
     pipelines: tuple[str, ...] = ()  # diffusers pipeline classes whose folders this family loads
+    i2v_pipelines: tuple[str, ...] = ()  # those of them that are image-to-video
+
+    def pipelines_for(self, conditioning: str) -> tuple[str, ...]:
+        """The family's diffusers pipeline classes of a conditioning ("t2v" or "i2v")."""
+        i2v = conditioning == "i2v"
+        return tuple(p for p in self.pipelines if (p in self.i2v_pipelines) == i2v)
 
     # --- ρ ---------------------------------------------------------------------------------------
     def base_rho(self, model: "ModelLike") -> "Rho":

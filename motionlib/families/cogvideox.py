@@ -284,6 +284,7 @@ def make_scheduler(spec, config: dict | None = None):
 class CogVideoX(ModelFamily):
     name = "cogvideox"
     pipelines = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+    i2v_pipelines = ("CogVideoXImageToVideoPipeline",)
 
     def base_rho(self, model) -> Rho:
         return base_rho(model)

@@ -254,6 +254,7 @@ FFN_DIM = {1536: 8960, 5120: 13824}  # feed-forward width by hidden width: Wan2.
 class Wan(ModelFamily):
     name = "wan"
     pipelines = ("WanPipeline", "WanImageToVideoPipeline")
+    i2v_pipelines = ("WanImageToVideoPipeline",)
 
     def base_rho(self, model) -> Rho:
         return base_rho(model)
