@@ -225,14 +225,15 @@ def models():
     for name, s in known_models().items():
         offline = (shapes_available() if name == "shapes" else s.source.startswith("builtin:")) or _hf_cached(s.source)
         data.append({"name": name, "family": adapter_module(s.embedding), "embedding": s.embedding,
-                     "source": s.source, "grid": list(s.grid),
+                     "source": s.source, "grid": list(s.grid), "conditioning": s.conditioning,
                      "frames": s.num_frames, "size": f"{s.height}x{s.width}", "offline": offline,
                      "description": s.description, "default": name == default_model()})
 
     def human():
-        t = Table("name", "family", "embedding", "frames", "size", "offline", "description")
+        t = Table("name", "family", "embedding", "input", "frames", "size", "offline", "description")
         for d in data:
-            t.add_row(d["name"] + (" (default)" if d["default"] else ""), d["family"], d["embedding"], str(d["frames"]),
+            t.add_row(d["name"] + (" (default)" if d["default"] else ""), d["family"], d["embedding"],
+                      "text + image" if d["conditioning"] == "i2v" else "text", str(d["frames"]),
                       d["size"], "yes" if d["offline"] else "needs download", d["description"])
         out.print(t)
 

@@ -81,7 +81,11 @@ def test_specs():
 def test_text_to_video_specs_store_and_hash_as_before():
     """The new keys are written only for image-to-video, so t2v assets keep their bytes and hashes."""
     s = resolve_spec("tiny-5b")
-    assert "conditioning" not in s.to_dict() and "fixed_geometry" not in s.to_dict()
+    # exactly the keys (in the order) a spec was stored with before image-to-video existed
+    assert list(s.to_dict()) == ["name", "family", "source", "num_frames", "height", "width", "temporal_compression",
+                                 "spatial_compression", "patch_size", "text_len", "heads", "head_dim", "num_layers",
+                                 "dtype", "scheduler", "num_inference_steps", "guidance_scale", "use_dynamic_cfg",
+                                 "fps", "guidance", "description"]
     i2v = resolve_spec("tiny-5b-i2v")
     assert i2v.to_dict()["conditioning"] == "i2v" and i2v.to_dict()["fixed_geometry"] is True
     assert type(i2v).from_dict(i2v.to_dict()) == i2v and type(s).from_dict(s.to_dict()) == s
@@ -482,3 +486,12 @@ def test_web_render_takes_an_image_upload(tmp_path, models, png):
         frame = web.get(f"/renders/{rid}/first-frame.png")
         assert frame.status_code == 200 and frame.headers["content-type"] == "image/png"
         assert frame.content == lib.render(rid).image_preview
+
+
+def test_models_lists_the_conditioning(capsys):
+    from helpers import cli_json
+
+    rows = {d["name"]: d for d in cli_json(capsys, "models")}
+    assert {n for n, d in rows.items() if d["conditioning"] == "i2v"} == {
+        "tiny-5b-i2v", "tiny-wan-i2v", "cogvideox-5b-i2v", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"}
+    assert rows["tiny-5b"]["conditioning"] == "t2v"
