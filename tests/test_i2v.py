@@ -299,6 +299,12 @@ def test_cli_learn_and_apply_with_an_image(cli_home, capsys, png, tmp_path):
     res = cli_json(capsys, "apply-batch", str(jobs), "--in-process", "--image", str(png))
     assert res["done"] == 2, res
     assert (tmp_path / "b1.mp4").is_file() and (tmp_path / "b2.mp4").is_file()
+    from motionlib.store import Library
+
+    assert all(r.image_sha256 for r in Library(tmp_path / "lib").renders("walk"))  # batch renders record it too
+    jobs.write_text('{"motion": "walk", "prompt": "a", "seed": 1, "output": "b3.mp4", "image": "gone.png"}\n')
+    code, out, err = cli(capsys, "apply-batch", str(jobs), "--in-process")
+    assert code == 1 and "gone.png does not exist" in err and not (tmp_path / "b3.mp4").exists()
 
 
 @pytest.mark.slow
