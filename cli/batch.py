@@ -18,8 +18,9 @@ from .core import app, dim, emit, err, labelled, progress_bar, say, state
 def apply_batch(
     jobs_file: Path = typer.Argument(..., metavar="JOBS.jsonl",
                                      help='One JSON job a line: {"motion": NAME, "prompt": TEXT, "seed": N, '
-                                          '"output": FILE.mp4|.gif} plus optional "strength" and "steps". '
-                                          "Relative outputs are taken from the current folder."),
+                                          '"output": FILE.mp4|.gif} plus optional "strength", "steps" and '
+                                          '"image" (the first frame of an image-to-video motion). Relative '
+                                          "outputs and images are taken from the current folder."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w",
                                           help="Ray workers (default: one per GPU; on CPUs 1). Each loads "
                                                "the model once and renders many jobs."),
@@ -29,6 +30,10 @@ def apply_batch(
                                                "MOTIONLIB_HOME (a shared folder) and MOTIONLIB_DB_URL."),
     in_process: bool = typer.Option(False, "--in-process",
                                     help="Do not use Ray: run the jobs here, one after another."),
+    image: Optional[Path] = typer.Option(None, "--image", "-i",
+                                         help="First frame of the jobs that name no \"image\" (image-to-video "
+                                              "motions; PNG, JPEG, WebP or BMP, resized to the model's size as "
+                                              "its diffusers pipeline does)."),
 ):
     """Render every job of JOBS.jsonl with its stored motion (zero-shot, like `apply`).
 
@@ -38,7 +43,11 @@ def apply_batch(
     from motionlib.batch import pending, read_jobs, run_batch
     from motionlib.errors import MotionlibError
 
-    jobs, bad = read_jobs(jobs_file)
+    if image is not None:  # one clear line now rather than one per job
+        from motionlib.image import load_image
+
+        load_image(image)
+    jobs, bad = read_jobs(jobs_file, image=image)
     todo, skipped = pending(jobs)
     lib = state.library()
     by_line = {j.line: j for j in jobs}
@@ -59,8 +68,14 @@ def apply_batch(
                     err.print(labelled("warning:", "yellow", f"line {r.line}: {r.warning}"), highlight=False,
                               soft_wrap=True)
                 try:
+                    extra = {}
+                    if job.image is not None:  # the first frame it rendered from: its hash and a preview
+                        from motionlib.image import read_first_frame
+
+                        frame = read_first_frame(job.image)
+                        extra = {"image_sha256": frame.sha256, "image_preview": frame.preview()}
                     lib.record_render(job.motion, prompt=job.prompt, output_path=str(job.output), seed=job.seed,
-                                      steps=r.steps, strength=job.strength, seconds=r.seconds)
+                                      steps=r.steps, strength=job.strength, seconds=r.seconds, **extra)
                 except MotionlibError as exc:  # e.g. removed meanwhile: the video is there, say so
                     r.error = f"line {r.line} ({r.motion}): rendered, but not recorded: {exc}"
                     if talk:

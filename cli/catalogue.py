@@ -125,8 +125,14 @@ def show(name: str = typer.Argument(...)):
         t.add_row("asset file", printable(facts["error"]) if "error" in facts else
                   f"format v{facts['format_version']}, {facts['steps']} steps ({facts['scheduler']}), guided at "
                   f"timesteps {', '.join(map(str, facts['guided_timesteps'] or []))}")
+        if "error" not in facts:
+            t.add_row("conditioning", {"i2v": "image-to-video (apply needs --image)"}.get(
+                facts.get("conditioning", "t2v"), "text-to-video"))
         t.add_row("params", printable(json.dumps(data["params"], ensure_ascii=False)))
         t.add_row("renders", str(len(data["renders"])))
+        for r in data["renders"]:  # newest first; an image-to-video render beside its first frame
+            frame = f"  ← first frame sha256 {r['image_sha256'][:16]}…" if r.get("image_sha256") else ""
+            t.add_row("", printable(f"{r['output']}{frame}"))
         out.print(t)
 
     emit(data, human)
@@ -219,14 +225,15 @@ def models():
     for name, s in known_models().items():
         offline = (shapes_available() if name == "shapes" else s.source.startswith("builtin:")) or _hf_cached(s.source)
         data.append({"name": name, "family": adapter_module(s.embedding), "embedding": s.embedding,
-                     "source": s.source, "grid": list(s.grid),
+                     "source": s.source, "grid": list(s.grid), "conditioning": s.conditioning,
                      "frames": s.num_frames, "size": f"{s.height}x{s.width}", "offline": offline,
                      "description": s.description, "default": name == default_model()})
 
     def human():
-        t = Table("name", "family", "embedding", "frames", "size", "offline", "description")
+        t = Table("name", "family", "embedding", "input", "frames", "size", "offline", "description")
         for d in data:
-            t.add_row(d["name"] + (" (default)" if d["default"] else ""), d["family"], d["embedding"], str(d["frames"]),
+            t.add_row(d["name"] + (" (default)" if d["default"] else ""), d["family"], d["embedding"],
+                      "text + image" if d["conditioning"] == "i2v" else "text", str(d["frames"]),
                       d["size"], "yes" if d["offline"] else "needs download", d["description"])
         out.print(t)
 

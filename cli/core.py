@@ -215,6 +215,26 @@ class UserError(MotionlibError):
     """A bad command-line value the CLI itself checks; shown as one line."""
 
 
+def first_frame(path: Optional[Path], spec, *, needed: str | None = None):
+    """The --image of a command on a model with `spec` (a ``motionlib.image.FirstFrame``: the image and its
+    file's sha256), read before any model loads: None when not given (or UserError(`needed`) when one is
+    needed); refused by name on a text-to-video model; a file that is not an image is one line
+    (motionlib.image). A dim line says how the pipeline resizes it."""
+    if path is None:
+        if needed:
+            raise UserError(needed)
+        return None
+    if spec.conditioning != "i2v":
+        raise UserError(f"--image is for image-to-video models; {spec.name} is a text-to-video model")
+    from motionlib.image import fit_note, read_first_frame
+
+    frame = read_first_frame(path)
+    note = fit_note(frame.image, spec)
+    if note and not state.quiet and not state.as_json:
+        dim(note)
+    return frame
+
+
 def warn(msg: str) -> None:
     err.print(labelled("Warning:", "yellow", msg), highlight=False, soft_wrap=True)
 

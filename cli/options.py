@@ -24,6 +24,9 @@ CHECKPOINTING = typer.Option(  # learn and transfer
          "faster learn on CogVideoX-5B), 'auto' (off when the activations fit in free memory).")
 
 
+IMAGE_HELP = ("First frame of an image-to-video model (PNG, JPEG, WebP or BMP): resized to the model's size as its "
+              "diffusers pipeline does (the command says when it does).")
+
 GRADIENT_HELP = ("How ρ gets its gradient: 'full' (default: through every block up to the guidance block, as in the "
                  "paper) or 'local' (the blocks before it run without gradients, so ρ is steered only through the "
                  "guidance block's own RoPE: much cheaper passes, but on the shapes demo zero-shot direction "

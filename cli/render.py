@@ -17,10 +17,10 @@ import typer
 from rich.text import Text
 
 from .core import (DEFAULT_MODEL_ENV, FALLBACK_MODEL, Memory, UserError, app, check_checkpointing, check_gradient,
-                   check_output, check_steps, default_model, emit, fitting, load, out, printable, progress_bar, say,
-                   shown_warnings, state, warn)
-from .options import (AMF_WINDOW_HELP, CHECKPOINTING, GRADIENT_HELP, OFFLOAD, OPT_STEPS_END_HELP, OPT_TOL_HELP,
-                      REUSE_HELP, VAE_TILING)
+                   check_output, check_steps, default_model, dim, emit, first_frame, fitting, load, out, printable,
+                   progress_bar, say, shown_warnings, state, warn)
+from .options import (AMF_WINDOW_HELP, CHECKPOINTING, GRADIENT_HELP, IMAGE_HELP, OFFLOAD, OPT_STEPS_END_HELP,
+                      OPT_TOL_HELP, REUSE_HELP, VAE_TILING)
 
 
 @app.command()
@@ -74,6 +74,10 @@ def learn(
     amf_window: Optional[int] = typer.Option(None, "--amf-window", help=AMF_WINDOW_HELP),
     opt_steps_end: Optional[int] = typer.Option(None, "--opt-steps-end", help=OPT_STEPS_END_HELP),
     opt_tol: Optional[float] = typer.Option(None, "--opt-tol", help=OPT_TOL_HELP),
+    image: Optional[Path] = typer.Option(
+        None, "--image", "-i",
+        help=IMAGE_HELP + " The learn generations start from it; default on an image-to-video model: the "
+                          "clip's first frame."),
     checkpointing: str = CHECKPOINTING,
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
@@ -96,12 +100,15 @@ def learn(
     from motionlib.models import resolve_spec
 
     model = model or default_model()
-    check_geometry(resolve_spec(model), frames, height, width)  # before any work
+    spec = check_geometry(resolve_spec(model), frames, height, width)  # before any work
     lib = state.library()
     lib.check_new_name(name, force=force)  # before loading any model
     from motionlib.video import probe
 
     probe(video)  # fail on a bad clip before loading any model
+    picture = first_frame(image, spec)
+    if picture is None and spec.conditioning == "i2v" and not state.quiet and not state.as_json:
+        dim(f"{spec.name} is an image-to-video model: the learn starts from the clip's first frame")
     overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
                      blocks=block or None, parametrisation=parametrisation, samples=samples, shift_grid=shift_grid,
                      frame_shift=frame_shift, smoothness=smoothness, gradient=gradient, reuse=reuse,
@@ -115,7 +122,7 @@ def learn(
         warnings.simplefilter("always", NoMotionWarning)
         row = learn_motion(lib, m, video, name, prompt=prompt, seed=seed, steps=steps, sampling=sampling,
                            tags=tag, force=force, progress=bar, check=check, checkpointing=checkpointing,
-                           prompts=parse_prompts(prompts), **overrides)
+                           prompts=parse_prompts(prompts), image=picture and picture.image, **overrides)
     for w in caught:
         if issubclass(w.category, NoMotionWarning):
             warn(str(w.message))
@@ -163,10 +170,12 @@ def apply(
     inject: bool = typer.Option(True, "--inject/--no-inject", help="KV injection of the stored reference latent."),
     gif: bool = typer.Option(False, "--gif", help="Write a GIF instead of an mp4 (when -o is not given)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Load the weights from here (same architecture)."),
+    image: Optional[Path] = typer.Option(
+        None, "--image", "-i", help=IMAGE_HELP + " Needed by an image-to-video motion: any image, zero-shot."),
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
 ):
-    """Render PROMPT with a stored motion, zero-shot (no optimisation)."""
+    """Render PROMPT with a stored motion, zero-shot (no optimisation); an image-to-video motion from --image."""
     from motionlib import render as rendering
     from motionlib.apply import warn_other_weights
 
@@ -178,16 +187,19 @@ def apply(
     lib = state.library()
     with shown_warnings(f"motion '{name}'"):
         motion = rendering.resolve(lib, name)  # read now: the catalogue may change while it renders
+    spec = motion.asset.spec
+    picture = first_frame(image, spec, needed=f"motion '{name}' is an image-to-video motion ({spec.name}): give its "
+                                              "first frame with --image" if spec.conditioning == "i2v" else None)
     m = rendering.ModelCache(load=lambda n, **geometry: load(n, memory, **geometry)).for_motion(motion, model)
     with shown_warnings(f"motion '{name}'"):
         warn_other_weights(m, motion.asset, name)  # said before the render, not after it
     with progress_bar() as bar, fitting(m):
         done = rendering.render(m, motion, prompt, path, seed=seed, steps=steps, strength=strength, inject=inject,
-                                progress=bar)
+                                progress=bar, image=picture and picture.image)
     from motionlib.store import MotionNotFound
 
     try:
-        rendering.record(lib, motion, prompt, done, seed=seed, strength=strength)
+        rendering.record(lib, motion, prompt, done, seed=seed, strength=strength, image=picture)
         recorded = True
     except MotionNotFound:
         recorded = False
@@ -205,6 +217,9 @@ def transfer(
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     sampling: str = typer.Option("spread", "--sampling"),
+    image: Optional[Path] = typer.Option(
+        None, "--image", "-i",
+        help=IMAGE_HELP + " Default on an image-to-video model: the clip's first frame."),
     checkpointing: str = CHECKPOINTING,
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
@@ -220,13 +235,17 @@ def transfer(
         raise UserError(f"--sampling must be 'spread' or 'start', got {sampling!r}")
     memory = Memory("transfer", offload, vae_tiling)
     probe(video)
-    m = load(model or default_model(), memory)
+    from motionlib.models import resolve_spec
+
+    model = model or default_model()
+    picture = first_frame(image, resolve_spec(model))
+    m = load(model, memory)
     s = m.spec
     clip, _ = read_video(video, s.num_frames, s.height, s.width, sampling=sampling)
     started = time.monotonic()
     with progress_bar() as bar, fitting(m):
         result, _ = transfer_motion(m, clip, prompt, seed=seed, steps=steps, progress=bar,
-                                    checkpointing=checkpointing)
+                                    checkpointing=checkpointing, image=picture and picture.image)
     write(result, output, s.fps)
     seconds = round(time.monotonic() - started, 2)
     emit({"output": str(output), "seconds": seconds}, lambda: say(f"wrote {output} ({seconds} s)"))
@@ -239,18 +258,25 @@ def generate(
     model: Optional[str] = typer.Option(None, "--model", "-m"),
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps"),
+    image: Optional[Path] = typer.Option(
+        None, "--image", "-i", help=IMAGE_HELP + " Needed by an image-to-video model."),
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
 ):
     """Plain generation with the same settings (the baseline apply is compared with)."""
+    from motionlib.models import resolve_spec
     from motionlib.sampling import generate as plain
 
     check_output(output)
     check_steps(steps)
-    m = load(model or default_model(), Memory("generate", offload, vae_tiling))
+    model = model or default_model()
+    spec = resolve_spec(model)
+    picture = first_frame(image, spec, needed=f"{spec.name} is an image-to-video model: give its first frame with "
+                                              "--image" if spec.conditioning == "i2v" else None)
+    m = load(model, Memory("generate", offload, vae_tiling))
     started = time.monotonic()
     with progress_bar() as bar, fitting(m):
-        video = plain(m, prompt, seed=seed, steps=steps, progress=bar)
+        video = plain(m, prompt, seed=seed, steps=steps, progress=bar, image=picture and picture.image)
     write(video, output, m.spec.fps)
     seconds = round(time.monotonic() - started, 2)
     emit({"output": str(output), "seconds": seconds}, lambda: say(f"wrote {output} ({seconds} s)"))

@@ -84,17 +84,19 @@ def warn_other_weights(model, asset, name: str | None = None, stacklevel: int = 
 
 def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None, strength: float = 1.0,
           inject: bool = True, negative_prompt: str = "", guidance_scale: float | None = None,
-          progress: ProgressFn | None = None, output: str = "video", name: str | None = None) -> torch.Tensor:
+          progress: ProgressFn | None = None, output: str = "video", name: str | None = None,
+          image=None) -> torch.Tensor:
     """Render `prompt` moving like `asset`: video [F, 3, H, W] in [0, 1] (or latents).
 
     A motion learnt with other transformer weights than `model`'s (a retrained or fine-tuned model of
     the same architecture) still renders, with an ``OtherWeights`` warning that says how to learn it
-    again (`name`, the motion's catalogue name, goes into that command)."""
+    again (`name`, the motion's catalogue name, goes into that command). An image-to-video motion renders
+    from any first frame `image` (a PIL image), zero-shot."""
     asset.check_compatible(model.spec)
     warn_other_weights(model, asset, name)
     check_strength(strength)
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
-                  guidance_scale=guidance_scale)
+                  guidance_scale=guidance_scale, image=image)
     latents = sample(run, [AssetHook(asset, strength, inject)], progress=progress)
     assert latents is not None  # AssetHook never ends the loop early
     return latents if output == "latent" else model.decode(latents)

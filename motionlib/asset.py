@@ -39,7 +39,7 @@ from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header
                         verify)
 from .guidance import GuidanceParams
 from .models.spec import ModelSpec
-from .models.spec import EMBEDDINGS
+from .models.spec import CONDITIONINGS, EMBEDDINGS
 from .rho import check_parametrisation, is_shift, names_for, rho_width
 
 __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
@@ -100,8 +100,18 @@ class MotionAsset:
         """The reference AMF at the first guidance block."""
         return self.ref_amf[self.blocks[0]]
 
+    @property
+    def conditioning(self) -> str:
+        """"t2v" (text-to-video) or "i2v" (image-to-video): what the model it was learnt with is conditioned on."""
+        return self.spec.conditioning
+
     def check_compatible(self, spec: ModelSpec) -> None:
-        """Refuse a model of another positional embedding or latent grid, with the reason."""
+        """Refuse a model of another conditioning, positional embedding or latent grid, with the reason."""
+        if spec.conditioning != self.spec.conditioning:
+            words = {"t2v": "a text-to-video", "i2v": "an image-to-video"}
+            raise AssetError(f"this is {words[self.spec.conditioning]} motion (learnt with {self.spec.name}) and "
+                             f"cannot drive {spec.name}, {words[spec.conditioning]} model; learn it again on "
+                             f"{spec.name}")
         if spec.embedding != self.spec.embedding:
             raise AssetError(f"this motion was learnt with {self.spec.name} ({self.spec.embedding} ρ) and cannot "
                              f"drive {spec.name} ({spec.embedding} ρ)")
@@ -238,6 +248,8 @@ def _checked_spec(meta: dict) -> ModelSpec:
             raise ValueError(f"spec.{key} = {v!r} is out of range")
     if spec.embedding not in EMBEDDINGS:
         raise ValueError(f"unknown positional embedding {spec.embedding!r}")
+    if spec.conditioning not in CONDITIONINGS or type(spec.fixed_geometry) is not bool:
+        raise ValueError(f"unknown conditioning {spec.conditioning!r}")
     step = spec.spatial_compression * spec.patch_size
     if spec.height % step or spec.width % step or (spec.num_frames - 1) % spec.temporal_compression:
         raise ValueError("spec geometry does not divide into latent patches")

@@ -17,7 +17,9 @@ The pipeline runs its own loop, CFG, scheduler and VAE; attaching changes only w
   patch embedding's ``HookRegistry``, so it composes with group offloading and the cache hooks.
 - the pipeline's own ``encode_prompt`` and ``prepare_latents`` are wrapped on the instance while
   attached: they give this call's conditional text embeddings and initial noise (Wan's is float32 even
-  under bf16) and start the call's record (``handle.used``). Each pass learns its step from the
+  under bf16) and start the call's record (``handle.used``); on the image-to-video pipelines
+  ``prepare_latents`` also gives the call's image conditioning (and ``encode_image``, wrapped too, Wan's
+  CLIP tokens), which the KV-injection reference pass takes as apply's does. Each pass learns its step from the
   pipeline's ``_current_timestep``.
 
 Nothing wraps the transformer's own ``forward``: model CPU offload re-applies its accelerate hooks
@@ -218,6 +220,7 @@ class Attachment:
         self._call: _Call | None = None
         self._busy = False  # computing a step's Controls (its reference pass must run unbound)
         self._embeds: torch.Tensor | None = None
+        self._clip: torch.Tensor | None = None  # an image-to-video call's image-encoder tokens (Wan 2.1 I2V)
         self._bases: dict = {}
         self._warned = False
         self._source = self._controls  # one bound-method object, what the processors hold
@@ -272,19 +275,25 @@ class Attachment:
                               "first (handle.remove(), or leave its with block)")
         tr = getattr(p, "transformer", None)
         if tr is None:
-            raise AttachError(f"{type(p).__name__} has no transformer; motionlib attaches to "
-                              "CogVideoXPipeline and WanPipeline")
+            raise AttachError(f"{type(p).__name__} has no transformer; motionlib attaches to CogVideoXPipeline, "
+                              "WanPipeline and their image-to-video pipelines")
         if getattr(p, "transformer_2", None) is not None or getattr(p.config, "expand_timesteps", False):
             raise AttachError("two-expert and per-token-timestep Wan 2.2 pipelines are not supported; motionlib "
                               "attaches to Wan 2.1 and CogVideoX pipelines")
         model = self._model(torch.device("cpu"))
         family = model.family
         if not any(c.__name__ in family.pipelines for c in type(p).__mro__):
-            raise AttachError(f"this motion was learnt with {a.spec.name}, a {' / '.join(family.pipelines)} model; "
-                              f"a {type(p).__name__} cannot render it: attach it to a {family.pipelines[0]}")
+            wanted = family.pipelines_for(a.spec.conditioning)
+            raise AttachError(f"this motion was learnt with {a.spec.name}, a {' / '.join(wanted)} model; "
+                              f"a {type(p).__name__} cannot render it: attach it to a {wanted[0]}")
         vae_config = getattr(p.vae, "config", None) or {}
         vae_config = dict(vae_config) if isinstance(vae_config, Mapping) else vars(vae_config)
         here = family.spec_from_folder(Path(type(p).__name__), {"transformer": dict(tr.config), "vae": vae_config})
+        if here.conditioning != a.spec.conditioning:
+            words = {"t2v": "a text-to-video", "i2v": "an image-to-video"}
+            raise AttachError(f"this is {words[a.spec.conditioning]} motion (learnt with {a.spec.name}); a "
+                              f"{type(p).__name__} is {words[here.conditioning]} pipeline: attach it to a "
+                              f"{a.spec.name}-like pipeline")
         if here.embedding != a.spec.embedding:
             raise AttachError(f"this motion was learnt with {a.spec.name} ({a.spec.embedding} ρ); this pipeline's "
                               f"transformer uses {here.embedding} ρ: attach it to a {a.spec.name}-like pipeline")
@@ -299,7 +308,8 @@ class Attachment:
         self._transformer = tr
         self._undo = family.bind(tr, self._source)
         self._attns = _bound(tr)
-        self._wrappers = {name: self._wrap(name) for name in ("encode_prompt", "prepare_latents")}
+        names = ("encode_prompt", "prepare_latents") + (("encode_image",) if hasattr(p, "encode_image") else ())
+        self._wrappers = {name: self._wrap(name) for name in names}
         for name, wrapper in self._wrappers.items():
             setattr(p, name, wrapper)
         p._motionlib_attachment = self
@@ -385,13 +395,21 @@ class Attachment:
         if self._embeds is None:
             raise AttachError(f"{type(self.pipe).__name__} prepared latents without encoding a prompt through "
                               "encode_prompt; motionlib needs its text embeddings for KV injection")
-        latents = original(*args, **kwargs)
+        out = original(*args, **kwargs)
+        # image-to-video pipelines return (noise latents, the image conditioning)
+        latents, condition = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
         sigma = float(getattr(self.pipe.scheduler, "init_noise_sigma", 1.0))
-        self._start(latents if sigma == 1.0 else latents / sigma)
-        return latents
+        self._start(latents if sigma == 1.0 else latents / sigma, condition)
+        return out
 
-    def _start(self, noise: torch.Tensor) -> None:
-        """A new call: its run (the part of a motionlib Run that step_controls reads) and its record."""
+    def _encode_image(self, original, *args, **kwargs):
+        self._clip = original(*args, **kwargs)
+        return self._clip
+
+    def _start(self, noise: torch.Tensor, condition: torch.Tensor | None = None) -> None:
+        """A new call: its run (the part of a motionlib Run that step_controls reads) and its record; an
+        image-to-video call's conditioning (what the pipeline concatenates on channels, plus Wan's image
+        tokens) becomes the run's image, which the KV-injection reference pass takes as apply's does."""
         model = self._model(noise.device)
         sched = self.pipe.scheduler
         run = Run(model, "", steps=len(sched.timesteps))
@@ -400,7 +418,13 @@ class Attachment:
         assert self._embeds is not None
         run.embeds, run.batch = self._embeds.to(model.dtype), self._embeds.shape[0]
         run.base = self._base(model)
-        self._embeds = None
+        if condition is not None:
+            run.image = model.family.pipeline_image(condition, self._clip)
+            if run.image is None and self.hook.injects:
+                raise AttachError(f"{type(self.pipe).__name__} was given image_embeds, so motionlib did not see "
+                                  "the image tokens its KV injection needs: pass the image only, or attach with "
+                                  "inject=False")
+        self._embeds, self._clip = None, None
         hook = AssetHook(self.asset, self.strength, self.inject)
         self._call = _Call(run, hook)
         self.calls.append(hook.used)
@@ -431,7 +455,8 @@ class Attachment:
 
 def attach(pipe, motion, *, strength: float = 1.0, inject: bool = True, strict: bool = False,
            library=None) -> Attachment:
-    """Make `pipe` (a diffusers CogVideoXPipeline or WanPipeline) render with a stored motion until the
+    """Make `pipe` (a diffusers CogVideoXPipeline or WanPipeline, or for an image-to-video motion a
+    CogVideoXImageToVideoPipeline or WanImageToVideoPipeline) render with a stored motion until the
     returned handle is removed (``with attach(...) as handle:`` removes it on exit).
 
     `motion`: a MotionAsset, a motion file, or a catalogue name with ``library=`` (a

@@ -1,7 +1,8 @@
 """Batch rendering: many (motion, prompt, seed) jobs, spread over Ray workers or run in this process.
 
 A jobs file holds one JSON object a line: ``motion``, ``prompt``, ``seed``, ``output`` (.mp4 or
-.gif), optionally ``strength`` and ``steps``. Each worker (``Renderer``) opens the catalogue and
+.gif), optionally ``strength``, ``steps`` and ``image`` (the first frame of an image-to-video motion;
+relative paths, like outputs, from the current folder; ``read_jobs``'s `image` is the default). Each worker (``Renderer``) opens the catalogue and
 loads each model once, then renders job after job; the driver hands out jobs as workers free up,
 records every finished render in the catalogue (like ``apply``) and reports failed jobs with
 their error while the others go on. A job whose output file already exists is skipped, so a
@@ -28,7 +29,7 @@ __all__ = ["BatchJob", "JobResult", "BatchError", "Renderer", "read_jobs", "pend
            "ray_available", "OUTPUT_SUFFIXES"]
 
 OUTPUT_SUFFIXES = (".mp4", ".gif")
-_FIELDS = {"motion", "prompt", "seed", "output", "strength", "steps"}
+_FIELDS = {"motion", "prompt", "seed", "output", "strength", "steps", "image"}
 Status = Literal["done", "failed", "skipped"]
 
 
@@ -47,6 +48,7 @@ class BatchJob:
     output: Path  # absolute
     strength: float = 1.0
     steps: int | None = None
+    image: Path | None = None  # absolute: the first frame of an image-to-video motion
 
 
 @dataclass
@@ -67,7 +69,7 @@ class JobResult:
         return asdict(self)
 
 
-def _parse(line_no: int, text: str, base: Path) -> BatchJob:
+def _parse(line_no: int, text: str, base: Path, image: Path | None = None) -> BatchJob:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -80,7 +82,7 @@ def _parse(line_no: int, text: str, base: Path) -> BatchJob:
     missing = [k for k in ("motion", "prompt", "seed", "output") if k not in obj]
     if missing:
         raise BatchError(f"missing key(s) {', '.join(missing)}")
-    for key in ("motion", "prompt", "output"):
+    for key in ("motion", "prompt", "output") + (("image",) if "image" in obj else ()):
         if not isinstance(obj[key], str) or not obj[key]:
             raise BatchError(f"'{key}' must be a non-empty string, got {obj[key]!r}")
     if isinstance(obj["seed"], bool) or not isinstance(obj["seed"], int):
@@ -95,14 +97,18 @@ def _parse(line_no: int, text: str, base: Path) -> BatchJob:
     output = Path(obj["output"]).expanduser()
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise BatchError(f"'output' must end in .mp4 or .gif, got {obj['output']!r}")
+    if "image" in obj:
+        image = (base / Path(obj["image"]).expanduser()).resolve()
     return BatchJob(line=line_no, motion=obj["motion"], prompt=obj["prompt"], seed=obj["seed"],
-                    output=(base / output).resolve(), strength=float(strength), steps=steps)
+                    output=(base / output).resolve(), strength=float(strength), steps=steps, image=image)
 
 
-def read_jobs(path: Path | str, base: Path | None = None) -> tuple[list[BatchJob], list[JobResult]]:
+def read_jobs(path: Path | str, base: Path | None = None,
+              image: Path | str | None = None) -> tuple[list[BatchJob], list[JobResult]]:
     """The jobs of a JSONL file (blank lines ignored) and a failed result for each unusable line.
 
-    Relative outputs are taken from ``base`` (default: the current folder), as ``apply -o`` does."""
+    Relative outputs and images are taken from ``base`` (default: the current folder), as ``apply -o``
+    does; `image` is the first frame of jobs that name none (``apply-batch --image``)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -111,6 +117,7 @@ def read_jobs(path: Path | str, base: Path | None = None) -> tuple[list[BatchJob
     except (OSError, UnicodeDecodeError) as exc:
         raise BatchError(f"cannot read the jobs file {path}: {exc}") from None
     base = (base or Path.cwd()).resolve()
+    default_image = None if image is None else (base / Path(image).expanduser()).resolve()
     jobs: list[BatchJob] = []
     bad: list[JobResult] = []
     owner: dict[Path, int] = {}
@@ -118,7 +125,7 @@ def read_jobs(path: Path | str, base: Path | None = None) -> tuple[list[BatchJob
         if not text.strip():
             continue
         try:
-            job = _parse(no, text, base)
+            job = _parse(no, text, base, default_image)
             if job.output in owner:
                 raise BatchError(f"output {job.output} is already written by line {owner[job.output]}")
         except BatchError as exc:
@@ -193,8 +200,13 @@ class Renderer:
         try:
             motion = self._motion(job.motion)
             model = self._models.for_motion(motion)
+            picture = None
+            if job.image is not None:
+                from .image import load_image
+
+                picture = load_image(job.image)
             done = render(model, motion, job.prompt, job.output, seed=job.seed, steps=job.steps,
-                          strength=job.strength)
+                          strength=job.strength, image=picture)
         except Exception as exc:  # reported with the job; the worker goes on with the next one
             if os.environ.get("MOTIONLIB_BATCH_TRACEBACKS"):
                 traceback.print_exc()

@@ -168,14 +168,19 @@ def learn_motion(library, model, video_path: str | Path, name: str, *, prompt: s
     video, info = read_video(video_path, s.num_frames, s.height, s.width, sampling=sampling)
     source = {"name": Path(video_path).name, "sha256": sha256_file(video_path)[0], "fps": info.fps,
               "frames": info.frame_count, "width": info.width, "height": info.height, "sampling": sampling}
+    image = overrides.pop("image", None)
+    if s.conditioning == "i2v" and image is None:  # an image-to-video learn starts from the clip's first frame
+        from .image import first_frame
+
+        image = first_frame(video)
     asset = learn(model, video, prompt=prompt, seed=seed, steps=steps, source=source, progress=progress,
-                  **overrides).asset
+                  image=image, **overrides).asset
     asset.ref_frames = previews(video, s)
     extra = {}
     if check:
         from .check import check_motion
 
-        result = check_motion(model, asset, steps=steps, progress=progress)
+        result = check_motion(model, asset, steps=steps, progress=progress, image=image)
         extra["check_score"] = result.to_dict()["score"]
     return store_asset(library, asset, name, tags=tags, force=force, video=video, what=str(video_path),
                        meta=extra)

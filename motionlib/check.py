@@ -61,9 +61,10 @@ class CheckResult:
 
 
 def check_motion(model, asset, *, seed: int | None = None, prompt: str | None = None, steps: int | None = None,
-                 progress=None) -> CheckResult:
+                 progress=None, image=None) -> CheckResult:
     """Render `asset` zero-shot on `seed` (default: the learn seed + 1, a seed it was not learnt on) with
-    its learn prompt, and score the render's AMF against the stored reference AMF."""
+    its learn prompt (an image-to-video motion: from the first frame `image`), and score the render's AMF
+    against the stored reference AMF."""
     from .apply import apply
     from .learn import reference_motion
 
@@ -71,7 +72,7 @@ def check_motion(model, asset, *, seed: int | None = None, prompt: str | None = 
     block = asset.blocks[0]
     seed = int(asset.params.get("seed", 0)) + 1 if seed is None else seed
     prompt = asset.params.get("prompt", "") if prompt is None else prompt
-    video = apply(model, asset, prompt, seed=seed, steps=steps, progress=progress)  # [F, 3, H, W] in [0, 1]
+    video = apply(model, asset, prompt, seed=seed, steps=steps, progress=progress, image=image)  # [F, 3, H, W]
     got = reference_motion(model, video * 2 - 1, blocks=(block,), temperature=g.temperature)
     score, pairs = amf_agreement(asset.ref_amf[block], asset.ref_confidence[block], got.amf[block],
                                  got.confidence[block], threshold=g.confidence)

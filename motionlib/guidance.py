@@ -203,7 +203,8 @@ def guidance_loss(run, latents, t, controls_kw: dict, reference, params: Guidanc
                         grad_blocks=local, **controls_kw)
     window = {} if params.amf_window is None else {"window": params.amf_window}
     x = run.scheduler.scale_model_input(latents, t)
-    model.family.forward(model.transformer, x, run.cond_embeds, t.expand(x.shape[0]), controls, checkpointing=checkpointing)
+    model.family.forward(model.transformer, x, run.cond_embeds, t.expand(x.shape[0]), controls,
+                         checkpointing=checkpointing, image=getattr(run, "image", None))
     losses = []
     for b in params.blocks:
         q, k = controls.captured[("qk", b)]

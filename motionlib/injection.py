@@ -3,7 +3,8 @@
 At a guided step with timestep t, the reference latent is noised to t with the run's own initial
 noise and passed through the transformer (base ρ, the run's prompt) up to the injection block(s);
 the video keys and values it produces there replace the generation's in that block, for the
-optimisation passes and for both CFG branches of the denoising pass.
+optimisation passes and for both CFG branches of the denoising pass. An image-to-video run's
+reference pass is conditioned on the run's own first frame.
 """
 
 from __future__ import annotations
@@ -24,5 +25,6 @@ def reference_kv(run, ref_latent: torch.Tensor, t: torch.Tensor, blocks: tuple[i
     noisy = sched.scale_model_input(noisy, t)
     controls = Controls(rho=run.base, record_kv=tuple(blocks), stop_at=max(blocks))
     with torch.no_grad(), model.on_device(model.transformer) as tr:
-        model.family.forward(tr, noisy, run.cond_embeds, t.expand(noisy.shape[0]), controls)
+        model.family.forward(tr, noisy, run.cond_embeds, t.expand(noisy.shape[0]), controls,
+                             image=getattr(run, "image", None))
     return {b: controls.captured[("kv", b)] for b in blocks}

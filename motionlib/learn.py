@@ -16,6 +16,7 @@ from .amf import motion_flow
 from .asset import MotionAsset
 from .errors import ParameterError
 from .guidance import Guidance, GuidanceParams
+from .image import first_frame
 from .progress import ProgressFn, ReferenceExtracted
 from .rho import base_rho
 from .sampling import prepare, sample
@@ -41,14 +42,16 @@ def _check_video(model, video: torch.Tensor) -> None:
 @torch.no_grad()
 def reference_motion(model, video: torch.Tensor, *, blocks: tuple[int, ...], temperature: float,
                      flow_fn=motion_flow, truncate: bool = True) -> ReferenceMotion:
-    """Eq. (2)-(4): encode the clip, one pass at t=0 with the empty prompt, hard AMF per block."""
+    """Eq. (2)-(4): encode the clip, one pass at t=0 with the empty prompt, hard AMF per block. An
+    image-to-video model's pass is conditioned on the clip's own first frame (deterministically)."""
     _check_video(model, video)
     latent = model.encode_video(video)
     embeds = model.encode_prompt([""])
+    image = model.image_condition(first_frame(video), [None]) if model.spec.conditioning == "i2v" else None
     controls = Controls(rho=base_rho(model), capture=tuple(blocks), stop_at=max(blocks) if truncate else None)
     t0 = torch.zeros(1, dtype=torch.long, device=model.device)
     with model.on_device(model.transformer) as tr:
-        model.family.forward(tr, latent, embeds, t0, controls)
+        model.family.forward(tr, latent, embeds, t0, controls, image=image)
     frames, rows, cols = model.spec.grid
     amf, conf = {}, {}
     for b in blocks:
@@ -80,7 +83,7 @@ class LearnResult:
 def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps: int | None = None,
           params: GuidanceParams | None = None, negative_prompt: str = "", source: dict | None = None,
           progress: ProgressFn | None = None, preview: bool = False, checkpointing: bool | str = "auto",
-          prompts: list[str] | None = None, **overrides) -> LearnResult:
+          prompts: list[str] | None = None, image=None, **overrides) -> LearnResult:
     """Learn a reusable motion from `video` ([F, 3, H, W] in [-1, 1]) by optimising ρ_t.
 
     Keyword overrides (blocks, lr_start, opt_steps, samples, shift_grid, ...) replace the model's
@@ -91,15 +94,18 @@ def learn(model, video: torch.Tensor, *, prompt: str = "", seed: int = 0, steps:
     `checkpointing` ("auto", "on", "off") trades optimisation time for memory
     (``motionlib.checkpointing``); it does not change the result.
     Returns a LearnResult; its preview (``preview=True``) renders generation 0 to the end.
+    On an image-to-video model the learn generations start from `image` (a PIL image), by default the
+    reference clip's own first frame; the asset records that it is an image-to-video motion.
     """
     params = _params(model, params, overrides)
+    image = _first_frame_for(model, video, image)
     if prompts is not None:
         prompts = [str(p) for p in prompts]
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
     if progress:
         progress(ReferenceExtracted())
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, samples=params.samples,
-                  prompts=prompts)
+                  prompts=prompts, image=image)
     guide = Guidance(ref, params, mode="rho", stop_after_guided=not preview, progress=progress,
                      checkpointing=ckpt.resolve(checkpointing, model, params.blocks, batch=params.samples))
     latents = sample(run, [guide], progress=progress)
@@ -132,11 +138,24 @@ def scheduler_record(scheduler) -> dict:
     return {"name": type(scheduler).__name__, "config": config}
 
 
+def _first_frame_for(model, video: torch.Tensor, image):
+    """The first frame a learn or transfer on `model` starts from: `image`, or on an image-to-video model
+    without one the reference clip's first frame (a text-to-video model given one: ParameterError)."""
+    from .sampling import check_image
+
+    if image is None and model.spec.conditioning == "i2v":
+        _check_video(model, video)
+        return first_frame(video)
+    check_image(model, image)
+    return image
+
+
 def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: int | None = None,
              params: GuidanceParams | None = None, negative_prompt: str = "",
              progress: ProgressFn | None = None, output: str = "video", checkpointing: bool | str = "auto",
-             **overrides):
-    """One-shot motion transfer optimising z_t (paper default); returns (video, losses)."""
+             image=None, **overrides):
+    """One-shot motion transfer optimising z_t (paper default); returns (video, losses). An
+    image-to-video model starts from `image`, by default the clip's first frame."""
     g = model.spec.guidance
     latent_lr = g.latent_lr or (g.lr_start, g.lr_end)
     if params is None and overrides.get("lr_start") is None and overrides.get("lr_end") is None:
@@ -144,8 +163,9 @@ def transfer(model, video: torch.Tensor, prompt: str, *, seed: int = 0, steps: i
     overrides["samples"] = None  # one render: learn's samples (from the spec or the caller) do not apply
     params = _params(model, params, overrides)
     params = replace(params, samples=1)
+    image = _first_frame_for(model, video, image)
     ref = reference_motion(model, video, blocks=params.blocks, temperature=params.temperature)
-    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps)
+    run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, image=image)
     guide = Guidance(ref, params, mode="latent", stop_after_guided=False, progress=progress,
                      checkpointing=ckpt.resolve(checkpointing, model, params.blocks))
     latents = sample(run, [guide], progress=progress)

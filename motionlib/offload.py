@@ -102,6 +102,8 @@ def place(model, vae_tiling: bool | None = None) -> None:
     if level == "none":
         for m in (model.text_encoder, model.vae, model.transformer):
             m.to(device)
+        if getattr(model, "image_encoder", None) is not None:  # else the adapter brings it for its one pass
+            model.image_encoder.to(device)
     elif level == "text":
         model.vae.to(device)
         model.transformer.to(device)
@@ -118,5 +120,7 @@ def unplace(model) -> None:
     for name in model.COMPONENTS:
         getattr(model, name).to("cpu")
         model.placement[name] = "cpu"
+    if getattr(model, "image_encoder", None) is not None:
+        model.image_encoder.to("cpu")
     if model.device.type == "cuda":
         torch.cuda.empty_cache()

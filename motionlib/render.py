@@ -85,8 +85,9 @@ class Rendered:
 
 
 def render(model, motion: StoredMotion, prompt: str, output: str | Path, *, seed: int = 0, steps: int | None = None,
-           strength: float = 1.0, inject: bool = True, progress: ProgressFn | None = None) -> Rendered:
-    """Render `prompt` moving like `motion` zero-shot and write it to `output` (.mp4 or .gif)."""
+           strength: float = 1.0, inject: bool = True, progress: ProgressFn | None = None, image=None) -> Rendered:
+    """Render `prompt` moving like `motion` zero-shot and write it to `output` (.mp4 or .gif); an
+    image-to-video motion renders from the first frame `image` (a PIL image)."""
     from .apply import apply
     from .video import write_video
     from .weights import OtherWeights
@@ -96,7 +97,7 @@ def render(model, motion: StoredMotion, prompt: str, output: str | Path, *, seed
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OtherWeights)
         video = apply(model, motion.asset, prompt, seed=seed, steps=steps, strength=strength, inject=inject,
-                      progress=progress, name=motion.name)
+                      progress=progress, name=motion.name, image=image)
     for w in caught:  # anything else is not ours to turn into a result
         if not issubclass(w.category, OtherWeights):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -105,7 +106,11 @@ def render(model, motion: StoredMotion, prompt: str, output: str | Path, *, seed
     return Rendered(Path(path), round(time.monotonic() - started, 2), steps, warning)
 
 
-def record(lib, motion: StoredMotion, prompt: str, rendered: Rendered, *, seed: int, strength: float):
-    """Add the render to the motion's history (MotionNotFound when it was removed or renamed meanwhile)."""
+def record(lib, motion: StoredMotion, prompt: str, rendered: Rendered, *, seed: int, strength: float, image=None):
+    """Add the render to the motion's history (MotionNotFound when it was removed or renamed meanwhile); an
+    image-to-video render's first frame `image` (a ``motionlib.image.FirstFrame``) is recorded by its
+    sha256 and a small preview."""
+    extra = {} if image is None else {"image_sha256": image.sha256, "image_preview": image.preview()}
     return lib.record_render(motion.name, prompt=prompt, output_path=str(Path(rendered.output).resolve()), seed=seed,
-                             steps=rendered.steps, strength=strength, seconds=rendered.seconds, motion_id=motion.id)
+                             steps=rendered.steps, strength=strength, seconds=rendered.seconds, motion_id=motion.id,
+                             **extra)

@@ -62,6 +62,8 @@ class Run:
     extras: dict = field(default_factory=dict)
     batch: int = 1  # generations denoised together (learn --samples): seeds seed, seed+1, ...
     prompts: list = field(default_factory=list)  # the prompt of each generation of the batch
+    # image-to-video: the family's first-frame conditioning ([batch, ...] tensors; ``image_condition``), else None
+    image: dict | None = None
 
     @property
     def cond_embeds(self) -> torch.Tensor:
@@ -72,12 +74,26 @@ class Run:
         return self.guidance_scale > 1.0
 
 
+def check_image(model, image) -> None:
+    """A ParameterError when `image` does not fit the model's conditioning: an image-to-video model
+    needs one, a text-to-video model takes none (both named)."""
+    s = model.spec
+    if s.conditioning == "i2v" and image is None:
+        raise ParameterError(f"{s.name} is an image-to-video model: give it a first frame (image=..., --image)")
+    if s.conditioning != "i2v" and image is not None:
+        raise ParameterError(f"{s.name} is a text-to-video model and takes no image (--image is for image-to-video "
+                             "models such as tiny-5b-i2v, cogvideox-5b-i2v, wan2.1-i2v-14b-480p)")
+
+
 def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, steps: int | None = None,
             guidance_scale: float | None = None, use_dynamic_cfg: bool | None = None, samples: int = 1,
-            prompts: list[str] | None = None) -> Run:
+            prompts: list[str] | None = None, image=None) -> Run:
     """A run of `samples` generations denoised as one batch: generation i has the noise of seed
     ``seed + i`` and the prompt ``prompts[i % len(prompts)]`` (`prompt` when no list is given), so
-    generation 0 is exactly the one-sample run."""
+    generation 0 is exactly the one-sample run. An image-to-video model takes its first frame `image`
+    (a PIL image: ``motionlib.image``); each generation's conditioning is drawn before its noise, as the
+    family's image-to-video pipeline does."""
+    check_image(model, image)
     spec = model.spec
     run = Run(model, prompt, negative_prompt, seed,
               spec.num_inference_steps if steps is None else steps,
@@ -97,6 +113,8 @@ def prepare(model, prompt: str, *, negative_prompt: str = "", seed: int = 0, ste
     run.scheduler = model.new_scheduler(run.steps)
     run.timesteps = run.scheduler.timesteps
     generators = [run.generator] + [torch.Generator(device="cpu").manual_seed(seed + i) for i in range(1, samples)]
+    if image is not None:
+        run.image = model.image_condition(image, generators)
     run.init_noise = torch.cat([model.family.initial_noise(model, g) for g in generators])
     run.base = base_rho(model)
     return run
@@ -129,10 +147,11 @@ def sample(run: Run, hooks: Sequence[StepHook] = (), progress: ProgressFn | None
 
 def generate(model, prompt: str, *, seed: int = 0, steps: int | None = None, negative_prompt: str = "",
              guidance_scale: float | None = None, progress: ProgressFn | None = None,
-             output: str = "video") -> torch.Tensor:
-    """Plain generation: video [F, 3, H, W] in [0, 1] (or the latents with output="latent")."""
+             output: str = "video", image=None) -> torch.Tensor:
+    """Plain generation: video [F, 3, H, W] in [0, 1] (or the latents with output="latent"); an
+    image-to-video model starts from `image` (a PIL image)."""
     run = prepare(model, prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
-                  guidance_scale=guidance_scale)
+                  guidance_scale=guidance_scale, image=image)
     latents = sample(run, progress=progress)
     assert latents is not None  # without hooks the loop runs to the end
     return latents if output == "latent" else model.decode(latents)

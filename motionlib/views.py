@@ -19,7 +19,8 @@ def motion_details(lib, name: str) -> dict:
     data["thumbnail_gif"] = str(lib.thumb_path(row, "gif"))
     data["params"] = row.params
     data["loss"] = row.loss
-    data["renders"] = [{"prompt": r.prompt, "output": r.output_path, "seed": r.seed, "seconds": r.seconds}
+    data["renders"] = [{"id": r.id, "prompt": r.prompt, "output": r.output_path, "seed": r.seed,
+                        "seconds": r.seconds, "image_sha256": r.image_sha256}
                        for r in lib.renders(name, limit=10)]
     data.pop("params_json", None)
     data.pop("loss_json", None)
@@ -38,4 +39,6 @@ def asset_facts(lib, name: str) -> dict:
     if meta is None:
         return {"error": "not a motionlib motion (no motionlib metadata)"}
     return {"format_version": meta.get("version"), "guided_timesteps": meta.get("timesteps"),
-            "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name")}
+            "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name"),
+            # image-to-video motions say so in their spec; every other motion is text-to-video
+            "conditioning": (meta.get("spec") or {}).get("conditioning", "t2v")}

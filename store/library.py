@@ -43,7 +43,7 @@ from motionlib.fsutil import atomic_copy, no_space_is_an_error
 from motionlib.versions import DESCRIPTOR_VERSION  # the one definition, importable without numpy or torch
 
 from . import layout, names as naming, renders as render_log
-from .blobs import BlobStore
+from .blobs import BlobStore, is_sha256
 from .db import lock, migrate, open_engine, write_engine
 from .doctor import Report, doctor as check_library
 from .errors import CorruptBlob, LibraryError, MotionExists, MotionNotFound
@@ -61,6 +61,7 @@ __all__ = ["Library", "MotionFiles", "Describe", "RedescribeProgress", "DESCRIPT
 log = logging.getLogger("motionlib.store")
 NAME_MAX = naming.NAME_MAX  # importable from here as before (the rule lives in store.names)
 THUMB_KINDS = layout.THUMB_KINDS
+MAX_PREVIEW_BYTES = 256 * 1024  # a render's first-frame preview (a small PNG, motionlib.image.preview_png)
 
 
 def _default_home() -> Path:
@@ -485,15 +486,22 @@ class Library:
     # -- renders -------------------------------------------------------------------------------
     def record_render(self, name: str | None, *, prompt: str, output_path: Path | str, seed: int | None = None,
                       steps: int | None = None, strength: float | None = None,
-                      seconds: float | None = None, motion_id: int | None = None) -> Render:
+                      seconds: float | None = None, motion_id: int | None = None,
+                      image_sha256: str | None = None, image_preview: bytes | None = None) -> Render:
         """Log a render made with motion ``name`` (None: no motion).
 
         ``motion_id`` (the row read when the render started) makes it record only if that very row
-        still has that name: a motion removed, renamed or replaced meanwhile raises MotionNotFound."""
+        still has that name: a motion removed, renamed or replaced meanwhile raises MotionNotFound.
+        An image-to-video render records its first frame: the image file's sha256 and a small PNG preview."""
+        if image_sha256 is not None and not is_sha256(image_sha256):
+            raise ValueError(f"image_sha256 must be a sha256 hex digest, got {image_sha256!r}")
+        if image_preview is not None and len(image_preview) > MAX_PREVIEW_BYTES:
+            raise ValueError(f"image_preview is {len(image_preview)} bytes; at most {MAX_PREVIEW_BYTES}")
         with self._write_session() as s:  # the check and the insert in one write transaction
             return render_log.record(s, name, prompt=prompt, output_path=output_path, seed=seed, steps=steps,
                                      strength=strength, seconds=seconds, motion_id=motion_id,
-                                     not_found=self._not_found)
+                                     not_found=self._not_found, image_sha256=image_sha256,
+                                     image_preview=image_preview)
 
     def renders(self, name: str | None = None, limit: int | None = None) -> builtins.list[Render]:
         """Renders newest first, optionally only those of motion ``name`` (also after it was removed)."""

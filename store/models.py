@@ -161,6 +161,9 @@ class Render(SQLModel, table=True):
     output_path: str = Field(sa_type=sa.Text)
     seconds: Optional[float] = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # an image-to-video render's first frame: the sha256 of the image file and a small PNG preview of it
+    image_sha256: Optional[str] = Field(default=None, max_length=64)
+    image_preview: Optional[bytes] = Field(default=None, sa_type=sa.LargeBinary)
 
 
 @dataclass(slots=True)

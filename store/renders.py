@@ -20,7 +20,8 @@ __all__ = ["record", "newest", "one"]
 
 def record(s: Session, name: str | None, *, prompt: str, output_path: Path | str, seed: int | None,
            steps: int | None, strength: float | None, seconds: float | None, motion_id: int | None,
-           not_found: Callable[[str], MotionNotFound]) -> Render:
+           not_found: Callable[[str], MotionNotFound], image_sha256: str | None = None,
+           image_preview: bytes | None = None) -> Render:
     """Insert and commit the record of a render made with motion ``name`` (None: no motion), in the write
     session ``s``: the check and the insert in one write transaction.
 
@@ -36,7 +37,8 @@ def record(s: Session, name: str | None, *, prompt: str, output_path: Path | str
         s.rollback()
         raise not_found(name)
     r = Render(motion_id=motion_id, motion_name=name, prompt=prompt, seed=seed, steps=steps,
-               strength=strength, output_path=str(output_path), seconds=seconds)
+               strength=strength, output_path=str(output_path), seconds=seconds, image_sha256=image_sha256,
+               image_preview=image_preview)
     s.add(r)
     try:
         s.commit()

@@ -55,10 +55,10 @@ def test_migrate_blank_db_schema(tmp_path, catalogue_db):
                     "weights_fingerprint"}
     assert {c["name"] for c in insp.get_columns("renders")} >= {
         "id", "motion_id", "motion_name", "prompt", "seed", "steps", "strength", "output_path", "seconds",
-        "created_at"}
+        "created_at", "image_sha256", "image_preview"}
     assert {c["name"] for c in insp.get_columns("motion_tags")} == {"motion_id", "tag"}
     assert any(ix["unique"] and ix["column_names"] == ["name"] for ix in insp.get_indexes("motions"))
-    assert current_revision(engine) == "0003" == head_revision()
+    assert current_revision(engine) == "0004" == head_revision()
     migrate(engine)  # idempotent
     if catalogue_db:  # PostgreSQL: a serial id, never reused
         assert insp.get_columns("motions")[0]["autoincrement"] is True

@@ -58,6 +58,12 @@ class ModelFamily:
 
     name: str = ""
     pipelines: tuple[str, ...] = ()  # diffusers pipeline classes whose folders this family loads
+    i2v_pipelines: tuple[str, ...] = ()  # those of them that are image-to-video
+
+    def pipelines_for(self, conditioning: str) -> tuple[str, ...]:
+        """The family's diffusers pipeline classes of a conditioning ("t2v" or "i2v")."""
+        i2v = conditioning == "i2v"
+        return tuple(p for p in self.pipelines if (p in self.i2v_pipelines) == i2v)
 
     # --- ρ ---------------------------------------------------------------------------------------
     def base_rho(self, model: "ModelLike") -> "Rho":
@@ -66,9 +72,22 @@ class ModelFamily:
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
-                controls: "Controls", checkpointing: bool = True) -> torch.Tensor | None:
-        """Model output for `latents` with ρ, capture, injection, truncation (None) and checkpointing."""
+                controls: "Controls", checkpointing: bool = True, image: dict | None = None) -> torch.Tensor | None:
+        """Model output for `latents` with ρ, capture, injection, truncation (None) and checkpointing.
+
+        `image` is an image-to-video model's first-frame conditioning (``image_condition``'s dict of
+        ``[n, ...]`` tensors; the batch of `latents` is a multiple of n: CFG branches), None for text-to-video."""
         raise NotImplementedError
+
+    # --- image-to-video ------------------------------------------------------------------------
+    def image_condition(self, model: "ModelLike", image, generators: list) -> dict:
+        """An image-to-video model's conditioning on the first frame `image` (a PIL image), as the family's
+        diffusers image-to-video pipeline computes it: a dict of ``[len(generators), ...]`` tensors, one
+        row per generation, drawing from each generator what the pipeline draws before its noise (a
+        generator None: the deterministic choice, e.g. the posterior mode). Runs before ``initial_noise``."""
+        from ..errors import ParameterError
+
+        raise ParameterError(f"{model.spec.name} is a text-to-video model and takes no image")
 
     # --- diffusers' own forward (motionlib.attach) ---------------------------------------------
     def bind(self, transformer, source: Callable[[], "Controls | None"]) -> Callable[[], None]:
@@ -84,6 +103,12 @@ class ModelFamily:
     def pipeline_noise(self, latents: torch.Tensor) -> torch.Tensor:
         """The family pipeline's ``prepare_latents`` output in motionlib's layout ``[B, F', C, h, w]``."""
         return latents
+
+    def pipeline_image(self, condition: torch.Tensor, image_tokens: torch.Tensor | None) -> dict | None:
+        """An image-to-video pipeline's conditioning (the second output of its ``prepare_latents``, and the
+        image encoder's tokens when it has one) as ``image_condition`` gives it; None when a part it
+        needs is missing."""
+        return {"latents": condition}
 
     # --- grid, text, codec -----------------------------------------------------------------------
     def check_spec(self, spec: "ModelSpec") -> None:
@@ -107,8 +132,10 @@ class ModelFamily:
         return (1, s.latent_frames, c, s.height // s.spatial_compression, s.width // s.spatial_compression)
 
     def latent_channels(self, model: "ModelLike") -> int:
+        """Channels of the noise latent: the transformer's input channels, less the image conditioning's
+        (image-to-video models take it concatenated on channels; their output is the noise's width)."""
         config: Any = model.transformer.config  # a diffusers model's config (untyped FrozenDict)
-        return int(config.in_channels)
+        return int(config.out_channels if model.spec.conditioning == "i2v" else config.in_channels)
 
     def initial_noise(self, model: "ModelLike", generator: torch.Generator) -> torch.Tensor:
         """The run's initial noise, drawn as the family's diffusers pipeline draws it."""
@@ -161,6 +188,20 @@ class ModelFamily:
     def spec_from_folder(self, path, configs: dict[str, dict]) -> "ModelSpec":
         """Spec of a local diffusers folder from its component configs ({"transformer": ..., ...})."""
         raise NotImplementedError
+
+
+def repeat_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Conditioning ``[n, ...]`` for a batch of `batch` rows (a multiple of n: the CFG branches of n
+    generations, as the pipelines' ``torch.cat([c] * 2)``)."""
+    return x if x.shape[0] == batch else x.repeat(batch // x.shape[0], *([1] * (x.ndim - 1)))
+
+
+def image_processor(spec):
+    """The diffusers VideoProcessor the image-to-video pipelines preprocess the first frame with (resize to
+    the model's height x width, scale to [-1, 1])."""
+    from diffusers.video_processor import VideoProcessor
+
+    return VideoProcessor(vae_scale_factor=spec.spatial_compression)
 
 
 def build_tokenizer(text_len: int):

@@ -5,7 +5,7 @@ transformer, a forward pass that follows ``CogVideoXTransformer3DModel.forward``
 (a test checks bit-exactness) plus ρ / capture / injection / truncation hooks, the binding of the same
 processors into a user's pipeline (``bind``, for motionlib.attach), the latent noise, T5 text encoding
 and the VAE, the paper's schedulers (DDIM / DPM, dynamic CFG), and loading of the real weights, local
-folders and the tiny presets.
+folders and the tiny presets; CogVideoX-5B-I2V's image latents on channels (``image_condition``).
 
 One file on purpose (over 400 lines): a model family is one adapter module (docs/architecture.md), so
 adding a family stays one file plus its specs.
@@ -23,7 +23,7 @@ from ..errors import ModelError
 from ..rho import Rho, rope_rates, sincos_layout
 from ..transformer import (Controls, StopForward, install_processors, record_kv_and_stop, register_hook, run_blocks,
                            tile_batch)
-from .base import ModelFamily
+from .base import ModelFamily, image_processor, repeat_batch
 
 
 def _heads(x: torch.Tensor, attn, norm=None) -> torch.Tensor:
@@ -112,11 +112,16 @@ class MotionAttnProcessor:
 
 
 def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
-            controls: Controls, checkpointing: bool = True) -> torch.Tensor | None:
-    """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass."""
+            controls: Controls, checkpointing: bool = True, image: dict | None = None) -> torch.Tensor | None:
+    """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass.
+
+    With `image` (CogVideoX-I2V: ``image_condition``'s first-frame latents) the image latents are
+    concatenated to the latents on channels, as CogVideoXImageToVideoPipeline does."""
     install_processors(transformer.transformer_blocks, MotionAttnProcessor)
     if getattr(transformer, "ofs_embedding", None) is not None:
-        raise ModelError("image-to-video CogVideoX variants (ofs embedding) are not supported")
+        raise ModelError("CogVideoX 1.5 image-to-video checkpoints (ofs embedding) are not supported")
+    if image is not None:
+        latents = torch.cat([latents, repeat_batch(image["latents"], latents.shape[0])], dim=2)
     batch, frames, _, height, width = latents.shape
     emb = transformer.time_embedding(transformer.time_proj(timestep).to(latents.dtype), None)
 
@@ -205,7 +210,7 @@ def bind(transformer, source):
     """``ModelFamily.bind`` for CogVideoX: bound processors on every attn1, and for posemb a hook on the
     patch embedding (diffusers' HookRegistry, so it composes with offloading and cache hooks)."""
     if getattr(transformer, "ofs_embedding", None) is not None:
-        raise ModelError("image-to-video CogVideoX variants (ofs embedding) are not supported")
+        raise ModelError("CogVideoX 1.5 image-to-video checkpoints (ofs embedding) are not supported")
     attns = [block.attn1 for block in transformer.transformer_blocks]
     bound = [BoundMotionProcessor(i, source, attn.processor) for i, attn in enumerate(attns)]
     for attn, proc in zip(attns, bound):
@@ -278,13 +283,38 @@ def make_scheduler(spec, config: dict | None = None):
 
 class CogVideoX(ModelFamily):
     name = "cogvideox"
-    pipelines = ("CogVideoXPipeline",)
+    pipelines = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+    i2v_pipelines = ("CogVideoXImageToVideoPipeline",)
 
     def base_rho(self, model) -> Rho:
         return base_rho(model)
 
-    def forward(self, transformer, latents, text_embeds, timestep, controls, checkpointing=True):
-        return forward(transformer, latents, text_embeds, timestep, controls, checkpointing)
+    def forward(self, transformer, latents, text_embeds, timestep, controls, checkpointing=True, image=None):
+        return forward(transformer, latents, text_embeds, timestep, controls, checkpointing, image)
+
+    @torch.no_grad()
+    def image_condition(self, model, image, generators):
+        """CogVideoXImageToVideoPipeline.prepare_latents' image latents: the first frame resized to the model's
+        size, encoded by the VAE (a sample drawn from each generator, before its noise; the mode for
+        None), scaled, then zero latent frames after it: ``{"latents": [N, F', C, h, w]}``."""
+        if model.spec.conditioning != "i2v":
+            return super().image_condition(model, image, generators)
+        from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import retrieve_latents
+
+        s = model.spec
+        pixels = image_processor(s).preprocess(image, height=s.height, width=s.width).to(model.device, model.dtype)
+        rows = []
+        with model.on_device(model.vae) as vae:
+            for g in generators:
+                dist = vae.encode(pixels.unsqueeze(2).to(vae.dtype))
+                z = retrieve_latents(dist, g) if g is not None else dist.latent_dist.mode()
+                rows.append(z)
+        latents = torch.cat(rows).to(model.dtype).permute(0, 2, 1, 3, 4)  # [N, 1, C, h, w]
+        scaling = self._scaling(model)
+        latents = (1 / scaling if getattr(model.vae.config, "invert_scale_latents", False) else scaling) * latents
+        b, f, c, h, w = self.latent_shape(model)
+        padding = torch.zeros((len(generators), f - 1, c, h, w), device=model.device, dtype=model.dtype)
+        return {"latents": torch.cat([latents, padding], dim=1)}
 
     def bind(self, transformer, source):
         return bind(transformer, source)
@@ -334,7 +364,7 @@ class CogVideoX(ModelFamily):
         x = torch.cat([latents] * 2) if run.do_cfg else latents
         x = run.scheduler.scale_model_input(x, t)
         with torch.no_grad(), model.on_device(model.transformer) as tr:
-            out = forward(tr, x, run.embeds, t.expand(x.shape[0]), controls).float()
+            out = forward(tr, x, run.embeds, t.expand(x.shape[0]), controls, image=run.image).float()
         if run.do_cfg:
             scale = (dynamic_cfg_scale(run.guidance_scale, t.item(), run.steps) if run.use_dynamic_cfg
                      else run.guidance_scale)
@@ -360,9 +390,10 @@ class CogVideoX(ModelFamily):
 
     def load_components(self, spec, source, dtype):
         """from_pretrained of every component; the scheduler swapped for the paper's (trailing spacing)."""
-        from diffusers import CogVideoXPipeline
+        from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
-        pipe = CogVideoXPipeline.from_pretrained(source, dtype=dtype)
+        cls = CogVideoXImageToVideoPipeline if spec.conditioning == "i2v" else CogVideoXPipeline
+        pipe = cls.from_pretrained(source, dtype=dtype)
         scheduler = make_scheduler(spec, pipe.scheduler.config)
         return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, scheduler
 
@@ -387,14 +418,20 @@ class CogVideoX(ModelFamily):
                 sample_height=spec.height, sample_width=spec.width,
             ).eval()
             transformer = CogVideoXTransformer3DModel(
-                num_attention_heads=spec.heads, attention_head_dim=spec.head_dim, in_channels=4,
-                out_channels=4, time_embed_dim=32, text_embed_dim=d_text, num_layers=spec.num_layers,
+                num_attention_heads=spec.heads, attention_head_dim=spec.head_dim,
+                in_channels=8 if spec.conditioning == "i2v" else 4, out_channels=4, time_embed_dim=32,
+                text_embed_dim=d_text, num_layers=spec.num_layers,
                 sample_width=spec.width // spec.spatial_compression,
                 sample_height=spec.height // spec.spatial_compression,
                 sample_frames=spec.num_frames, patch_size=spec.patch_size,
                 max_text_seq_length=spec.text_len,
                 use_rotary_positional_embeddings=spec.embedding == "rope",
+                # CogVideoX-5B-I2V: the image latents on channels (8 inputs), learnt positional embeddings
+                use_learned_positional_embeddings=spec.conditioning == "i2v",
             ).eval()
+            if spec.conditioning == "i2v":  # "learnt": not the sin-cos values they start from
+                pe = transformer.patch_embed.pos_embedding
+                pe.add_(0.1 * torch.randn_like(pe))
         return tokenizer, text_encoder, vae, transformer, make_scheduler(spec)
 
     def build_architecture(self, spec, text_layers=2):
@@ -405,13 +442,15 @@ class CogVideoX(ModelFamily):
         from .base import build_tokenizer
 
         rope = spec.embedding == "rope"
+        i2v = spec.conditioning == "i2v"
         tokenizer = build_tokenizer(spec.text_len)
         text_encoder = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240,  # T5-XXL
                                                num_layers=text_layers, num_heads=64, dropout_rate=0.0,
                                                feed_forward_proj="gated-gelu"))
         vae = AutoencoderKLCogVideoX(scaling_factor=0.7 if rope else 1.15258426)  # the real configs otherwise
         transformer = CogVideoXTransformer3DModel(
-            num_attention_heads=spec.heads, attention_head_dim=spec.head_dim, in_channels=16, out_channels=16,
+            num_attention_heads=spec.heads, attention_head_dim=spec.head_dim, in_channels=32 if i2v else 16,
+            out_channels=16, use_learned_positional_embeddings=i2v,
             time_embed_dim=512, text_embed_dim=4096, num_layers=spec.num_layers,
             sample_width=spec.width // spec.spatial_compression, sample_height=spec.height // spec.spatial_compression,
             sample_frames=spec.num_frames, patch_size=spec.patch_size, max_text_seq_length=spec.text_len,
@@ -422,10 +461,15 @@ class CogVideoX(ModelFamily):
         """Spec of a local CogVideoX folder, read from its transformer and VAE configs."""
         from dataclasses import replace
 
-        from ..models.cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
+        from ..models.cogvideox import COGVIDEOX_2B, COGVIDEOX_5B, COGVIDEOX_5B_I2V
 
         tr, vae = configs["transformer"], configs["vae"]
         base = COGVIDEOX_5B if tr.get("use_rotary_positional_embeddings") else COGVIDEOX_2B
+        if int(tr.get("in_channels", 16)) != int(tr.get("out_channels", 16)):  # the image latents on channels
+            if base is not COGVIDEOX_5B or tr.get("ofs_embed_dim") is not None or tr.get("patch_size_t") is not None:
+                raise ModelError(f"{path}: only CogVideoX-5B-I2V-style image-to-video folders are supported "
+                                 "(not CogVideoX 1.5 ones)")
+            base = COGVIDEOX_5B_I2V
         spatial = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
         layers = int(tr["num_layers"])
         scale_block = lambda b: min(layers - 1, round(b * layers / base.num_layers))  # noqa: E731
@@ -438,7 +482,8 @@ class CogVideoX(ModelFamily):
                        width=int(tr.get("sample_width", 90)) * spatial,
                        spatial_compression=spatial,
                        temporal_compression=int(vae.get("temporal_compression_ratio", 4)), guidance=guidance,
-                       description=f"local CogVideoX folder ({base.embedding})")
+                       fixed_geometry=bool(tr.get("use_learned_positional_embeddings")),
+                       description=f"local CogVideoX folder ({base.embedding}, {base.conditioning})")
 
 
 FAMILY = CogVideoX()

@@ -14,7 +14,12 @@ Everything motionlib needs to know about Wan lives here:
   ``[B, F', C, h, w]`` (a permuted view, the same numbers), and the VAE latents are normalised
   with the VAE's ``latents_mean`` / ``latents_std``;
 - UMT5 text embeddings trimmed to the prompt and zero-padded, as WanPipeline does;
-- WanPipeline's own scheduler (UniPC flow matching) and CFG (two passes, cond then uncond).
+- WanPipeline's own scheduler (UniPC flow matching) and CFG (two passes, cond then uncond);
+- Wan 2.1 image-to-video (WanImageToVideoPipeline): CLIP tokens of the first frame before the text
+  tokens of the cross-attention, and a frame mask plus the first frame's latents on channels.
+
+One file on purpose (over 400 lines): a model family is one adapter module (docs/architecture.md), so
+adding a family stays one file plus its specs.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from ..errors import ParameterError
 from ..rho import Rho
 from ..transformer import Controls, StopForward, install_processors, record_kv_and_stop, run_blocks, tile_batch
-from .base import ModelFamily
+from .base import ModelFamily, image_processor, repeat_batch
 
 
 @dataclass
@@ -124,9 +129,8 @@ class BoundWanProcessor(WanMotionProcessor):
 
 
 def bind(transformer, source):
-    """``ModelFamily.bind`` for Wan: bound processors on every block's attn1 (ρ enters only there)."""
-    if transformer.condition_embedder.image_embedder is not None:
-        raise ParameterError("image-to-video Wan variants are not supported")
+    """``ModelFamily.bind`` for Wan: bound processors on every block's attn1 (ρ enters only there; an
+    image-to-video transformer's image tokens enter attn2, which keeps diffusers' processor)."""
     attns = [block.attn1 for block in transformer.blocks]
     bound = [BoundWanProcessor(i, source, attn.processor) for i, attn in enumerate(attns)]
     for attn, proc in zip(attns, bound):
@@ -141,14 +145,22 @@ def bind(transformer, source):
 
 
 def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, timestep: torch.Tensor,
-            controls: Controls, checkpointing: bool = True) -> torch.Tensor | None:
-    """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass."""
+            controls: Controls, checkpointing: bool = True, image: dict | None = None) -> torch.Tensor | None:
+    """Model output for `latents` [B, F, C, H, W]; None when `controls.stop_at` truncated the pass.
+
+    With `image` (Wan 2.1 I2V: ``image_condition``'s frame mask + first-frame latents and CLIP tokens) the
+    condition is concatenated to the latents on channels and the CLIP tokens go before the text tokens
+    of the cross-attention, as WanImageToVideoPipeline and WanTransformer3DModel do."""
     install_processors(transformer.blocks, WanMotionProcessor)  # attn2 keeps diffusers' processor
-    if transformer.condition_embedder.image_embedder is not None:
-        raise ParameterError("image-to-video Wan variants are not supported")
+    if (transformer.condition_embedder.image_embedder is not None) != (image is not None):
+        raise ParameterError("this Wan transformer needs an image (image-to-video)" if image is None
+                             else "this Wan transformer takes no image (text-to-video)")
     # WanTransformer3DModel takes [B, C, F, H, W] in its own dtype (float32 latents, e.g. the noised
     # reference of KV injection, are cast as WanPipeline casts its latents)
-    x = latents.permute(0, 2, 1, 3, 4).to(transformer.patch_embedding.weight.dtype).contiguous()
+    x = latents.permute(0, 2, 1, 3, 4)
+    if image is not None:
+        x = torch.cat([x, repeat_batch(image["condition"], x.shape[0]).to(x.device)], dim=1)
+    x = x.to(transformer.patch_embedding.weight.dtype).contiguous()
     batch, _, frames, height, width = x.shape
     p_t, p_h, p_w = transformer.config.patch_size
     rope = _Rope(*controls.rho.rope(), controls=controls)
@@ -156,9 +168,12 @@ def forward(transformer, latents: torch.Tensor, text_embeds: torch.Tensor, times
     hidden_states = transformer.patch_embedding(x).flatten(2).transpose(1, 2).contiguous()
     if timestep.ndim != 1:
         raise ParameterError("per-token timesteps (Wan 2.2 TI2V) are not supported")
-    temb, timestep_proj, encoder_hidden_states, _ = transformer.condition_embedder(
-        timestep, text_embeds, None, timestep_seq_len=None)
+    clip = None if image is None else repeat_batch(image["clip"], x.shape[0]).to(x.dtype)
+    temb, timestep_proj, encoder_hidden_states, clip_states = transformer.condition_embedder(
+        timestep, text_embeds, clip, timestep_seq_len=None)
     timestep_proj = timestep_proj.unflatten(1, (6, -1))
+    if clip_states is not None:
+        encoder_hidden_states = torch.concat([clip_states, encoder_hidden_states], dim=1)
 
     out = run_blocks(transformer.blocks, (hidden_states,), (encoder_hidden_states, timestep_proj, rope),
                      controls, checkpointing)
@@ -214,18 +229,72 @@ def make_scheduler(config: dict | None = None):
                                        solver_type="bh2", lower_order_final=True, final_sigmas_type="zero")
 
 
+CLIP_WIDTH = 16  # the tiny presets' CLIP vision width
+
+
+def tiny_clip() -> dict:
+    """A tiny CLIP vision encoder (32x32 inputs, patches of 8: 17 tokens of width 16) and its processor,
+    from transformers' classes (seeded by the caller)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    try:  # transformers' Pillow backend (its default one needs torchvision, which motionlib does not install)
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import CLIPImageProcessor  # type: ignore[assignment]
+
+    encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=CLIP_WIDTH, intermediate_size=32, num_hidden_layers=2,
+                                               num_attention_heads=2, image_size=32, patch_size=8)).eval()
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return {"image_encoder": encoder, "image_processor": processor}
+
+
 FFN_DIM = {1536: 8960, 5120: 13824}  # feed-forward width by hidden width: Wan2.1 1.3B, 14B
 
 
 class Wan(ModelFamily):
     name = "wan"
-    pipelines = ("WanPipeline",)
+    pipelines = ("WanPipeline", "WanImageToVideoPipeline")
+    i2v_pipelines = ("WanImageToVideoPipeline",)
 
     def base_rho(self, model) -> Rho:
         return base_rho(model)
 
-    def forward(self, transformer, latents, text_embeds, timestep, controls, checkpointing=True):
-        return forward(transformer, latents, text_embeds, timestep, controls, checkpointing)
+    def forward(self, transformer, latents, text_embeds, timestep, controls, checkpointing=True, image=None):
+        return forward(transformer, latents, text_embeds, timestep, controls, checkpointing, image)
+
+    @torch.no_grad()
+    def image_condition(self, model, image, generators):
+        """WanImageToVideoPipeline's conditioning: CLIP tokens of the image (the encoder's penultimate
+        hidden states) and, on channels, a first-frame mask plus the normalised latents of the first frame
+        (resized to the model's size) followed by black frames: ``{"clip": [N, L, D], "condition":
+        [N, T + C, F', h, w]}`` (diffusers' layout). Nothing random: the generators are only counted."""
+        if model.spec.conditioning != "i2v":
+            return super().image_condition(model, image, generators)
+        s, n = model.spec, len(generators)
+        encoder = model.image_encoder
+        home = next(encoder.parameters()).device
+        try:  # the image encoder visits the device for its one pass (motionlib.offload leaves it on the CPU)
+            encoder.to(model.device)
+            inputs = model.image_processor(images=image, return_tensors="pt").to(model.device)
+            clip = encoder(**inputs, output_hidden_states=True).hidden_states[-2].to(model.device)
+        finally:
+            encoder.to(home)
+        clip = clip.repeat(n, 1, 1).to(model.dtype)
+
+        pixels = image_processor(s).preprocess(image, height=s.height, width=s.width).to(model.device, torch.float32)
+        _, frames, _, h, w = self.latent_shape(model)
+        video = torch.cat([pixels.unsqueeze(2), pixels.new_zeros(1, 3, s.num_frames - 1, s.height, s.width)], dim=2)
+        with model.on_device(model.vae) as vae:
+            z = vae.encode(video.to(model.device, vae.dtype)).latent_dist.mode()
+            mean, std = self._norm(vae, z.new_empty(0, dtype=torch.float32))
+        z = z.repeat(n, 1, 1, 1, 1).to(model.device, torch.float32)
+        z = (z - mean) * (1.0 / std)
+        t = s.temporal_compression
+        mask = torch.ones(n, 1, s.num_frames, h, w)
+        mask[:, :, 1:] = 0
+        mask = torch.concat([torch.repeat_interleave(mask[:, :, 0:1], dim=2, repeats=t), mask[:, :, 1:]], dim=2)
+        mask = mask.view(n, -1, t, h, w).transpose(1, 2).to(z.device)
+        return {"clip": clip, "condition": torch.concat([mask, z], dim=1)}
 
     def bind(self, transformer, source):
         return bind(transformer, source)
@@ -233,6 +302,12 @@ class Wan(ModelFamily):
     def pipeline_noise(self, latents):
         """WanPipeline draws [B, C, F', h, w]; motionlib keeps latent frames first (a permuted view)."""
         return latents.permute(0, 2, 1, 3, 4)
+
+    def pipeline_image(self, condition, image_tokens):
+        """WanImageToVideoPipeline's mask + image latents and its CLIP tokens (``encode_image``'s output)."""
+        if image_tokens is None:
+            return None
+        return {"condition": condition, "clip": image_tokens.to(condition.device)}
 
     def initial_noise(self, model, generator):
         from diffusers.utils.torch_utils import randn_tensor
@@ -291,9 +366,9 @@ class Wan(ModelFamily):
         x = latents.to(model.dtype)
         ts = t.expand(x.shape[0])
         with torch.no_grad(), model.on_device(model.transformer) as tr:
-            out = forward(tr, x, run.embeds[-1:], ts, controls)
+            out = forward(tr, x, run.embeds[-1:], ts, controls, image=run.image)
             if run.do_cfg:
-                uncond = forward(tr, x, run.embeds[:1], ts, controls)
+                uncond = forward(tr, x, run.embeds[:1], ts, controls, image=run.image)
                 out = uncond + run.guidance_scale * (out - uncond)
         return out
 
@@ -302,12 +377,19 @@ class Wan(ModelFamily):
 
     def load_components(self, spec, source, dtype):
         """WanPipeline.from_pretrained (a Wan-AI diffusers repo or a local folder), its scheduler kept."""
-        from diffusers import WanPipeline
+        from diffusers import WanImageToVideoPipeline, WanPipeline
 
-        pipe = WanPipeline.from_pretrained(source, dtype=dtype)
+        i2v = spec.conditioning == "i2v"
+        pipe = (WanImageToVideoPipeline if i2v else WanPipeline).from_pretrained(source, dtype=dtype)
         if getattr(pipe, "transformer_2", None) is not None:
             raise ParameterError(f"{source}: two-expert Wan 2.2 pipelines are not supported")
-        return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler
+        parts = (pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler)
+        if not i2v:
+            return parts
+        if getattr(pipe, "image_encoder", None) is None or pipe.transformer.config.image_dim is None:
+            raise ParameterError(f"{source}: only Wan 2.1 image-to-video pipelines (a CLIP image encoder) are "
+                                 "supported")
+        return parts + ({"image_encoder": pipe.image_encoder, "image_processor": pipe.image_processor},)
 
     def build_tiny(self, spec, seed=0):
         """Tiny Wan components: WanTransformer3DModel, AutoencoderKLWan, UMT5, UniPC."""
@@ -318,6 +400,7 @@ class Wan(ModelFamily):
 
         tokenizer = build_tokenizer(spec.text_len)
         d_text, z = 32, 4
+        i2v = spec.conditioning == "i2v"
         downsamples = {1: [], 2: [True], 4: [True, True]}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -331,11 +414,18 @@ class Wan(ModelFamily):
                                    latents_std=[1.0 + 0.5 * k for k in range(z)],
                                    scale_factor_temporal=spec.temporal_compression,
                                    scale_factor_spatial=spec.spatial_compression).eval()
+            # Wan 2.1 I2V: mask (one channel per frame of a temporal group) + image latents on channels, and a
+            # CLIP image encoder whose tokens its cross-attention reads through added key/value projections
+            image = {"image_dim": CLIP_WIDTH, "added_kv_proj_dim": spec.heads * spec.head_dim} if i2v else {}
             transformer = WanTransformer3DModel(
                 patch_size=(1, spec.patch_size, spec.patch_size), num_attention_heads=spec.heads,
-                attention_head_dim=spec.head_dim, in_channels=z, out_channels=z, text_dim=d_text, freq_dim=32,
-                ffn_dim=64, num_layers=spec.num_layers, rope_max_seq_len=64).eval()
-        return tokenizer, text_encoder, vae, transformer, make_scheduler()
+                attention_head_dim=spec.head_dim, in_channels=2 * z + spec.temporal_compression if i2v else z,
+                out_channels=z, text_dim=d_text, freq_dim=32, ffn_dim=64, num_layers=spec.num_layers,
+                rope_max_seq_len=64, **image).eval()
+            parts = (tokenizer, text_encoder, vae, transformer, make_scheduler())
+            if i2v:
+                parts += (tiny_clip(),)
+        return parts
 
     def build_architecture(self, spec, text_layers=2):
         """Wan2.1-T2V-1.3B / -14B at full size: the Wan-AI diffusers repos' transformer and VAE configs."""
@@ -363,21 +453,26 @@ class Wan(ModelFamily):
         """Spec of a local Wan folder, read from its transformer and VAE configs (geometry: WanPipeline's)."""
         from dataclasses import replace
 
-        from ..models.wan import WAN21_T2V_1_3B
+        from ..models.wan import WAN21_I2V_14B_480P, WAN21_T2V_1_3B
 
         tr, vae = configs["transformer"], configs["vae"]
         patch = tr.get("patch_size", [1, 2, 2])
         if patch[0] != 1:
             raise ParameterError(f"{path}: temporal patches ({patch}) are not supported")
         layers = int(tr["num_layers"])
-        base = WAN21_T2V_1_3B
+        i2v = tr.get("image_dim") is not None
+        if not i2v and int(tr.get("in_channels", 16)) != int(tr.get("out_channels", 16)):
+            raise ParameterError(f"{path}: a Wan transformer with {tr.get('in_channels')} input channels and no "
+                                 "image encoder (Wan 2.2 image-to-video) is not supported")
+        base = WAN21_I2V_14B_480P if i2v else WAN21_T2V_1_3B
         block = min(layers - 1, round(base.guidance.blocks[0] * layers / base.num_layers))
         return replace(base, name=path.name, source=str(path), heads=int(tr["num_attention_heads"]),
                        head_dim=int(tr["attention_head_dim"]), num_layers=layers, patch_size=int(patch[1]),
                        temporal_compression=int(vae.get("scale_factor_temporal", 4)),
                        spatial_compression=int(vae.get("scale_factor_spatial", 8)),
                        guidance=replace(base.guidance, blocks=(block,)),
-                       description="local Wan folder (3D RoPE; guidance defaults untested with real weights)")
+                       description=f"local Wan folder (3D RoPE; {base.conditioning}; guidance defaults untested "
+                                   "with real weights)")
 
 
 FAMILY = Wan()

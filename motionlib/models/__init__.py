@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from .._compat import check_diffusers
 from ..errors import ModelError, ParameterError, WeightsMissing
 from ..families import adapter
-from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B
+from .cogvideox import COGVIDEOX_2B, COGVIDEOX_5B, COGVIDEOX_5B_I2V
 from .geometry import check_geometry, with_geometry
 from .spec import GuidanceDefaults, ModelSpec
 from .tiny import tiny_spec, tiny_wan_spec
-from .wan import WAN21_T2V_1_3B, WAN21_T2V_14B
+from .wan import WAN21_I2V_14B_480P, WAN21_I2V_14B_720P, WAN21_T2V_1_3B, WAN21_T2V_14B
 
 if TYPE_CHECKING:
     import torch
@@ -35,9 +35,12 @@ def __getattr__(name: str):
 __all__ = ["Model", "ModelSpec", "GuidanceDefaults", "load_model", "known_models", "resolve_spec", "check_geometry",
            "with_geometry", "model_name_for"]
 
-_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb"), "tiny-wan": tiny_wan_spec()}
+_TINY = {"tiny-5b": tiny_spec("rope"), "tiny-2b": tiny_spec("posemb"), "tiny-wan": tiny_wan_spec(),
+         "tiny-5b-i2v": tiny_spec("rope", "i2v"), "tiny-wan-i2v": tiny_wan_spec("i2v")}
 _REAL = {"cogvideox-5b": COGVIDEOX_5B, "cogvideox-2b": COGVIDEOX_2B,
-         "wan2.1-t2v-1.3b": WAN21_T2V_1_3B, "wan2.1-t2v-14b": WAN21_T2V_14B}
+         "wan2.1-t2v-1.3b": WAN21_T2V_1_3B, "wan2.1-t2v-14b": WAN21_T2V_14B,
+         "cogvideox-5b-i2v": COGVIDEOX_5B_I2V, "wan2.1-i2v-14b-480p": WAN21_I2V_14B_480P,
+         "wan2.1-i2v-14b-720p": WAN21_I2V_14B_720P}
 _HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
 
 
@@ -130,6 +133,8 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
     spec = resolve_spec(name_or_path)
     family = adapter(spec.embedding)
     family.check_spec(spec)
+    if num_frames or height or width:  # refused before any weights load
+        check_geometry(spec, num_frames, height, width)
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = getattr(torch, spec.dtype) if device.type == "cuda" else torch.float32
@@ -148,17 +153,19 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
         except OSError as e:  # from_pretrained without network or cache, or an unreadable folder
             raise ModelError(f"could not load {spec.source}: {(str(e).strip() or type(e).__name__).splitlines()[0]} "
                              "(no weights offline? try --model tiny-5b, or a local diffusers folder)") from e
-    tokenizer, text_encoder, vae, transformer, scheduler = parts
-    for m in (text_encoder, vae, transformer):
+    tokenizer, text_encoder, vae, transformer, scheduler, *rest = parts
+    image = dict(rest[0]) if rest else {}  # image-to-video: {"image_encoder": ..., "image_processor": ...}
+    encoder = image.get("image_encoder")
+    for m in (text_encoder, vae, transformer) + ((encoder,) if encoder is not None else ()):
         m.requires_grad_(False).eval()
         if next(m.parameters()).dtype != dtype:
             m.to(dtype=dtype)
-    on_cpu = Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype, "model")
+    on_cpu = Model(spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype, "model", **image)
     if num_frames or height or width:
         on_cpu = with_geometry(on_cpu, num_frames=num_frames, height=height, width=width)
     plan = memory.plan(on_cpu, job, offload, vae_tiling)
     model = Model(on_cpu.spec, tokenizer, text_encoder, vae, transformer, scheduler, device, dtype,
-                  plan.setting.offload, plan)
+                  plan.setting.offload, plan, **image)
     with memory.out_of_memory(model, job):  # e.g. a forced --offload none on a small card
         placement.place(model, plan.setting.vae_tiling)
     return model

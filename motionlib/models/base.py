@@ -1,4 +1,4 @@
-"""`Model`: the components of a text-to-video DiT, passed around together.
+"""`Model`: the components of a text- or image-to-video DiT, passed around together.
 
 Like a diffusers pipeline without a ``__call__``: motionlib's sampling loop (``motionlib.sampling``)
 drives the components through the model family's adapter (``motionlib.families``). The codec and
@@ -32,6 +32,10 @@ class Model:
     plan: Any = None  # the motionlib.memory.Plan that chose the offload level, when one did
     # component -> "device" or "cpu": where each lives now (kept by on_device; shared by copies)
     placement: dict = field(default_factory=dict)
+    # image-to-video models whose family encodes the first frame with an image encoder (Wan 2.1 I2V: CLIP);
+    # it lives with the text encoder's placement rules (motionlib.offload) and is run by the adapter
+    image_encoder: Any = None
+    image_processor: Any = None
 
     COMPONENTS = ("text_encoder", "vae", "transformer")
 
@@ -97,6 +101,10 @@ class Model:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latent [1, F', C, h, w] -> video [F, 3, H, W] in [0, 1] (float32, CPU)."""
         return self.family.decode(self, latents)
+
+    def image_condition(self, image, generators: list) -> dict:
+        """The family's conditioning on a first frame (a PIL image), one per generator ([N, ...] tensors)."""
+        return self.family.image_condition(self, image, generators)
 
     def latent_shape(self) -> tuple[int, int, int, int, int]:
         return self.family.latent_shape(self)

@@ -20,6 +20,10 @@ def check_geometry(s, num_frames: int | None = None, height: int | None = None, 
         if value is not None and value < 1:
             raise ParameterError(f"{flag} must be a positive integer, got {value}")
     spec = replace(s, num_frames=num_frames or s.num_frames, height=height or s.height, width=width or s.width)
+    if s.fixed_geometry and (spec.num_frames, spec.height, spec.width) != (s.num_frames, s.height, s.width):
+        raise ParameterError(f"{s.name} has learnt positional embeddings for one size only: {s.num_frames} frames "
+                             f"at {s.height}x{s.width} (height x width); got {spec.num_frames} frames at "
+                             f"{spec.height}x{spec.width}")
     adapter(s.embedding).check_spec(spec)
     if spec.latent_frames < 2:
         t = spec.temporal_compression

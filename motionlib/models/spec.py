@@ -35,6 +35,9 @@ EMBEDDINGS: tuple[str, ...] = tuple(_EMBEDDINGS)
 # CogVideoX-5B's RoPE factor (its blocks keep similar activations)
 ACTIVATION_FACTOR: dict[str, int] = {"rope": 20, "posemb": 12, "wan": 20}
 RHO_KINDS: tuple[str, ...] = ("rope", "additive")
+# what a generation is conditioned on besides the prompt: "t2v" (text only) or "i2v" (also a first frame,
+# docs/i2v.md); a motion learnt on one cannot drive the other
+CONDITIONINGS: tuple[str, ...] = ("t2v", "i2v")
 
 
 def _entry(embedding: str) -> tuple[str, str]:
@@ -119,6 +122,10 @@ class ModelSpec:
     fps: int = 8
     guidance: GuidanceDefaults = field(default_factory=GuidanceDefaults)
     description: str = ""
+    conditioning: str = "t2v"  # "t2v" or "i2v" (CONDITIONINGS): "i2v" models take a first frame
+    # True for a model with learnt positional embeddings at one size (CogVideoX-5B-I2V): no other frame
+    # count or resolution (motionlib.models.geometry refuses them)
+    fixed_geometry: bool = False
 
     @property
     def latent_frames(self) -> int:
@@ -131,8 +138,11 @@ class ModelSpec:
         return (self.latent_frames, self.height // s // p, self.width // s // p)
 
     def to_dict(self) -> dict:
-        """The stored form: the embedding under its stored key "family", in the field order."""
-        return {STORED.get(k, k): v for k, v in dataclasses.asdict(self).items()}
+        """The stored form: the embedding under its stored key "family", in the field order. The keys
+        added for image-to-video are written only when they differ from their defaults, so a
+        text-to-video spec stores the same bytes (and asset hashes) as before they existed."""
+        return {STORED.get(k, k): v for k, v in dataclasses.asdict(self).items()
+                if not (k in _OMITTED_AT_DEFAULT and v == _OMITTED_AT_DEFAULT[k])}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
@@ -148,5 +158,12 @@ class ModelSpec:
         """Hash of what makes a ρ asset compatible: embedding, geometry and architecture (stored key names)."""
         keys = ("embedding", "num_frames", "height", "width", "temporal_compression",
                 "spatial_compression", "patch_size", "text_len", "heads", "head_dim", "num_layers")
-        blob = json.dumps({STORED.get(k, k): getattr(self, k) for k in keys}, sort_keys=True)
+        values = {STORED.get(k, k): getattr(self, k) for k in keys}
+        if self.conditioning != "t2v":  # text-to-video hashes stay what they were
+            values["conditioning"] = self.conditioning
+        blob = json.dumps(values, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# fields written by to_dict only when they differ from these defaults (the text-to-video values)
+_OMITTED_AT_DEFAULT: dict[str, object] = {"conditioning": "t2v", "fixed_geometry": False}

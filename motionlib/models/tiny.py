@@ -10,14 +10,20 @@ Their output is noise: they exist to exercise code, not to make videos.
 from __future__ import annotations
 
 
+from dataclasses import replace
+
 from .spec import GuidanceDefaults, ModelSpec
 
 TINY_GUIDANCE = GuidanceDefaults(blocks=(2,), lr_start=0.05, lr_end=0.02, opt_steps=3,
                                  guided_fraction=0.5, temperature=2.0, inject_blocks=(0,))
 
 
-def tiny_spec(embedding: str) -> ModelSpec:
+def tiny_spec(embedding: str, conditioning: str = "t2v") -> ModelSpec:
     rope = embedding == "rope"
+    if conditioning == "i2v":  # CogVideoX-5B-I2V at a tiny size: learnt positional embeddings, one geometry
+        return replace(tiny_spec("rope"), name="tiny-5b-i2v", source="builtin:tiny-5b-i2v", conditioning="i2v",
+                       fixed_geometry=True, description="random-weight CogVideoX-5B-I2V architecture for tests "
+                       "(renders noise; learnt positional embeddings: one geometry)")
     return ModelSpec(
         name="tiny-5b" if rope else "tiny-2b",
         embedding="rope" if rope else "posemb",
@@ -32,8 +38,14 @@ def tiny_spec(embedding: str) -> ModelSpec:
     )
 
 
-def tiny_wan_spec() -> ModelSpec:
-    """Wan 2.1 architecture at a tiny size (4 blocks, 2 heads x 24: t/h/w RoPE split 8/8/8)."""
+def tiny_wan_spec(conditioning: str = "t2v") -> ModelSpec:
+    """Wan 2.1 architecture at a tiny size (4 blocks, 2 heads x 24: t/h/w RoPE split 8/8/8).
+
+    The image-to-video one has a tiny CLIP image encoder and a text length of 512: diffusers' Wan
+    cross-attention takes the last 512 context tokens as text and the ones before as the image's."""
+    if conditioning == "i2v":
+        return replace(tiny_wan_spec(), name="tiny-wan-i2v", source="builtin:tiny-wan-i2v", conditioning="i2v",
+                       text_len=512, description="random-weight Wan2.1-I2V architecture for tests (renders noise)")
     return ModelSpec(
         name="tiny-wan", embedding="wan", source="builtin:tiny-wan", num_frames=9, height=64, width=96,
         temporal_compression=4, spatial_compression=4, patch_size=2, text_len=16, heads=2, head_dim=24,

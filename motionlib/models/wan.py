@@ -26,3 +26,17 @@ WAN21_T2V_1_3B = ModelSpec(
 WAN21_T2V_14B = ModelSpec(
     name="wan2.1-t2v-14b", source="Wan-AI/Wan2.1-T2V-14B-Diffusers", heads=40, num_layers=40,
     guidance=GuidanceDefaults(blocks=(19,)), description=f"Wan2.1-T2V-14B (3D RoPE; {UNTESTED})", **_COMMON)
+
+# Wan 2.1 image-to-video 14B (WanImageToVideoPipeline): the 14B transformer with a CLIP image encoder's
+# tokens in its cross-attention and the first frame's latents plus a frame mask concatenated on channels
+# (36 input channels). One transformer serves 480p and 720p; the repos differ in their default size.
+_I2V = f"image-to-video; {UNTESTED}"
+WAN21_I2V_14B_480P = ModelSpec(
+    name="wan2.1-i2v-14b-480p", source="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", heads=40, num_layers=40,
+    conditioning="i2v", guidance=GuidanceDefaults(blocks=(19,)),
+    description=f"Wan2.1-I2V-14B-480P (3D RoPE; {_I2V})", **_COMMON)
+
+WAN21_I2V_14B_720P = ModelSpec(
+    name="wan2.1-i2v-14b-720p", source="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", heads=40, num_layers=40,
+    conditioning="i2v", guidance=GuidanceDefaults(blocks=(19,)),
+    description=f"Wan2.1-I2V-14B-720P (3D RoPE; {_I2V})", **{**_COMMON, "height": 720, "width": 1280})

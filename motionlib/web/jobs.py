@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Literal, Optional
 
 from motionlib.errors import MotionlibError
@@ -35,10 +35,14 @@ class Job:
     error: Optional[str] = None
     queue_position: Optional[int] = None  # 1 = next to run; set by RenderQueue.position
     created: float = field(default_factory=time.time)
+    # an image-to-video render's uploaded first frame (a motionlib.image.FirstFrame); its sha256 is public
+    first_frame: Any = field(default=None, repr=False)
+    image_sha256: Optional[str] = None
 
     def public(self, position: int | None = None) -> dict[str, Any]:
         """As JSON for the browser: the output's path on the server is left out (the render id serves it)."""
-        out = asdict(self)
+        out = asdict(replace(self, first_frame=None))
+        out.pop("first_frame")
         if out["result"]:
             out["result"] = {k: v for k, v in out["result"].items() if k != "output"}
         out["queue_position"] = position

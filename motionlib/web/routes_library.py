@@ -111,6 +111,15 @@ def render_file(render_id: int, core: Core = Depends(get_core)):
     return FileResponse(path, media_type=media)
 
 
+@router.get("/renders/{render_id}/first-frame.png", summary="The first frame an image-to-video render started from "
+            "(the small preview its record keeps)")
+def render_first_frame(render_id: int, core: Core = Depends(get_core)):
+    r = core.call(core.lib.render, render_id)
+    if not r.image_preview:
+        raise HTTPProblem(404, f"render {render_id} was not made from an image")
+    return Response(r.image_preview, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
+
+
 # --- editing (only with --allow-render) ----------------------------------------------------------
 @router.post("/motions/{name}/tags", include_in_schema=False)
 def tags_form(name: str, add: str = Form("", max_length=400), remove: str = Form("", max_length=400),

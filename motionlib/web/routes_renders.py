@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .jobs import Job
@@ -30,12 +30,13 @@ def render_page(request: Request, motion: Optional[str] = Query(None, max_length
 @router.post("/render", include_in_schema=False)
 def render_form(motion: str = Form(..., max_length=64), prompt: str = Form(..., max_length=1000),
                 seed: int = Form(0, ge=0, lt=2**63), steps: str = Form("", max_length=5),
-                strength: float = Form(1.0, ge=0, le=10), core: Core = Depends(get_core)):
+                strength: float = Form(1.0, ge=0, le=10), image: Optional[UploadFile] = File(None),
+                core: Core = Depends(get_core)):
     if steps.strip() and not steps.strip().isdigit():
         raise HTTPProblem(422, f"steps: give a whole number, got {steps!r}")
     req = RenderRequest(motion=motion, prompt=prompt, seed=seed, strength=strength,
                         steps=int(steps) if steps.strip() else None)
-    return RedirectResponse(f"/jobs/{core.submit(req).id}", status_code=303)
+    return RedirectResponse(f"/jobs/{core.submit(req, image).id}", status_code=303)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse, summary="A render job's page")

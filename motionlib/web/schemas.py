@@ -29,10 +29,13 @@ class MotionItem(BaseModel):
 
 
 class RenderItem(BaseModel):
+    id: int
     prompt: str
     output: str
     seed: Optional[int]
     seconds: Optional[float]
+    image_sha256: Optional[str] = Field(None, description="an image-to-video render's first frame (sha256 of the "
+                                                          "image file; its preview: /renders/ID/first-frame.png)")
 
 
 class MotionDetails(BaseModel):

@@ -13,6 +13,7 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 from fastapi import Request, UploadFile
@@ -23,7 +24,7 @@ from motionlib.store import Library
 
 from .jobs import Job, RenderQueue
 from .schemas import RenderRequest
-from .security import DEFAULT_MAX_UPLOAD, HTTPProblem, stage_upload
+from .security import DEFAULT_MAX_UPLOAD, HTTPProblem, UploadTooLarge, stage_upload
 
 T = TypeVar("T")
 
@@ -153,13 +154,41 @@ class Core:
         return hits
 
     # -- renders -----------------------------------------------------------------------------------
-    def submit(self, req: RenderRequest) -> Job:
-        """Queue a render (needs --allow-render); an unknown motion is a 404 now, not a failed job later."""
+    def submit(self, req: RenderRequest, image: Optional[UploadFile] = None) -> Job:
+        """Queue a render (needs --allow-render); an unknown motion is a 404 now, not a failed job later. An
+        image-to-video motion needs its first frame (`image`, an upload read with the clip uploads' size limit
+        and probed as `apply --image` probes a file); a text-to-video motion refuses one."""
         q = self.writable()
         self.lib.validate_name(req.motion)
         self.call(self.lib.get, req.motion)
+        from motionlib.views import asset_facts
+
+        i2v = self.call(asset_facts, self.lib, req.motion).get("conditioning") == "i2v"
+        frame = self._first_frame(image) if image is not None and (image.filename or image.size) else None
+        if i2v and frame is None:
+            raise HTTPProblem(400, f"motion '{req.motion}' is an image-to-video motion: upload its first frame "
+                                   "(an image)")
+        if frame is not None and not i2v:
+            raise HTTPProblem(400, f"motion '{req.motion}' is a text-to-video motion and takes no image")
         return q.submit(motion=req.motion, prompt=req.prompt.strip(), seed=req.seed, steps=req.steps,
-                        strength=req.strength)
+                        strength=req.strength, first_frame=frame,
+                        image_sha256=None if frame is None else frame.sha256)
+
+    def _first_frame(self, upload: UploadFile):
+        """An uploaded first frame: read up to the upload limit, then probed (motionlib.image); 413 / 415."""
+        from motionlib.image import ImageError, first_frame_from_bytes
+
+        shown = Path((upload.filename or "").replace("\\", "/")).name or "the upload"
+        limit = self.settings.max_upload_bytes
+        data = upload.file.read(limit + 1)
+        if len(data) > limit:
+            raise UploadTooLarge(limit)
+        if not data:
+            raise HTTPProblem(400, f"{shown} is empty (0 bytes)")
+        try:
+            return first_frame_from_bytes(data, shown)
+        except ImageError as exc:
+            raise HTTPProblem(415, str(exc)) from None
 
     def job(self, job_id: int) -> dict:
         """A render job as JSON (``Job.public``), with its place in the queue."""
@@ -181,9 +210,10 @@ class Core:
         out = self.lib.renders_dir / f"{job.motion}-{job.seed}-{uuid.uuid4().hex[:8]}.mp4"
         with self.compute:
             done = rendering.render(m, motion, job.prompt, out, seed=job.seed, steps=job.steps, strength=job.strength,
-                                    progress=progress)
+                                    progress=progress, image=job.first_frame and job.first_frame.image)
         with self.lock:
-            r = rendering.record(self.lib, motion, job.prompt, done, seed=job.seed, strength=job.strength)
+            r = rendering.record(self.lib, motion, job.prompt, done, seed=job.seed, strength=job.strength,
+                                 image=job.first_frame)
         return {"output": str(out), "motion": job.motion, "seconds": done.seconds, "render_id": r.id,
                 "warning": done.warning}
 
