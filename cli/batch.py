@@ -18,7 +18,8 @@ from .core import app, dim, emit, err, labelled, progress_bar, say, state
 def apply_batch(
     jobs_file: Path = typer.Argument(..., metavar="JOBS.jsonl",
                                      help='One JSON job a line: {"motion": NAME, "prompt": TEXT, "seed": N, '
-                                          '"output": FILE.mp4|.gif} plus optional "strength" and "steps". '
+                                          '"output": FILE.mp4|.gif} plus optional "strength", "steps" and '
+                                          '"frames"/"height"/"width" (retargeted, as apply --frames). '
                                           "Relative outputs are taken from the current folder."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w",
                                           help="Ray workers (default: one per GPU; on CPUs 1). Each loads "

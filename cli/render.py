@@ -20,7 +20,7 @@ from .core import (DEFAULT_MODEL_ENV, FALLBACK_MODEL, Memory, UserError, app, ch
                    check_output, check_steps, default_model, emit, fitting, load, out, printable, progress_bar, say,
                    shown_warnings, state, warn)
 from .options import (AMF_WINDOW_HELP, CHECKPOINTING, GRADIENT_HELP, OFFLOAD, OPT_STEPS_END_HELP, OPT_TOL_HELP,
-                      REUSE_HELP, VAE_TILING)
+                      RETARGET_HELP, REUSE_HELP, VAE_TILING)
 
 
 @app.command()
@@ -163,12 +163,17 @@ def apply(
     inject: bool = typer.Option(True, "--inject/--no-inject", help="KV injection of the stored reference latent."),
     gif: bool = typer.Option(False, "--gif", help="Write a GIF instead of an mp4 (when -o is not given)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Load the weights from here (same architecture)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help=RETARGET_HELP.format(what="frame count")),
+    height: Optional[int] = typer.Option(None, "--height", help=RETARGET_HELP.format(what="height")),
+    width: Optional[int] = typer.Option(None, "--width", help=RETARGET_HELP.format(what="width")),
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
 ):
-    """Render PROMPT with a stored motion, zero-shot (no optimisation)."""
+    """Render PROMPT with a stored motion, zero-shot (no optimisation); at another frame count or size
+    with --frames/--height/--width (the motion is retargeted, docs/retarget.md)."""
     from motionlib import render as rendering
     from motionlib.apply import warn_other_weights
+    from motionlib.retarget import RetargetNote
 
     if not (math.isfinite(strength) and 0 <= strength <= 100):
         raise UserError(f"--strength must be a number from 0 to 100, got {strength}")
@@ -176,8 +181,9 @@ def apply(
     path = check_output(output or default_output(f"{name}-{seed}", gif))
     memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
-    with shown_warnings(f"motion '{name}'"):
+    with shown_warnings(f"motion '{name}'", RetargetNote):
         motion = rendering.resolve(lib, name)  # read now: the catalogue may change while it renders
+        motion = rendering.retargeted(motion, frames, height, width)  # refused here, before any model loads
     m = rendering.ModelCache(load=lambda n, **geometry: load(n, memory, **geometry)).for_motion(motion, model)
     with shown_warnings(f"motion '{name}'"):
         warn_other_weights(m, motion.asset, name)  # said before the render, not after it
