@@ -112,27 +112,45 @@ def ablation_assets(asset, frames: int, height: int, width: int) -> dict:
             "nearest tokens": replace(full, rho_delta=near)}
 
 
+def travel(track, ref) -> float:
+    """How far the disc travels along the reference's net displacement, as a share of it (1: as far;
+    NaN with fewer than two frames with a disc), between the first and last frames with a disc."""
+    import numpy as np
+
+    known = np.flatnonzero(np.isfinite(track).all(axis=1))
+    if len(known) < 2:
+        return float("nan")
+    a, b = known[0], known[-1]
+    d_tr, d_ref = track[b] - track[a], ref[b] - ref[a]
+    return float(d_tr @ d_ref / (d_ref @ d_ref))
+
+
 def run_ablation(model, asset, ref_track) -> None:
-    """Zero-shot at 8x48x48 with each ablation_assets variant, scored like main's renders."""
+    """Zero-shot at 8x48x48 with each ablation_assets variant (and at the learnt 8x32x32), scored like
+    main's renders, plus the median travel along the reference's displacement (1 = as far as it)."""
     import numpy as np
 
     from motionlib.apply import apply
     from motionlib.demo.metrics import direction_agreement, segment_direction, to_uint8
     from motionlib.models import with_geometry
 
-    frames, height, width = 8, 48, 48
-    m = with_geometry(model, frames, height, width)
-    ref = retimed(ref_track * height / model.spec.height, frames)
-    for label, variant in ablation_assets(asset, frames, height, width).items():
-        segs, steps, present = [], [], []
+    s = model.spec
+    variants = [("learnt geometry 8x32x32", model, asset, 1.0)]
+    m48 = with_geometry(model, 8, 48, 48)
+    variants += [(f"8x48x48 {k}", m48, v, 48 / s.height) for k, v in ablation_assets(asset, 8, 48, 48).items()]
+    for label, m, variant, scale in variants:
+        ref = ref_track * scale
+        segs, steps, present, far = [], [], [], []
         for prompt in PROMPTS:
             for seed in SEEDS:
-                track = disc_track(to_uint8(apply(m, variant, prompt, seed=seed)), height / model.spec.height)
-                segs.append(segment_direction(track, ref, [(0, frames - 1)]))
+                track = disc_track(to_uint8(apply(m, variant, prompt, seed=seed)), scale)
+                segs.append(segment_direction(track, ref, [(0, m.spec.num_frames - 1)]))
                 steps.append(direction_agreement(track, ref)[0])
                 present.append(bool(np.isfinite(track).all()))
-        print(f"8x48x48 {label}: segment direction {np.mean(segs):+.2f} (min {np.min(segs):+.2f}), step direction "
-              f"{np.nanmean(steps):+.2f}, disc in every frame {np.mean(present):.2f}", flush=True)
+                far.append(travel(track, ref))
+        print(f"{label}: segment direction {np.mean(segs):+.2f} (min {np.min(segs):+.2f}), step direction "
+              f"{np.nanmean(steps):+.2f}, disc in every frame {np.mean(present):.2f}, travel (median) "
+              f"{np.nanmedian(far):.2f} (range {np.nanmin(far):.2f} to {np.nanmax(far):.2f})", flush=True)
 
 
 def main() -> int:

@@ -30,13 +30,15 @@ def models(tiny5b, tiny2b):
 
 @pytest.fixture(scope="module")
 def assets(models):
-    """{(preset, parametrisation): a motion learnt on a noise clip} (4 steps, 1 Adam step each)."""
+    """{(preset, parametrisation): a motion learnt on a noise clip} (4 steps, 1 Adam step each; no
+    'shared-shift' on tiny-2b, whose sin-cos ρ has one shift per token under 'shift' already)."""
     from motionlib.learn import learn
 
     out = {}
     for name, m in models.items():
         for param in ("shift", "shared-shift", "table"):
-            out[name, param] = learn(m, noise_clip(m), seed=0, steps=4, opt_steps=1, parametrisation=param).asset
+            if not (name == "tiny-2b" and param == "shared-shift"):
+                out[name, param] = learn(m, noise_clip(m), seed=0, steps=4, opt_steps=1, parametrisation=param).asset
     return out
 
 
@@ -49,6 +51,8 @@ def tensors_equal(a, b) -> bool:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_same_geometry_is_the_identity_bit_for_bit(assets, preset, tmp_path):
     for param in ("shift", "shared-shift", "table"):
+        if (preset, param) not in assets:
+            continue
         a = assets[preset, param]
         s = a.spec
         for b in (a.retarget(), a.retarget(s.num_frames, s.height, s.width), retarget(a, s.num_frames)):
