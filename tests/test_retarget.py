@@ -61,14 +61,15 @@ def test_same_geometry_is_the_identity_bit_for_bit(assets, preset, tmp_path):
             assert a.save(tmp_path / "a.safetensors").read_bytes() == b.save(tmp_path / "b.safetensors").read_bytes()
 
 
-def test_the_input_is_untouched(assets):
+def test_the_input_is_untouched_and_the_same_retarget_writes_the_same_bytes(assets, tmp_path):
     a = assets["tiny-5b", "shift"]
     before = copy.deepcopy(a)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RetargetNote)
-        b = a.retarget(17, 32, 64)
+        b, c = a.retarget(17, 32, 64), a.retarget(17, 32, 64)
     assert b.spec.grid == (5, 4, 8) and a.spec == before.spec and a.params == before.params
     assert tensors_equal(a, before)
+    assert b.save(tmp_path / "b.safetensors").read_bytes() == c.save(tmp_path / "c.safetensors").read_bytes()
 
 
 # --- the resampled field against a naive implementation ---------------------------------------------
@@ -127,6 +128,18 @@ def test_offsets_are_scaled_to_the_new_grid_units():
     rows = torch.arange(16.0)
     inner = (rows >= 1) & (rows <= 14)  # away from the clamped edge rows
     torch.testing.assert_close(got[0, inner, 0, 1], 0.25 * (rows[inner] + 0.5))
+
+
+def test_scaled_offsets_keep_cogvideox_rope_angles(tiny5b):
+    """CogVideoX's RoPE spans its training size at any grid, so a scaled offset is the same rotary angle."""
+    from motionlib.models import with_geometry
+    from motionlib.rho import base_rho
+
+    small = with_geometry(tiny5b, height=32, width=48)  # token grid (3, 8, 12) -> (3, 4, 6)
+    delta = torch.tensor([0.0, 1.0, -2.0])
+    moved = resample_shift(delta.expand(3 * 8 * 12, 3), (3, 8, 12), (3, 4, 6))
+    torch.testing.assert_close(moved[0], torch.tensor([0.0, 0.5, -1.0]))
+    torch.testing.assert_close(moved[0] @ base_rho(small).rates, delta @ base_rho(tiny5b).rates)
 
 
 def test_amf_and_confidence_follow_the_grid():
