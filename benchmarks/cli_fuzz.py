@@ -73,9 +73,14 @@ def _learn(d):
             "--opt-steps", "1", "--tag", d(TEXT), *(extra and [extra[0], d(NUMBER)]), *d(MEMORY)]
 
 
+GEOMETRY = st.sampled_from([[], ["--frames"], ["--height"], ["--width"]])  # apply: a retarget (docs/retarget.md)
+
+
 def _apply(d):
+    extra = d(GEOMETRY)
     return ["apply", d(st.one_of(st.just("left"), TEXT)), d(TEXT), "-o", d(OUTS), "--steps", d(STEPS),
-            "--strength", d(st.one_of(NUMBER, st.just("1"))), "--seed", d(NUMBER), *d(MEMORY)]
+            "--strength", d(st.one_of(NUMBER, st.just("1"))), "--seed", d(NUMBER),
+            *(extra and [extra[0], d(NUMBER)]), *d(MEMORY)]
 
 
 COMMANDS = {

@@ -19,7 +19,8 @@ def apply_batch(
     jobs_file: Path = typer.Argument(..., metavar="JOBS.jsonl",
                                      help='One JSON job a line: {"motion": NAME, "prompt": TEXT, "seed": N, '
                                           '"output": FILE.mp4|.gif} plus optional "strength", "steps" and '
-                                          '"image" (the first frame of an image-to-video motion). Relative '
+                                          '"image" (the first frame of an image-to-video motion) and '
+                                          '"frames"/"height"/"width" (retargeted, as apply --frames). Relative '
                                           "outputs and images are taken from the current folder."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w",
                                           help="Ray workers (default: one per GPU; on CPUs 1). Each loads "

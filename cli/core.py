@@ -240,20 +240,22 @@ def warn(msg: str) -> None:
 
 
 @contextmanager
-def shown_warnings(about: str):
-    """motionlib's own warnings raised inside (e.g. an asset without a content hash) print as one
-    'Warning: ABOUT: …' line each, once; other warnings pass through."""
+def shown_warnings(about: str, *also: type[Warning]):
+    """motionlib's own warnings raised inside (e.g. an asset without a content hash; `also`: more
+    categories, e.g. motionlib.retarget.RetargetNote) print as one 'Warning: ABOUT: …' line each, once;
+    other warnings pass through."""
     from motionlib.integrity import UnverifiedAsset
     from motionlib.weights import OtherWeights
 
     caught: list = []
+    kinds = (UnverifiedAsset, OtherWeights, *also)
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UnverifiedAsset)
-            warnings.simplefilter("always", OtherWeights)
+            for kind in kinds:
+                warnings.simplefilter("always", kind)
             yield
     finally:
-        ours = [w for w in caught if issubclass(w.category, (UnverifiedAsset, OtherWeights))]
+        ours = [w for w in caught if issubclass(w.category, kinds)]
         for w in {str(w.message): w for w in ours}.values():
             warn(str(w.message) if issubclass(w.category, OtherWeights) else f"{about}: {w.message}")
         for w in caught:

@@ -2,7 +2,7 @@
 
 OFFLOAD and VAE_TILING: every command that loads a model (learn, apply, transfer, generate, search);
 CHECKPOINTING: learn and transfer; the *_HELP texts: learn's faster-learning options (eval's guidance
-overrides of the same names say "see learn --help"). Imports only typer.
+overrides of the same names say "see learn --help") and RETARGET_HELP (apply's --frames/--height/--width). Imports only typer.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ OPT_STEPS_END_HELP = ("Adam steps at the last guided step, linear from --opt-ste
 REUSE_HELP = ("With --gradient local: run the blocks before the guidance block once per guided step (under that "
               "step's starting ρ) instead of once per Adam step, so an Adam step costs the guidance block alone "
               "(shapes: 0.36 zero-shot agreement vs 0.60, about local's). See docs/learning-options.md.")
+RETARGET_HELP = ("Render at this {what} instead of the motion's own (pixels; frames for --frames): the stored motion is "
+                 "retargeted, its position shifts resampled and rescaled to the new token grid (shift and "
+                 "shared-shift motions only; a 'table' motion is refused). Not exact: on shapes (learnt at 8x32x32) "
+                 "the direction held at 48x48 (8/8 renders) but the disc went missing in some frame in 5 of 8; at "
+                 "12 frames only the net drift held. See docs/retarget.md. Default: the motion's.")
 OPT_TOL_HELP = ("End a guided step's Adam loop once one step lowers the AMF loss by less than this fraction "
                 "(e.g. 0.05): saves passes where the loss has plateaued (shapes: 0.37 zero-shot agreement vs 0.60). "
                 "Default 0: always run every step.")

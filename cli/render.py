@@ -20,7 +20,7 @@ from .core import (DEFAULT_MODEL_ENV, FALLBACK_MODEL, Memory, UserError, app, ch
                    check_output, check_steps, default_model, dim, emit, first_frame, fitting, load, out, printable,
                    progress_bar, say, shown_warnings, state, warn)
 from .options import (AMF_WINDOW_HELP, CHECKPOINTING, GRADIENT_HELP, IMAGE_HELP, OFFLOAD, OPT_STEPS_END_HELP,
-                      OPT_TOL_HELP, REUSE_HELP, VAE_TILING)
+                      OPT_TOL_HELP, RETARGET_HELP, REUSE_HELP, VAE_TILING)
 
 
 @app.command()
@@ -172,12 +172,17 @@ def apply(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Load the weights from here (same architecture)."),
     image: Optional[Path] = typer.Option(
         None, "--image", "-i", help=IMAGE_HELP + " Needed by an image-to-video motion: any image, zero-shot."),
+    frames: Optional[int] = typer.Option(None, "--frames", help=RETARGET_HELP.format(what="frame count")),
+    height: Optional[int] = typer.Option(None, "--height", help=RETARGET_HELP.format(what="height")),
+    width: Optional[int] = typer.Option(None, "--width", help=RETARGET_HELP.format(what="width")),
     offload: str = OFFLOAD,
     vae_tiling: str = VAE_TILING,
 ):
-    """Render PROMPT with a stored motion, zero-shot (no optimisation); an image-to-video motion from --image."""
+    """Render PROMPT with a stored motion, zero-shot (no optimisation); an image-to-video motion from --image;
+    at another frame count or size with --frames/--height/--width (the motion is retargeted, docs/retarget.md)."""
     from motionlib import render as rendering
     from motionlib.apply import warn_other_weights
+    from motionlib.retarget import RetargetNote
 
     if not (math.isfinite(strength) and 0 <= strength <= 100):
         raise UserError(f"--strength must be a number from 0 to 100, got {strength}")
@@ -185,8 +190,9 @@ def apply(
     path = check_output(output or default_output(f"{name}-{seed}", gif))
     memory = Memory("apply", offload, vae_tiling)
     lib = state.library()
-    with shown_warnings(f"motion '{name}'"):
+    with shown_warnings(f"motion '{name}'", RetargetNote):
         motion = rendering.resolve(lib, name)  # read now: the catalogue may change while it renders
+        motion = rendering.retargeted(motion, frames, height, width)  # refused here, before any model loads
     spec = motion.asset.spec
     picture = first_frame(image, spec, needed=f"motion '{name}' is an image-to-video motion ({spec.name}): give its "
                                               "first frame with --image" if spec.conditioning == "i2v" else None)

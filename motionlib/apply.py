@@ -2,7 +2,9 @@
 
 Each guided step takes the stored ρ_t whose timestep is nearest in value, so an asset learnt with
 50 steps drives a 20-step render. ``strength`` scales the learnt change: ρ = ρ_base + s·(ρ_t − ρ_base).
-KV injection of the stored reference latent can be switched off.
+KV injection of the stored reference latent can be switched off. A model at another frame count or
+size than the motion's (``load_model(..., num_frames=, height=, width=)``) gets the motion retargeted to
+its geometry first (motionlib.retarget: shift motions only).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .errors import ParameterError
 from .guidance import guided_step_count
 from .injection import reference_kv
 from .progress import ProgressFn
+from .retarget import geometry_changed, retarget
 from .rho import from_stored
 from .sampling import prepare, sample
 from .transformer import Controls
@@ -91,7 +94,11 @@ def apply(model, asset, prompt: str, *, seed: int = 0, steps: int | None = None,
     A motion learnt with other transformer weights than `model`'s (a retrained or fine-tuned model of
     the same architecture) still renders, with an ``OtherWeights`` warning that says how to learn it
     again (`name`, the motion's catalogue name, goes into that command). An image-to-video motion renders
-    from any first frame `image` (a PIL image), zero-shot."""
+    from any first frame `image` (a PIL image), zero-shot. A model at another frame count or size renders
+    the motion retargeted to it (``motionlib.retarget``; a ``table`` motion is refused)."""
+    if geometry_changed(asset, model.spec):
+        s = model.spec
+        asset = retarget(asset, s.num_frames, s.height, s.width)
     asset.check_compatible(model.spec)
     warn_other_weights(model, asset, name)
     check_strength(strength)

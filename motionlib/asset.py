@@ -38,8 +38,7 @@ from .fsutil import atomic_write
 from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
                         verify)
 from .guidance import GuidanceParams
-from .models.spec import ModelSpec
-from .models.spec import CONDITIONINGS, EMBEDDINGS
+from .models.spec import CONDITIONINGS, EMBEDDINGS, MAX_FRAMES, MAX_SIZE, MAX_TOKENS, ModelSpec
 from .rho import check_parametrisation, is_shift, names_for, rho_width
 
 __all__ = ["MotionAsset", "AssetError", "inspect", "FORMAT", "VERSION"]
@@ -195,6 +194,16 @@ class MotionAsset:
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
                    created_at=meta["created_at"], ref_frames=frames, weights=meta.get("weights"))
 
+    # --- edits -------------------------------------------------------------------------------------
+    def retarget(self, frames: int | None = None, height: int | None = None,
+                 width: int | None = None) -> "MotionAsset":
+        """This motion at another frame count and/or size (pixels; None keeps one): a new asset, this one
+        untouched; the same geometry gives an equal copy. ``shift``/``shared-shift`` motions only
+        (motionlib.retarget, docs/retarget.md)."""
+        from .retarget import retarget
+
+        return retarget(self, frames, height, width)
+
 
 CONF_LEVELS = 255  # version 3: confidence p in [0, 1] is stored as round(p * 255), uint8
 
@@ -225,10 +234,9 @@ def amf_dtype(spec: ModelSpec) -> str:
 _TORCH = {"I8": torch.int8, "I16": torch.int16}
 
 
-_SPEC_BOUNDS = {"num_frames": 1024, "height": 8192, "width": 8192, "temporal_compression": 64,
+_SPEC_BOUNDS = {"num_frames": MAX_FRAMES, "height": MAX_SIZE, "width": MAX_SIZE, "temporal_compression": 64,
                 "spatial_compression": 64, "patch_size": 16, "text_len": 4096, "heads": 256, "head_dim": 1024,
                 "num_layers": 1024}
-MAX_TOKENS = 1 << 20
 
 
 def _int_list(values, low: int, high: int, what: str) -> list[int]:

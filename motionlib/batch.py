@@ -1,8 +1,10 @@
 """Batch rendering: many (motion, prompt, seed) jobs, spread over Ray workers or run in this process.
 
 A jobs file holds one JSON object a line: ``motion``, ``prompt``, ``seed``, ``output`` (.mp4 or
-.gif), optionally ``strength``, ``steps`` and ``image`` (the first frame of an image-to-video motion;
-relative paths, like outputs, from the current folder; ``read_jobs``'s `image` is the default). Each worker (``Renderer``) opens the catalogue and
+.gif), optionally ``strength``, ``steps``, ``image`` (the first frame of an image-to-video motion;
+relative paths, like outputs, from the current folder; ``read_jobs``'s `image` is the default) and
+``frames``/``height``/``width`` (render the motion retargeted to that geometry, as
+``apply --frames/--height/--width``; motionlib.retarget). Each worker (``Renderer``) opens the catalogue and
 loads each model once, then renders job after job; the driver hands out jobs as workers free up,
 records every finished render in the catalogue (like ``apply``) and reports failed jobs with
 their error while the others go on. A job whose output file already exists is skipped, so a
@@ -29,7 +31,8 @@ __all__ = ["BatchJob", "JobResult", "BatchError", "Renderer", "read_jobs", "pend
            "ray_available", "OUTPUT_SUFFIXES"]
 
 OUTPUT_SUFFIXES = (".mp4", ".gif")
-_FIELDS = {"motion", "prompt", "seed", "output", "strength", "steps", "image"}
+_GEOMETRY = ("frames", "height", "width")
+_FIELDS = {"motion", "prompt", "seed", "output", "strength", "steps", "image", *_GEOMETRY}
 Status = Literal["done", "failed", "skipped"]
 
 
@@ -49,6 +52,9 @@ class BatchJob:
     strength: float = 1.0
     steps: int | None = None
     image: Path | None = None  # absolute: the first frame of an image-to-video motion
+    frames: int | None = None  # None: the motion's own geometry
+    height: int | None = None
+    width: int | None = None
 
 
 @dataclass
@@ -91,16 +97,19 @@ def _parse(line_no: int, text: str, base: Path, image: Path | None = None) -> Ba
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength) \
             or strength < 0:
         raise BatchError(f"'strength' must be a number >= 0, got {strength!r}")
+    for key in ("steps", *_GEOMETRY):
+        v = obj.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise BatchError(f"'{key}' must be a positive integer, got {v!r}")
     steps = obj.get("steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise BatchError(f"'steps' must be a positive integer, got {steps!r}")
     output = Path(obj["output"]).expanduser()
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise BatchError(f"'output' must end in .mp4 or .gif, got {obj['output']!r}")
     if "image" in obj:
         image = (base / Path(obj["image"]).expanduser()).resolve()
     return BatchJob(line=line_no, motion=obj["motion"], prompt=obj["prompt"], seed=obj["seed"],
-                    output=(base / output).resolve(), strength=float(strength), steps=steps, image=image)
+                    output=(base / output).resolve(), strength=float(strength), steps=steps, image=image,
+                    **{k: obj.get(k) for k in _GEOMETRY})
 
 
 def read_jobs(path: Path | str, base: Path | None = None,
@@ -195,10 +204,19 @@ class Renderer:
 
     def render(self, job: BatchJob) -> JobResult:
         """Render one job; every failure comes back as a failed result, never as an exception."""
-        from .render import render
+        import warnings
+
+        from .render import render, retargeted
+        from .retarget import RetargetNote
 
         try:
-            motion = self._motion(job.motion)
+            with warnings.catch_warnings(record=True) as notes:
+                warnings.simplefilter("always", RetargetNote)
+                motion = retargeted(self._motion(job.motion), job.frames, job.height, job.width)
+            for w in notes:  # anything else is not ours to turn into a result
+                if not issubclass(w.category, RetargetNote):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            note = "; ".join(str(w.message) for w in notes if issubclass(w.category, RetargetNote)) or None
             model = self._models.for_motion(motion)
             picture = None
             if job.image is not None:
@@ -212,8 +230,9 @@ class Renderer:
                 traceback.print_exc()
             return JobResult(line=job.line, status="failed", motion=job.motion, output=str(job.output),
                              error=f"line {job.line} ({job.motion}): {_one_line(exc)}", worker=self.name)
+        warning = "; ".join(w for w in (note, done.warning) if w) or None
         return JobResult(line=job.line, status="done", motion=job.motion, output=str(job.output),
-                         seconds=done.seconds, steps=done.steps, worker=self.name, warning=done.warning)
+                         seconds=done.seconds, steps=done.steps, worker=self.name, warning=warning)
 
 
 def ray_available() -> bool:

@@ -2,6 +2,8 @@
 
 1. ``resolve``: read the motion's row and its verified asset at once (the catalogue may change while
    the render runs; the row id keeps the record pointing at the motion that was rendered);
+   ``retargeted``: the motion at another frame count or size when one is asked for (motionlib.retarget;
+   refused before any model loads where it cannot be);
 2. ``ModelCache.for_motion``: load the model the motion was learnt with (or an override of the same
    architecture) once per name, at the motion's geometry, and refuse an incompatible one;
 3. ``render``: the zero-shot render (``motionlib.apply``), written to a file; a motion learnt with
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .progress import ProgressFn
 
-__all__ = ["StoredMotion", "ModelCache", "Rendered", "resolve", "render", "record"]
+__all__ = ["StoredMotion", "ModelCache", "Rendered", "resolve", "retargeted", "render", "record"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,18 @@ def resolve(lib, name: str) -> StoredMotion:
 
     row = lib.get(name)
     return StoredMotion(row.name, row.id, load_motion(lib, row))
+
+
+def retargeted(motion: StoredMotion, frames: int | None = None, height: int | None = None,
+               width: int | None = None) -> StoredMotion:
+    """`motion` at `frames` x `height` x `width` (None keeps one; all None: `motion` itself). Refuses
+    (``CannotRetarget``, ``ParameterError``) what cannot be retargeted, and warns ``RetargetNote`` when
+    KV injection had to be turned off (motionlib.retarget)."""
+    if frames is None and height is None and width is None:
+        return motion
+    from .retarget import retarget
+
+    return replace(motion, asset=retarget(motion.asset, frames, height, width))
 
 
 def _load_model(name: str, **geometry):

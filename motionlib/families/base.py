@@ -126,6 +126,11 @@ class ModelFamily:
             raise ParameterError(f"{spec.name} needs height and width divisible by {step}, "
                                  f"got {spec.height}x{spec.width}")
 
+    def fixed_geometry(self, model: "ModelLike") -> str | None:
+        """Why the loaded `model` renders only at its own frame count and size (e.g. a positional embedding
+        learnt for one geometry), or None when it takes any geometry ``check_spec`` allows."""
+        return None
+
     def latent_shape(self, model: "ModelLike") -> tuple[int, int, int, int, int]:
         s = model.spec
         c = self.latent_channels(model)

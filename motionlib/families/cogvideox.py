@@ -319,6 +319,12 @@ class CogVideoX(ModelFamily):
     def bind(self, transformer, source):
         return bind(transformer, source)
 
+    def fixed_geometry(self, model):
+        """A learnt positional embedding (CogVideoX-5B-I2V's) exists for one geometry: diffusers refuses others."""
+        if getattr(model.transformer.config, "use_learned_positional_embeddings", False):
+            return "its positional embedding is learnt for that geometry (use_learned_positional_embeddings)"
+        return None
+
     def initial_noise(self, model, generator):
         from diffusers.utils.torch_utils import randn_tensor
 

@@ -16,6 +16,10 @@ from typing import Literal
 MAX_STEPS = 1000  # the schedulers' num_train_timesteps: no sampler here takes more denoising steps
 MAX_OPT_STEPS = 1000  # Adam steps per guided step (the paper uses 5; shapes 20)
 MAX_SAMPLES = 64  # generations learnt on at once
+# Bounds on a geometry (what a motion file may hold, motionlib.asset; any --frames/--height/--width)
+MAX_FRAMES = 1024  # pixel frames
+MAX_SIZE = 8192  # pixels, each way
+MAX_TOKENS = 1 << 20  # video tokens of one latent grid
 
 Embedding = str  # one of EMBEDDINGS (stored in assets and the catalogue as "family")
 
