@@ -1,4 +1,5 @@
 import os
+import tempfile
 import warnings
 
 import pytest
@@ -6,6 +7,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A test that loses its fixture's $MOTIONLIB_HOME (e.g. monkeypatch.undo()) lands here, never in the user's catalogue.
+os.environ["MOTIONLIB_HOME"] = tempfile.mkdtemp(prefix="motionlib-tests-home-")
+os.environ.pop("MOTIONLIB_DB_URL", None)
 warnings.filterwarnings("ignore", message=".*kept in float32.*")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -182,10 +182,10 @@ def test_bugs_show_a_traceback_and_user_errors_one_line(home, capsys, monkeypatc
     def broken(*a, **k):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(Library, "list", broken)
-    code, _, err = cli(capsys, "list")
-    assert code == 1 and "Traceback" in err and "ZeroDivisionError" in err and "bug in motionlib" in err
-    monkeypatch.undo()
+    with monkeypatch.context() as mp:  # not monkeypatch.undo(): that would also drop the home fixture's $MOTIONLIB_HOME
+        mp.setattr(Library, "list", broken)
+        code, _, err = cli(capsys, "list")
+        assert code == 1 and "Traceback" in err and "ZeroDivisionError" in err and "bug in motionlib" in err
     code, _, err = cli(capsys, "show", "ghost")
     assert code == 1 and err.strip().splitlines() == ["Error: no motion named 'ghost'; list the library to see "
                                                       "what it holds"]
