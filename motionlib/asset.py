@@ -70,6 +70,8 @@ class MotionAsset:
     created_at: str = field(default_factory=lambda: now())
     ref_frames: torch.Tensor | None = None  # uint8 [F', h, w, 3] previews
     weights: str | None = None  # motionlib.weights.fingerprint of the transformer it was learnt with (None: unknown)
+    # how an edited motion was made (motionlib.edit): {"operations": [...], "parents": [...]}; None: learnt
+    lineage: dict | None = None
 
     def __post_init__(self):
         # What the file holds is what every reader sees: the confidence on the 1/255 grid it is
@@ -128,6 +130,7 @@ class MotionAsset:
             "source": self.source, "blocks": self.blocks, "latent_shape": list(self.ref_latent.shape),
             "frames_shape": None if self.ref_frames is None else list(self.ref_frames.shape),
             **({} if self.weights is None else {"weights": self.weights}),
+            **({} if self.lineage is None else {"lineage": self.lineage}),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -193,7 +196,22 @@ class MotionAsset:
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
-                   created_at=meta["created_at"], ref_frames=frames, weights=meta.get("weights"))
+                   created_at=meta["created_at"], ref_frames=frames, weights=meta.get("weights"),
+                   lineage=meta.get("lineage"))
+
+
+    # --- edits (motionlib.edit) ---------------------------------------------------------------
+    def mirror(self, axis: str) -> "MotionAsset":
+        """This motion mirrored left-right (``"x"``) or top-bottom (``"y"``): a new asset (motionlib.edit.mirror)."""
+        from .edit import mirror
+
+        return mirror(self, axis)
+
+    def reversed(self) -> "MotionAsset":
+        """This motion played backwards: a new asset (motionlib.edit.reverse)."""
+        from .edit import reverse
+
+        return reverse(self)
 
 
 CONF_LEVELS = 255  # version 3: confidence p in [0, 1] is stored as round(p * 255), uint8
@@ -259,6 +277,26 @@ def _checked_spec(meta: dict) -> ModelSpec:
     return spec
 
 
+def _check_lineage(lineage) -> None:
+    """An edited motion's lineage (motionlib.edit) is plain data of bounded size: operations and parents,
+    each a table of short strings, numbers or lists of numbers."""
+    if lineage is None:
+        return
+    if not isinstance(lineage, dict) or set(lineage) != {"operations", "parents"}:
+        raise ValueError("lineage must be a table of operations and parents")
+    for key in ("operations", "parents"):
+        items = lineage[key]
+        if not isinstance(items, list) or not 1 <= len(items) <= 16 or not all(isinstance(x, dict) for x in items):
+            raise ValueError(f"lineage {key} must be a list of 1 to 16 tables")
+        for item in items:
+            for k, v in item.items():
+                values = v if isinstance(v, list) else [v]
+                if not isinstance(k, str) or len(k) > 32 or len(values) > 16 or not all(
+                        v is None or (isinstance(v, str) and len(v) <= 200)
+                        or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+                    raise ValueError(f"lineage {key} hold an entry that is not a short string or number")
+
+
 def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     spec = _checked_spec(meta)
     _int_list(meta["timesteps"], 0, 10_000, "timesteps")
@@ -274,6 +312,7 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     weights = meta.get("weights")
     if weights is not None and not (isinstance(weights, str) and re.fullmatch(r"[0-9a-f]{64}", weights)):
         raise ValueError("weights must be a 64-digit hex fingerprint")
+    _check_lineage(meta.get("lineage"))
     guidance = GuidanceParams.from_dict(params)
     _int_list(list(guidance.inject_blocks), 0, spec.num_layers, "params.inject_blocks")
     param = guidance.parametrisation
