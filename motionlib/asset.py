@@ -38,6 +38,7 @@ from .fsutil import atomic_write
 from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
                         verify)
 from .guidance import GuidanceParams
+from .lineage import check_lineage
 from .models.spec import ModelSpec
 from .models.spec import CONDITIONINGS, EMBEDDINGS
 from .rho import check_parametrisation, is_shift, names_for, rho_width
@@ -277,26 +278,6 @@ def _checked_spec(meta: dict) -> ModelSpec:
     return spec
 
 
-def _check_lineage(lineage) -> None:
-    """An edited motion's lineage (motionlib.edit) is plain data of bounded size: operations and parents,
-    each a table of short strings, numbers or lists of numbers."""
-    if lineage is None:
-        return
-    if not isinstance(lineage, dict) or set(lineage) != {"operations", "parents"}:
-        raise ValueError("lineage must be a table of operations and parents")
-    for key in ("operations", "parents"):
-        items = lineage[key]
-        if not isinstance(items, list) or not 1 <= len(items) <= 16 or not all(isinstance(x, dict) for x in items):
-            raise ValueError(f"lineage {key} must be a list of 1 to 16 tables")
-        for item in items:
-            for k, v in item.items():
-                values = v if isinstance(v, list) else [v]
-                if not isinstance(k, str) or len(k) > 32 or len(values) > 16 or not all(
-                        v is None or (isinstance(v, str) and len(v) <= 200)
-                        or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
-                    raise ValueError(f"lineage {key} hold an entry that is not a short string or number")
-
-
 def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     spec = _checked_spec(meta)
     _int_list(meta["timesteps"], 0, 10_000, "timesteps")
@@ -312,7 +293,7 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     weights = meta.get("weights")
     if weights is not None and not (isinstance(weights, str) and re.fullmatch(r"[0-9a-f]{64}", weights)):
         raise ValueError("weights must be a 64-digit hex fingerprint")
-    _check_lineage(meta.get("lineage"))
+    check_lineage(meta.get("lineage"))
     guidance = GuidanceParams.from_dict(params)
     _int_list(list(guidance.inject_blocks), 0, spec.num_layers, "params.inject_blocks")
     param = guidance.parametrisation
