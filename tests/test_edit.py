@@ -407,3 +407,15 @@ def test_web_motion_page_shows_the_lineage(tmp_path, shift_motion):
             lib.remove("left")
             assert "left (removed)" in c.get("/motions/mix").text
             assert c.get("/motions/mix").status_code == 200
+
+
+def test_same_edit_same_bytes(tmp_path, monkeypatch):
+    """An edit made twice writes the same file when $SOURCE_DATE_EPOCH fixes the time (as a learn does)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    a, b = fake_asset(13), fake_asset(14)
+    for i in range(2):
+        a.mirror("x").reversed().save(tmp_path / f"e{i}.safetensors")
+        blend([a, b], [0.3, 0.7]).save(tmp_path / f"b{i}.safetensors")
+    assert (tmp_path / "e0.safetensors").read_bytes() == (tmp_path / "e1.safetensors").read_bytes()
+    assert (tmp_path / "b0.safetensors").read_bytes() == (tmp_path / "b1.safetensors").read_bytes()
+    assert MotionAsset.load(tmp_path / "e0.safetensors").created_at == "2023-11-14T22:13:20+00:00"
