@@ -37,6 +37,7 @@ SECTIONS = {  # key -> module; in report order
     "samples": "benchmarks.samples",
     "train": "benchmarks.train",
     "attach": "benchmarks.attach",
+    "edit": "benchmarks.edit",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

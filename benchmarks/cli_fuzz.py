@@ -106,6 +106,10 @@ COMMANDS = {
     "serve": lambda d: ["serve", "--host", d(st.one_of(TEXT, st.just("127.0.0.1"))), "--port", d(NUMBER),
                         "--max-upload-mb", d(NUMBER)],
     "apply-batch": lambda d: ["apply-batch", d(PATHS), "--workers", d(NUMBER), "--in-process"],
+    "edit": lambda d: ["edit", d(st.one_of(st.just("left"), TEXT)), "--as", d(TEXT),
+                       *d(st.sampled_from([[], ["--reverse"]])), "--mirror", d(st.one_of(st.sampled_from(["x", "y"]), TEXT))],
+    "blend": lambda d: ["blend", d(st.one_of(st.just("left"), TEXT)), d(st.one_of(st.just("left"), TEXT)), "--as",
+                        d(TEXT), "--weights", d(st.one_of(NUMBER, TEXT, st.just("0.5,0.5")))],
 }
 
 

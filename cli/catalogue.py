@@ -104,7 +104,7 @@ UNSET = {"check_score": "not checked (learn --check)",
 @app.command()
 def show(name: str = typer.Argument(...)):
     """Everything stored about a motion."""
-    from motionlib.views import motion_details
+    from motionlib.views import lineage_text, motion_details
 
     data = motion_details(state.library(), name)
 
@@ -118,6 +118,9 @@ def show(name: str = typer.Argument(...)):
                 t.add_row(key, UNSET[key])
             else:
                 t.add_row(key, printable(value))
+        derived = lineage_text(data["lineage"])
+        if derived:
+            t.add_row("derived", printable(derived))
         loss = data["loss"] or []
         if loss and isinstance(loss[0], list):
             t.add_row("AMF loss", f"{loss[0][0]:.4f} → {loss[-1][-1]:.4f} over {len(loss)} guided steps")

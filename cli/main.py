@@ -31,6 +31,7 @@ from .core import app, err, labelled, printable, state
 # The command modules register on `app` when imported; --help lists the commands in this order.
 from . import render as _render  # noqa: F401  learn, apply, transfer, generate
 from . import catalogue as _catalogue  # noqa: F401  search, list, ls, show, rm, rename, tag, export, import, doctor, models
+from . import edit as _edit  # noqa: F401  edit, blend
 from . import eval as _eval  # noqa: F401  eval
 from . import batch as _batch  # noqa: F401  apply-batch
 from . import serve as _serve  # noqa: F401  serve (its imports load only when it runs)

@@ -47,7 +47,9 @@ def learn(
         help="What is optimised: 'table' (every ρ entry, as in the paper), 'shift' (a learnt 3D position "
              "offset per token for its query and one for its key: motions 15-100x smaller) or 'shared-shift' "
              "(one offset per token for both: half of shift's ρ, but on the shapes demo 0.44 zero-shot agreement at "
-             "--lr 0.15 --lr-end 0.05, its best, vs shift's 0.60). Default: the model's."),
+             "--lr 0.15 --lr-end 0.05, its best, vs shift's 0.60). Only shift and shared-shift motions can be "
+             "edited later (motionlib edit, blend). Default: the model's ('table' for CogVideoX and Wan, "
+             "'shift' for shapes)."),
     samples: Optional[int] = typer.Option(
         None, "--samples",
         help="Learn one shared ρ on N generations at once (noise seeds SEED, SEED+1, ...; prompts cycled "

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["attach"]
+__all__ = ["attach", "blend"]
 
 
 def __getattr__(name: str):
@@ -10,4 +10,8 @@ def __getattr__(name: str):
         from .attach import attach
 
         return attach
+    if name == "blend":  # motionlib.edit.blend: a weighted blend of stored motions (issue 28)
+        from .edit import blend
+
+        return blend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,7 @@ from .fsutil import atomic_write
 from .integrity import (FORMAT, READS, VERSION, AssetError, DamagedAsset, Header, UnverifiedAsset, read_header, seal,
                         verify)
 from .guidance import GuidanceParams
+from .lineage import check_lineage
 from .models.spec import CONDITIONINGS, EMBEDDINGS, MAX_FRAMES, MAX_SIZE, MAX_TOKENS, ModelSpec
 from .rho import check_parametrisation, is_shift, names_for, rho_width
 
@@ -69,6 +70,8 @@ class MotionAsset:
     created_at: str = field(default_factory=lambda: now())
     ref_frames: torch.Tensor | None = None  # uint8 [F', h, w, 3] previews
     weights: str | None = None  # motionlib.weights.fingerprint of the transformer it was learnt with (None: unknown)
+    # how an edited motion was made (motionlib.edit): {"operations": [...], "parents": [...]}; None: learnt
+    lineage: dict | None = None
 
     def __post_init__(self):
         # What the file holds is what every reader sees: the confidence on the 1/255 grid it is
@@ -127,6 +130,7 @@ class MotionAsset:
             "source": self.source, "blocks": self.blocks, "latent_shape": list(self.ref_latent.shape),
             "frames_shape": None if self.ref_frames is None else list(self.ref_frames.shape),
             **({} if self.weights is None else {"weights": self.weights}),
+            **({} if self.lineage is None else {"lineage": self.lineage}),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -192,7 +196,22 @@ class MotionAsset:
         return cls(spec=spec, timesteps=list(meta["timesteps"]), rho_delta=rho, ref_latent=latent,
                    ref_amf=amf, ref_confidence=conf, params=meta["params"], steps=meta["steps"],
                    scheduler=meta["scheduler"], losses=meta["losses"], source=meta["source"],
-                   created_at=meta["created_at"], ref_frames=frames, weights=meta.get("weights"))
+                   created_at=meta["created_at"], ref_frames=frames, weights=meta.get("weights"),
+                   lineage=meta.get("lineage"))
+
+
+    # --- edits (motionlib.edit) ---------------------------------------------------------------
+    def mirror(self, axis: str) -> "MotionAsset":
+        """This motion mirrored left-right (``"x"``) or top-bottom (``"y"``): a new asset (motionlib.edit.mirror)."""
+        from .edit import mirror
+
+        return mirror(self, axis)
+
+    def reversed(self) -> "MotionAsset":
+        """This motion played backwards: a new asset (motionlib.edit.reverse)."""
+        from .edit import reverse
+
+        return reverse(self)
 
     # --- edits -------------------------------------------------------------------------------------
     def retarget(self, frames: int | None = None, height: int | None = None,
@@ -282,6 +301,7 @@ def _expected(meta: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     weights = meta.get("weights")
     if weights is not None and not (isinstance(weights, str) and re.fullmatch(r"[0-9a-f]{64}", weights)):
         raise ValueError("weights must be a 64-digit hex fingerprint")
+    check_lineage(meta.get("lineage"))
     guidance = GuidanceParams.from_dict(params)
     _int_list(list(guidance.inject_blocks), 0, spec.num_layers, "params.inject_blocks")
     param = guidance.parametrisation

@@ -151,6 +151,7 @@ def meta_of(asset: MotionAsset) -> dict:
         "source_frames": src.get("frames"), "source_width": src.get("width"), "source_height": src.get("height"),
         "descriptor_version": DESCRIPTOR_VERSION, "created_at": asset.created_at,
         "weights_fingerprint": asset.weights,
+        **({} if asset.lineage is None else {"lineage": asset.lineage}),
         "params": {**asset.params, "num_frames": s.num_frames, "height": s.height, "width": s.width},
         "loss": asset.losses,
     }
@@ -200,6 +201,68 @@ def store_asset(library, asset: MotionAsset, name: str, *, tags=(), force: bool 
                                       thumbnails=thumbs, tags=tags, force=force)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _parent_ref(row) -> dict:
+    """A parent as an edited motion's asset header records it (the catalogue adds its row id)."""
+    return {"name": row.name, "blob_sha256": row.blob_sha256, "created_at": row.created_at.isoformat()}
+
+
+def _store_derived(library, asset: MotionAsset, name: str, rows: list, operations: list[dict], *,
+                   weights=None, tags=(), force: bool = False):
+    parents = [_parent_ref(r) for r in rows]
+    if weights is not None:
+        parents = [{**p, "weight": w} for p, w in zip(parents, weights)]
+    asset.lineage = {"operations": operations, "parents": parents}
+    ids = {"operations": operations, "parents": [{**p, "id": r.id} for p, r in zip(parents, rows)]}
+    what = f"the edited motion '{name}'"
+    return store_asset(library, asset, name, tags=tags, force=force, what=what, meta={"lineage": ids})
+
+
+def edit_motion(library, source: str, name: str, *, mirror: str | None = None, reverse: bool = False, tags=(),
+                force: bool = False):
+    """Store under `name` the motion `source` mirrored (``"x"``/``"y"``) and/or reversed (motionlib.edit), with
+    its lineage, thumbnails and search descriptor (of the transformed reference AMF). Returns the row."""
+    from . import edit
+    from .errors import UneditableMotion
+
+    if mirror is None and not reverse:
+        raise UneditableMotion("nothing to do: give --mirror x, --mirror y and/or --reverse")
+    if mirror is not None:
+        edit.check_axis(mirror)
+    library.check_new_name(name, force=force)
+    row = library.get(source)
+    asset = load_motion(library, row)
+    edit.check_editable(asset, f"'{source}'")
+    operations = []
+    if mirror is not None:
+        asset = edit.mirror(asset, mirror)
+        operations.append({"op": "mirror", "axis": mirror})
+    if reverse:
+        asset = edit.reverse(asset)
+        operations.append({"op": "reverse"})
+    return _store_derived(library, asset, name, [row], operations, tags=tags, force=force)
+
+
+def blend_motions(library, sources, name: str, *, weights=None, tags=(), force: bool = False):
+    """Store under `name` the blend of the motions `sources` (motionlib.edit.blend; ``weights`` default to
+    equal ones summing to 1), with its lineage, thumbnails and search descriptor. Returns the row."""
+    from . import edit
+
+    sources = list(sources)
+    if len(set(sources)) != len(sources):
+        from .errors import UneditableMotion
+
+        raise UneditableMotion("blend each motion once (a motion was named twice: give it a larger weight instead)")
+    if weights is not None:
+        weights = edit.check_weights(weights, len(sources))
+    library.check_new_name(name, force=force)
+    rows = [library.get(s) for s in sources]
+    assets = [load_motion(library, r) for r in rows]
+    blended = edit.blend(assets, weights, names=sources)
+    used = blended.lineage["parents"] if blended.lineage else []
+    return _store_derived(library, blended, name, rows, [{"op": "blend", "weights": [p["weight"] for p in used]}],
+                          weights=[p["weight"] for p in used], tags=tags, force=force)
 
 
 def import_motion(library, path: str | Path, name: str, *, force: bool = False, tags=()):

@@ -8,7 +8,7 @@ This module imports nothing heavy, so the store and the CLI can use it without t
 
 from __future__ import annotations
 
-__all__ = ["MotionlibError", "ParameterError", "ModelError", "WeightsMissing"]
+__all__ = ["MotionlibError", "ParameterError", "ModelError", "WeightsMissing", "UneditableMotion"]
 
 
 class MotionlibError(Exception):
@@ -25,3 +25,8 @@ class ModelError(MotionlibError, RuntimeError):
 
 class WeightsMissing(ModelError, FileNotFoundError):
     """Model weights that are not on this machine (names the file or source and how to get them)."""
+
+
+class UneditableMotion(ParameterError):
+    """A motion edit that cannot be made (motionlib.edit): a ``table`` motion, incompatible motions to blend,
+    bad weights or axis; the message says why (for ``table``: learn again with ``--parametrisation shift``)."""

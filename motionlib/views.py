@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .errors import MotionlibError
 
-__all__ = ["motion_details", "asset_facts"]
+__all__ = ["motion_details", "asset_facts", "lineage_text"]
 
 
 def motion_details(lib, name: str) -> dict:
@@ -19,6 +19,7 @@ def motion_details(lib, name: str) -> dict:
     data["thumbnail_gif"] = str(lib.thumb_path(row, "gif"))
     data["params"] = row.params
     data["loss"] = row.loss
+    data["lineage"] = lib.lineage(row)  # None for a learnt motion
     data["renders"] = [{"id": r.id, "prompt": r.prompt, "output": r.output_path, "seed": r.seed,
                         "seconds": r.seconds, "image_sha256": r.image_sha256}
                        for r in lib.renders(name, limit=10)]
@@ -42,3 +43,30 @@ def asset_facts(lib, name: str) -> dict:
             "steps": meta.get("steps"), "scheduler": (meta.get("scheduler") or {}).get("name"),
             # image-to-video motions say so in their spec; every other motion is text-to-video
             "conditioning": (meta.get("spec") or {}).get("conditioning", "t2v")}
+
+
+def _operation(op: dict) -> str:
+    kind = str(op.get("op", "?"))
+    return f"mirror {op.get('axis', '?')}" if kind == "mirror" else kind
+
+
+def _parent(p: dict) -> str:
+    name = f"'{p.get('name')}'"
+    if p.get("removed"):
+        return f"{name} (removed)"
+    if p.get("current") and p.get("current") != p.get("name"):
+        return f"{name} (now '{p['current']}')"
+    return name
+
+
+def lineage_text(lineage: dict | None) -> str | None:
+    """One line saying how a motion was derived ("mirror x, reverse of 'left'", "blend 0.5 × 'left' + 0.5 × 'up'
+    ('up' removed)"), from ``Library.lineage``; None for a learnt motion."""
+    if not lineage:
+        return None
+    ops = [o for o in lineage.get("operations") or [] if isinstance(o, dict)]
+    parents = [p for p in lineage.get("parents") or [] if isinstance(p, dict)]
+    if any(o.get("op") == "blend" for o in ops):
+        parts = [f"{p.get('weight', '?')} × {_parent(p)}" for p in parents]
+        return "blend " + " + ".join(parts)
+    return f"{', '.join(_operation(o) for o in ops)} of {', '.join(_parent(p) for p in parents)}"

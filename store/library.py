@@ -283,6 +283,29 @@ class Library:
             out.append(m)
         return out
 
+    def lineage(self, motion: Motion | str) -> dict | None:
+        """How an edited motion was derived (None for a learnt one): its operations, and its parents as
+        recorded, each with ``current`` (its name in this catalogue now, which a rename changes) and
+        ``removed`` (True once it is gone: the child keeps its own files and stays whole). A parent is
+        found by its id, or, for an imported motion's lineage (ids of another catalogue), by its blob."""
+        m = self.get(motion) if isinstance(motion, str) else motion
+        lineage = m.lineage
+        if lineage is None:
+            return None
+        parents = []
+        with self._read_session() as s:
+            for p in lineage.get("parents") or []:
+                p = dict(p) if isinstance(p, dict) else {}
+                pid, sha = p.get("id"), p.get("blob_sha256") or p.get("sha256")
+                if isinstance(pid, int) and not isinstance(pid, bool):
+                    now = s.exec(select(Motion.name).where(Motion.id == pid)).first()
+                elif isinstance(sha, str):
+                    now = s.exec(select(Motion.name).where(Motion.blob_sha256 == sha).order_by(col(Motion.id))).first()
+                else:
+                    now = None
+                parents.append({**p, "current": now, "removed": now is None})
+        return {"operations": list(lineage.get("operations") or []), "parents": parents}
+
     def thumb_path(self, motion: Motion | MotionSummary | str, kind: str = "png") -> Path | None:
         m = self.get(motion) if isinstance(motion, str) else motion
         rel = {"png": m.thumb_png, "gif": m.thumb_gif}.get(kind)

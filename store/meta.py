@@ -2,7 +2,8 @@
 
 Keys in ``COLUMN_META`` become ``Motion`` columns, coerced to their types; ``REQUIRED_META`` must be
 there; ``params`` (the learn parameters) and every other key are kept as JSON in ``params_json``;
-``loss`` (per guided step, per optimisation step) in ``loss_json``.
+``loss`` (per guided step, per optimisation step) in ``loss_json``; ``lineage`` (an edited motion's
+operations and parents, motionlib.edit) in ``lineage_json``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def meta_to_columns(meta: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in meta.items():
         if key in COLUMN_META:
             cols[key] = _coerce(key, value, COLUMN_META[key])
-        elif key not in ("params", "loss"):
+        elif key not in ("params", "loss", "lineage"):
             params[key] = value  # unknown (or library-owned) keys are kept, in params_json
     if cols["family"] not in FAMILIES:
         raise LibraryError(f"meta 'family' must be one of {', '.join(FAMILIES)}, got {cols['family']!r}")
@@ -105,4 +106,12 @@ def meta_to_columns(meta: Mapping[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise LibraryError(f"meta params cannot be stored as JSON: {exc}") from None
     cols["loss_json"] = json.dumps(loss)
+    lineage = meta.get("lineage")
+    if lineage is not None:
+        if not isinstance(lineage, Mapping) or not isinstance(lineage.get("parents"), list):
+            raise LibraryError("meta 'lineage' must be a dict with a list of parents")
+        try:
+            cols["lineage_json"] = json.dumps(lineage, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise LibraryError(f"meta lineage cannot be stored as JSON: {exc}") from None
     return cols

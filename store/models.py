@@ -22,7 +22,7 @@ __all__ = ["Motion", "MotionSummary", "MotionTag", "Render", "UTCDateTime", "utc
 
 TABLES = ("motions", "motion_tags", "renders")
 #: Motion columns that ``Library.list`` does not load (``MotionSummary`` leaves them out)
-HEAVY_COLUMNS = ("params_json", "loss_json", "descriptor")
+HEAVY_COLUMNS = ("params_json", "loss_json", "descriptor", "lineage_json")
 
 
 def utcnow() -> datetime:
@@ -100,6 +100,9 @@ class Motion(SQLModel, table=True):
     check_score: Optional[float] = None
     # the motionlib.weights fingerprint of the transformer it was learnt with (None: unknown, stored before 0003)
     weights_fingerprint: Optional[str] = Field(default=None, max_length=64)
+    # an edited motion's provenance (issue 28, revision 0005): {"operations": [...], "parents": [{"name",
+    # "id", "blob_sha256", ...}]} as JSON; None for a learnt or imported-unedited motion
+    lineage_json: Optional[str] = Field(default=None, sa_type=sa.Text)
 
     tag_rows: List[MotionTag] = Relationship(
         back_populates="motion",
@@ -120,6 +123,11 @@ class Motion(SQLModel, table=True):
     def loss(self) -> list:
         return json.loads(self.loss_json or "[]")
 
+    @property
+    def lineage(self) -> Optional[dict]:
+        """How the motion was derived (operations and parents as stored), or None for a learnt one."""
+        return json.loads(self.lineage_json) if self.lineage_json else None
+
     def descriptor_array(self) -> Optional["np.ndarray"]:
         """The stored descriptor as a float32 vector (not normalised), or None."""
         if self.descriptor is None:
@@ -130,7 +138,8 @@ class Motion(SQLModel, table=True):
 
     def summary(self) -> dict[str, Any]:
         """Plain dict of the columns (descriptor omitted) plus tags, handy for JSON output."""
-        out = {c: getattr(self, c) for c in self.__class__.model_fields if c not in ("descriptor", "tag_rows")}
+        out = {c: getattr(self, c) for c in self.__class__.model_fields
+               if c not in ("descriptor", "tag_rows", "lineage_json")}
         out["created_at"] = self.created_at.isoformat() if self.created_at else None
         out["tags"] = self.tags
         return out

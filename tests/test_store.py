@@ -52,13 +52,13 @@ def test_migrate_blank_db_schema(tmp_path, catalogue_db):
                     "latent_frames", "latent_rows", "latent_cols", "source_sha256", "source_name", "source_fps",
                     "source_frames", "source_width", "source_height", "params_json", "loss_json", "blob_sha256",
                     "blob_bytes", "thumb_png", "thumb_gif", "descriptor", "descriptor_version", "check_score",
-                    "weights_fingerprint"}
+                    "weights_fingerprint", "lineage_json"}
     assert {c["name"] for c in insp.get_columns("renders")} >= {
         "id", "motion_id", "motion_name", "prompt", "seed", "steps", "strength", "output_path", "seconds",
         "created_at", "image_sha256", "image_preview"}
     assert {c["name"] for c in insp.get_columns("motion_tags")} == {"motion_id", "tag"}
     assert any(ix["unique"] and ix["column_names"] == ["name"] for ix in insp.get_indexes("motions"))
-    assert current_revision(engine) == "0004" == head_revision()
+    assert current_revision(engine) == "0005" == head_revision()
     migrate(engine)  # idempotent
     if catalogue_db:  # PostgreSQL: a serial id, never reused
         assert insp.get_columns("motions")[0]["autoincrement"] is True

@@ -51,6 +51,9 @@ class MotionDetails(BaseModel):
     renders: list[RenderItem]
     thumbnail_png: Optional[str]
     thumbnail_gif: Optional[str]
+    lineage: Optional[dict[str, Any]] = Field(None, description="an edited motion's operations and parents "
+                                              "(motionlib edit / blend), each parent with its current name or "
+                                              "removed: true; null for a learnt motion")
     links: dict[str, Any] = Field(description="URLs of this motion's page, pictures, asset file and renders")
 
 
