@@ -66,6 +66,8 @@ def strip(video, label: str, font):
     import numpy as np
     from PIL import Image, ImageDraw
 
+    from motionlib.demo.pictures import wrap_label
+
     f, _, h, w = video.shape
     k = ROW_HEIGHT // h
     label_w, gap = 250, 2
@@ -76,15 +78,7 @@ def strip(video, label: str, font):
         img[gap:gap + ROW_HEIGHT, x:x + w * k] = frames[i]
     im = Image.fromarray(img)
     draw = ImageDraw.Draw(im)
-    words, lines, line = label.split(" "), [], ""
-    for wd in words:
-        if len(line) + len(wd) + 1 > 28 and line:
-            lines.append(line)
-            line = wd
-        else:
-            line = f"{line} {wd}".strip()
-    lines.append(line)
-    for i, ln in enumerate(lines[:5]):
+    for i, ln in enumerate(wrap_label(label, 28)[:5]):
         draw.text((6, 8 + 17 * i), ln, fill=(235, 235, 235), font=font)
     return im
 

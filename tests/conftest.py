@@ -44,21 +44,9 @@ def random_shapes():
 @pytest.fixture(scope="session")
 def learnt(tmp_path_factory):
     """One learnt motion file (tiny-5b), imported into each test's library (learning once keeps the suite fast)."""
-    from helpers import LEFT
-    from motionlib.cli.main import main
+    from helpers import learn_exported
 
-    root = tmp_path_factory.mktemp("learnt")
-    with pytest.MonkeyPatch.context() as mp:  # session-scoped: its own environment, undone on exit
-        mp.setenv("MOTIONLIB_HOME", str(root / "lib"))
-        mp.setenv("MOTIONLIB_MODEL", "tiny-5b")
-        mp.delenv("MOTIONLIB_DB_URL", raising=False)
-        for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4"],
-                     ["-q", "export", "left", str(root / "left.safetensors")]):
-            try:
-                main(args)
-            except SystemExit as e:
-                assert e.code in (0, None)
-    return root / "left.safetensors"
+    return learn_exported(tmp_path_factory.mktemp("learnt"))
 
 
 @pytest.fixture

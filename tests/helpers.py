@@ -79,3 +79,20 @@ def add(lib, tmp_path, name, *, seed=0, content=None, tags=(), force=False, thum
         thumbnails = {"png": png, "gif": gif}
     return lib.add_motion(name, asset_file=asset_file(tmp_path, content, f"{name}-{seed}.bin"), meta=meta(**meta_kw),
                           descriptor=vec(seed), thumbnails=thumbnails, tags=tags, force=force)
+
+
+def learn_exported(root, *options: str):
+    """Learn examples' LEFT once on tiny-5b in a library of its own under ``root``; the exported motion file."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:  # fixtures wider than a test: their own environment, undone on exit
+        mp.setenv("MOTIONLIB_HOME", str(root / "lib"))
+        mp.setenv("MOTIONLIB_MODEL", "tiny-5b")
+        mp.delenv("MOTIONLIB_DB_URL", raising=False)
+        for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4", *options],
+                     ["-q", "export", "left", str(root / "left.safetensors")]):
+            try:
+                main(args)
+            except SystemExit as e:
+                assert e.code in (0, None)
+    return root / "left.safetensors"

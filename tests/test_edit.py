@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from helpers import LEFT, cli, cli_json
+from helpers import cli, cli_json
 
 from motionlib.asset import MotionAsset
 from motionlib.edit import blend, mirror, mirror_latent, reverse
@@ -269,21 +269,9 @@ def test_edited_motions_render_on_the_tiny_presets(preset):
 @pytest.fixture(scope="module")
 def shift_motion(tmp_path_factory):
     """A tiny-5b motion learnt with --parametrisation shift, exported once for every test's library."""
-    from motionlib.cli.main import main
+    from helpers import learn_exported
 
-    root = tmp_path_factory.mktemp("shift")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOTIONLIB_HOME", str(root / "lib"))
-        mp.setenv("MOTIONLIB_MODEL", "tiny-5b")
-        mp.delenv("MOTIONLIB_DB_URL", raising=False)
-        for args in (["-q", "learn", str(LEFT), "--name", "left", "--opt-steps", "1", "--steps", "4",
-                      "--parametrisation", "shift"],
-                     ["-q", "export", "left", str(root / "left.safetensors")]):
-            try:
-                main(args)
-            except SystemExit as e:
-                assert e.code in (0, None)
-    return root / "left.safetensors"
+    return learn_exported(tmp_path_factory.mktemp("shift"), "--parametrisation", "shift")
 
 
 @pytest.mark.slow

@@ -9,6 +9,19 @@ import numpy as np
 from .metrics import to_uint8
 
 
+def wrap_label(label: str, width: int) -> list[str]:
+    """A row label broken into lines of at most ``width`` characters at spaces (a longer word stays whole)."""
+    lines, line = [], ""
+    for wd in label.split(" "):
+        if len(line) + len(wd) + 1 > width and line:
+            lines.append(line)
+            line = wd
+        else:
+            line = f"{line} {wd}".strip()
+    lines.append(line)
+    return lines
+
+
 def picture(rows: list[tuple[str, np.ndarray]], scale: int = 4, gap: int = 2, label_w: int = 230):
     """PIL image: one labelled row per (label, uint8 [F, 3, H, W]) video, frames left to right."""
     from PIL import Image, ImageDraw, ImageFont
@@ -30,16 +43,7 @@ def picture(rows: list[tuple[str, np.ndarray]], scale: int = 4, gap: int = 2, la
         font = ImageFont.load_default()
     for r, (label, _) in enumerate(rows):
         y = gap + r * (fh + gap) + fh // 2 - 14
-        words, line = label.split(" "), ""
-        lines = []
-        for wd in words:  # wrap to the label column
-            if len(line) + len(wd) + 1 > 26 and line:
-                lines.append(line)
-                line = wd
-            else:
-                line = f"{line} {wd}".strip()
-        lines.append(line)
-        for i, ln in enumerate(lines[:3]):
+        for i, ln in enumerate(wrap_label(label, 26)[:3]):
             draw.text((6, y + 16 * i), ln, fill=(235, 235, 235), font=font)
     return im
 
