@@ -204,19 +204,13 @@ class Renderer:
 
     def render(self, job: BatchJob) -> JobResult:
         """Render one job; every failure comes back as a failed result, never as an exception."""
-        import warnings
-
-        from .render import render, retargeted
+        from .render import kept_warnings, render, retargeted
         from .retarget import RetargetNote
 
         try:
-            with warnings.catch_warnings(record=True) as notes:
-                warnings.simplefilter("always", RetargetNote)
+            with kept_warnings(RetargetNote) as notes:
                 motion = retargeted(self._motion(job.motion), job.frames, job.height, job.width)
-            for w in notes:  # anything else is not ours to turn into a result
-                if not issubclass(w.category, RetargetNote):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            note = "; ".join(str(w.message) for w in notes if issubclass(w.category, RetargetNote)) or None
+            note = "; ".join(notes) or None
             model = self._models.for_motion(motion)
             picture = None
             if job.image is not None:

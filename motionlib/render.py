@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .progress import ProgressFn
 
@@ -51,6 +52,21 @@ def retargeted(motion: StoredMotion, frames: int | None = None, height: int | No
     from .retarget import retarget
 
     return replace(motion, asset=retarget(motion.asset, frames, height, width))
+
+
+@contextmanager
+def kept_warnings(category: type[Warning]) -> Iterator[list[str]]:
+    """The messages of the `category` warnings raised in the block (every time, filled when it ends), to be
+    turned into a result; every other warning goes on as it would have."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        yield messages
+    for w in caught:
+        if issubclass(w.category, category):
+            messages.append(str(w.message))
+        else:  # not ours to turn into a result
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _load_model(name: str, **geometry):
@@ -108,15 +124,11 @@ def render(model, motion: StoredMotion, prompt: str, output: str | Path, *, seed
 
     started = time.monotonic()
     steps = steps or motion.asset.steps
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", OtherWeights)
+    with kept_warnings(OtherWeights) as other_weights:
         video = apply(model, motion.asset, prompt, seed=seed, steps=steps, strength=strength, inject=inject,
                       progress=progress, name=motion.name, image=image)
-    for w in caught:  # anything else is not ours to turn into a result
-        if not issubclass(w.category, OtherWeights):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     path = write_video(video, output, fps=model.spec.fps)
-    warning = next((str(w.message) for w in caught if issubclass(w.category, OtherWeights)), None)
+    warning = other_weights[0] if other_weights else None
     return Rendered(Path(path), round(time.monotonic() - started, 2), steps, warning)
 
 
