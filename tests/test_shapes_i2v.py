@@ -163,6 +163,17 @@ def test_train_i2v_from_shapes_checkpoint_resume_export(tmp_path):
     assert model.spec == SHAPES_I2V_SPEC
     # a few steps moved the image channels off zero: it is no longer shapes
     assert torch.count_nonzero(model.transformer.state_dict()[PATCH_KEY][:, 12:]) > 0
+    # what `motionlib eval --model shapes-i2v --weights RUN` loads: the run's export, or a checkpoint's EMA
+    from motionlib.demo.eval import load_eval_model
+    from motionlib.errors import ModelError
+
+    _, info = load_eval_model(tmp_path, name="shapes-i2v")
+    assert info["kind"] == "weights" and info["weights"].endswith("shapes-i2v.safetensors")
+    ck = train.latest_checkpoint(tmp_path)
+    m, info = load_eval_model(ck, name="shapes-i2v")
+    assert info["kind"] == "checkpoint" and m.spec == SHAPES_I2V_SPEC
+    with pytest.raises(ModelError, match="does not hold shapes weights"):  # an i2v checkpoint is not shapes
+        load_eval_model(ck, name="shapes")
 
 
 @pytest.mark.slow

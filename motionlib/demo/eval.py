@@ -73,7 +73,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import ParameterError, WeightsMissing
+from ..errors import ModelError, ParameterError, WeightsMissing
 from . import data
 from .metrics import (amf_direction_cosines, blob_direction, blob_track, cos_to_unit, generation_quality, max_jump,
                       patch_coverage, render_direction, segment_direction, shape_agreement, to_uint8, top1_accuracy)
@@ -185,7 +185,10 @@ def load_eval_model(weights=None, *, random: bool = False, ema: bool = True, dev
         for name, module in (("transformer", model.transformer), ("text_encoder", model.text_encoder)):
             pre = f"{prefix}{name}."
             sd = {k[len(pre):]: f.get_tensor(k) for k in f.keys() if k.startswith(pre)}
-            module.load_state_dict(sd, strict=True)  # copies into the parameters, on their device
+            try:
+                module.load_state_dict(sd, strict=True)  # copies into the parameters, on their device
+            except RuntimeError as e:  # e.g. a shapes checkpoint given for shapes-i2v, or the reverse
+                raise ModelError(f"{file} does not hold {model.spec.name} weights: {str(e).splitlines()[0]}") from None
     return model, {"weights": str(file), "kind": "checkpoint", "ema": ema, "model": name,
                    "step": int(step) if step is not None else None}
 

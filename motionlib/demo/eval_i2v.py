@@ -114,8 +114,8 @@ def eval_i2v(model, cfg: I2VEvalConfig, log) -> tuple[dict, list]:
                     image = _image(frame)
                     vids = {"plain": generate(model, tp, seed=seed, steps=cfg.steps, image=image),
                             "zero_shot": apply(model, asset, tp, seed=seed, steps=cfg.steps, image=image)}
-                    for method, v in vids.items():
-                        v = to_uint8(v)
+                    for method, video in vids.items():
+                        v = to_uint8(video)
                         r = render_record(v, frames, meta, False, method=method, trajectory=fam, clip=ci,
                                           colour=colour, prompt=tp, seed=seed, frame_seed=frame_seed,
                                           offset_px=float(np.hypot(*(start - meta["track"][0]))),

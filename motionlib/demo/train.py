@@ -322,7 +322,7 @@ class Trainer:
         t = ((torch.arange(n) + 0.5) / n * 1000).long().clamp(0, 999)  # stratified over all timesteps
         noise = torch.randn(z0.shape, generator=g).to(self.device)
         val = {"z0": z0, "ids": self.ids(prompts), "t": t.to(self.device), "noise": noise}
-        if self.i2v:  # always with the image
+        if getattr(self.a, "i2v", False):  # always with the image
             val["image"] = image_latents(z0, torch.ones(n, dtype=torch.bool))
         return val
 
