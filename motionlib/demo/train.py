@@ -443,6 +443,7 @@ class Trainer:
 
         from .data import TRAJECTORIES, TRAJECTORY_PROBS
         from .model import weights_metadata
+        from .shapes_i2v import weights_conditioning
 
         out = self.a.out
         weights = {f"transformer.{k}": v.detach().float().contiguous().cpu()
@@ -471,7 +472,8 @@ class Trainer:
                                    f"{self.a.min_lr_ratio} x lr", "batch_size": self.a.batch_size,
                        "ema_decay": self.a.ema_decay,
                        "init": ("adaLN-Zero" if self.a.init is None else f"{Path(self.a.init).name} (--init)")
-                               + (", widened: zero image channels" if self.i2v else ""),
+                               + (", widened: zero image channels" if self.i2v and self.a.init is not None
+                                  and weights_conditioning(self.a.init) == "t2v" else ""),
                        "seed": self.a.seed},
             "weights": f"{name} (EMA, fp32)", "parameters": n_params, "size_bytes": size,
             "steps": self.step, "samples_seen": self.samples, "minutes": round(self.elapsed / 60, 2),
