@@ -198,3 +198,16 @@ def test_quick_i2v_eval_through_cli_on_random_weights(tmp_path, capsys):
     assert abs(r["first_frame_psnr"] - np.mean([x["first_frame_psnr"] for x in r["renders"]])) < 1e-4
     assert {c["metric"] for c in res["checks"]} == {"first_frame_psnr", "zero_shot.direction", "plain.direction"}
     assert (out / "i2v.png").stat().st_size > 1000 and json.loads((out / "eval.json").read_text())["config"]["quick"]
+
+
+def test_preview_first_frames_match_their_prompts():
+    from motionlib.demo.preview import DEFAULT_PROMPTS, first_frames
+
+    images = first_frames()
+    assert len(images) == len(DEFAULT_PROMPTS) and all(im.size == (32, 32) for im in images)
+    for im, prompt in zip(images, DEFAULT_PROMPTS):
+        arr = np.asarray(im)
+        colour = next(c for c in data.COLORS if c in prompt)
+        assert (arr == np.array(data.COLORS[colour], np.uint8)).all(-1).any()  # the disc's centre colour
+    assert first_frames() is not images and all(np.array_equal(a, b) for a, b in
+                                                zip(map(np.asarray, images), map(np.asarray, first_frames())))
