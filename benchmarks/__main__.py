@@ -38,6 +38,7 @@ SECTIONS = {  # key -> module; in report order
     "train": "benchmarks.train",
     "attach": "benchmarks.attach",
     "edit": "benchmarks.edit",
+    "train_i2v": "benchmarks.train_i2v",
 }
 REPORT = ROOT / "BENCHMARKS.md"
 PLOT = ROOT / "benchmarks" / "amf_memory.png"

@@ -226,7 +226,8 @@ def models():
 
     data = []
     for name, s in known_models().items():
-        offline = (shapes_available() if name == "shapes" else s.source.startswith("builtin:")) or _hf_cached(s.source)
+        offline = (shapes_available(name) if name in ("shapes", "shapes-i2v") else s.source.startswith("builtin:")) \
+            or _hf_cached(s.source)
         data.append({"name": name, "family": adapter_module(s.embedding), "embedding": s.embedding,
                      "source": s.source, "grid": list(s.grid), "conditioning": s.conditioning,
                      "frames": s.num_frames, "size": f"{s.height}x{s.width}", "offline": offline,

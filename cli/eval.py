@@ -1,4 +1,5 @@
-"""`motionlib eval`: measure the shapes demo model (thin over ``motionlib.demo.eval``, imported when it runs)."""
+"""`motionlib eval`: measure the shapes demo models (thin over ``motionlib.demo.eval`` and, for shapes-i2v,
+``motionlib.demo.eval_i2v``, imported when it runs)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .core import app, dim, emit, out, printable, say, state
 
 @app.command("eval")
 def eval_(
+    model: str = typer.Option("shapes", "--model", "-m", help="shapes, or shapes-i2v: first-frame PSNR and the direction of a stored motion from other first frames (docs/i2v.md)."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="shapes.safetensors, a training run folder (its shapes.safetensors, else its newest checkpoint) or a checkpoint (default: the bundled weights)."),
     random: bool = typer.Option(False, "--random", help="Evaluate seeded random (untrained) weights."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="For a checkpoint: its EMA weights (default) or the raw model weights."),
@@ -42,15 +44,25 @@ def eval_(
     amf_window: Optional[int] = typer.Option(None, "--amf-window", help="Guidance override (see learn --help)."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
 ):
-    """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search."""
+    """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search.
+
+    With --model shapes-i2v: first-frame PSNR, zero-shot and plain direction from other first frames."""
     from motionlib.demo.eval import evaluate, summary_rows
+    from motionlib.errors import ParameterError
     from motionlib.learn import parse_prompts
+
+    if model not in ("shapes", "shapes-i2v"):
+        raise ParameterError(f"motionlib eval measures the demo models: --model shapes or shapes-i2v, not {model!r}")
 
     overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
                      blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
                      shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness, gradient=gradient,
                      reuse=reuse, amf_window=amf_window)
     log = (lambda msg: None) if (state.as_json or state.quiet) else dim
+    if model == "shapes-i2v":
+        _eval_i2v(weights, random, ema, seed, quick, out_dir, trajectory, clips, section, learn_prompts, steps,
+                  overrides, threads, log)
+        return
     results = evaluate(weights=weights, random=random, ema=ema, device=state.device, quick=quick, sections=section,
                        trajectories=trajectory, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
                        overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir,
@@ -67,3 +79,25 @@ def eval_(
 
     emit(results, human)
 
+
+
+def _eval_i2v(weights, random, ema, seed, quick, out_dir, trajectory, clips, section, learn_prompts, steps,
+              overrides, threads, log) -> None:
+    from motionlib.demo.eval_i2v import evaluate_i2v, summary_rows
+    from motionlib.errors import ParameterError
+
+    if section or learn_prompts:
+        raise ParameterError("--section and --learn-prompts are for --model shapes; shapes-i2v's eval has one part")
+    results = evaluate_i2v(weights=weights, random=random, ema=ema, device=state.device, quick=quick,
+                           trajectories=trajectory, seeds=seed, overrides=overrides, threads=threads, log=log,
+                           steps=steps, out_dir=out_dir, clips=clips)
+
+    def human():
+        t = Table("metric", "value", "goal", title=printable(f"shapes-i2v eval: {results['model'].get('weights')}"))
+        for row in summary_rows(results):
+            t.add_row(*row)
+        out.print(t)
+        for name, path in (results.get("pictures") or {}).items():
+            say(f"{name}: {path}")
+
+    emit(results, human)

@@ -499,5 +499,8 @@ def test_models_lists_the_conditioning(capsys):
 
     rows = {d["name"]: d for d in cli_json(capsys, "models")}
     assert {n for n, d in rows.items() if d["conditioning"] == "i2v"} == {
-        "tiny-5b-i2v", "tiny-wan-i2v", "cogvideox-5b-i2v", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"}
+        "tiny-5b-i2v", "tiny-wan-i2v", "cogvideox-5b-i2v", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p", "shapes-i2v"}
     assert rows["tiny-5b"]["conditioning"] == "t2v"
+    from motionlib.demo.spec import DEFAULT_I2V_WEIGHTS
+
+    assert rows["shapes-i2v"]["offline"] == DEFAULT_I2V_WEIGHTS.is_file()  # offline once its weights are bundled

@@ -73,7 +73,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import ParameterError, WeightsMissing
+from ..errors import ModelError, ParameterError, WeightsMissing
 from . import data
 from .metrics import (amf_direction_cosines, blob_direction, blob_track, cos_to_unit, generation_quality, max_jump,
                       patch_coverage, render_direction, segment_direction, shape_agreement, to_uint8, top1_accuracy)
@@ -134,9 +134,9 @@ def directional_clip(direction: str, colour: str, *, speed: float = 2.5, offset:
 # =============================================================================================
 # model loading
 # =============================================================================================
-def resolve_weights(path) -> tuple[str, Path]:
+def resolve_weights(path, name: str = "shapes") -> tuple[str, Path]:
     """("weights" | "checkpoint", file) for a shapes.safetensors, a checkpoint dir/file or a run dir
-    (a run dir gives its exported shapes.safetensors when present, else its newest checkpoint)."""
+    (a run dir gives its exported <name>.safetensors when present, else its newest checkpoint)."""
     p = Path(path).expanduser()
     if p.is_file():
         from safetensors import safe_open
@@ -147,43 +147,49 @@ def resolve_weights(path) -> tuple[str, Path]:
     if p.is_dir():
         if (p / "state.safetensors").is_file():
             return "checkpoint", p / "state.safetensors"
-        if (p / "shapes.safetensors").is_file():
-            return "weights", p / "shapes.safetensors"
+        if (p / f"{name}.safetensors").is_file():
+            return "weights", p / f"{name}.safetensors"
         from .train import latest_checkpoint
 
         ck = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
         if ck is not None:
             return "checkpoint", ck / "state.safetensors"
-        raise WeightsMissing(f"{p}: no shapes.safetensors, state.safetensors or checkpoints/ inside")
+        raise WeightsMissing(f"{p}: no {name}.safetensors, state.safetensors or checkpoints/ inside")
     raise WeightsMissing(f"shapes weights not found: {p}")
 
 
-def load_eval_model(weights=None, *, random: bool = False, ema: bool = True, device="cpu"):
-    """(Model, info): the shapes model from `weights` (see resolve_weights), the bundled weights
-    (None), or seeded random weights (`random`)."""
-    from .model import DEFAULT_WEIGHTS, shapes_model
+def load_eval_model(weights=None, *, random: bool = False, ema: bool = True, device="cpu", name: str = "shapes"):
+    """(Model, info): the shapes (or, `name` "shapes-i2v", shapes-i2v) model from `weights` (see
+    resolve_weights), the bundled weights (None), or seeded random weights (`random`)."""
+    from .model import shapes_model
+    from .shapes_i2v import shapes_i2v_model
+    from .spec import DEFAULT_I2V_WEIGHTS, DEFAULT_WEIGHTS
 
+    build, default = (shapes_i2v_model, DEFAULT_I2V_WEIGHTS) if name == "shapes-i2v" else (shapes_model, DEFAULT_WEIGHTS)
     if random:
-        return shapes_model(pretrained=False, device=device), {"weights": "random"}
+        return build(pretrained=False, device=device), {"weights": "random", "model": name}
     if weights is None:
-        if not DEFAULT_WEIGHTS.is_file():
-            raise WeightsMissing("no bundled shapes weights: pass --weights (a shapes.safetensors, a "
-                                    "training run folder or checkpoint) or --random")
-        weights = DEFAULT_WEIGHTS
-    kind, file = resolve_weights(weights)
+        if not default.is_file():
+            raise WeightsMissing(f"no bundled {name} weights: pass --weights (a {name}.safetensors, a "
+                                 "training run folder or checkpoint) or --random")
+        weights = default
+    kind, file = resolve_weights(weights, name)
     if kind == "weights":
-        return shapes_model(file, device=device), {"weights": str(file), "kind": "weights"}
+        return build(file, device=device), {"weights": str(file), "kind": "weights", "model": name}
     from safetensors import safe_open
 
-    model = shapes_model(pretrained=False, device=device)
+    model = build(pretrained=False, device=device)
     prefix = "ema." if ema else "model."
     with safe_open(str(file), framework="pt") as f:
         step = (f.metadata() or {}).get("step")
         for name, module in (("transformer", model.transformer), ("text_encoder", model.text_encoder)):
             pre = f"{prefix}{name}."
             sd = {k[len(pre):]: f.get_tensor(k) for k in f.keys() if k.startswith(pre)}
-            module.load_state_dict(sd, strict=True)  # copies into the parameters, on their device
-    return model, {"weights": str(file), "kind": "checkpoint", "ema": ema,
+            try:
+                module.load_state_dict(sd, strict=True)  # copies into the parameters, on their device
+            except RuntimeError as e:  # e.g. a shapes checkpoint given for shapes-i2v, or the reverse
+                raise ModelError(f"{file} does not hold {model.spec.name} weights: {str(e).splitlines()[0]}") from None
+    return model, {"weights": str(file), "kind": "checkpoint", "ema": ema, "model": name,
                    "step": int(step) if step is not None else None}
 
 
@@ -542,10 +548,10 @@ def eval_search(model, cfg: EvalConfig, log) -> dict:
 
 
 # --- driver ------------------------------------------------------------------------------------
-def checks(results: dict) -> list[dict]:
-    """The issue's thresholds against the measured values: [{metric, value, op, threshold, pass}]."""
+def checks(results: dict, thresholds: dict | None = None) -> list[dict]:
+    """The issue's thresholds (default THRESHOLDS) against the measured values: [{metric, value, op, threshold, pass}]."""
     out = []
-    for name, (op, thr) in THRESHOLDS.items():
+    for name, (op, thr) in (THRESHOLDS if thresholds is None else thresholds).items():
         v: Any = results
         for part in name.split("."):
             v = v.get(part) if isinstance(v, dict) else None

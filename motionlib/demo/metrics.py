@@ -280,3 +280,14 @@ def top1_accuracy(ref_desc: np.ndarray, query_desc: np.ndarray, ref_labels, quer
     best = sim.argmax(axis=1)
     hits = [ref_labels[b] == q for b, q in zip(best, query_labels)]
     return float(np.mean(hits)), sim
+
+
+def psnr(a, b, peak: float = 255.0, cap: float = 100.0) -> float:
+    """Peak signal-to-noise ratio (dB) of two uint8 images or frames of one shape: 10 log10(peak² / MSE),
+    ``cap`` when they are equal (MSE 0)."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"psnr of arrays of shapes {x.shape} and {y.shape}")
+    mse = float(np.mean((x - y) ** 2))
+    return cap if mse == 0 else min(cap, 10.0 * math.log10(peak * peak / mse))

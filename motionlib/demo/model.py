@@ -44,7 +44,8 @@ def build_transformer(spec: ModelSpec = SHAPES_SPEC):
     channels = 3 * spec.spatial_compression ** 2
     return CogVideoXTransformer3DModel(
         num_attention_heads=spec.heads, attention_head_dim=spec.head_dim,
-        in_channels=channels, out_channels=channels,
+        # image-to-video (shapes-i2v): the first frame's latents concatenated on channels, as CogVideoX-I2V
+        in_channels=channels * (2 if spec.conditioning == "i2v" else 1), out_channels=channels,
         time_embed_dim=TIME_EMBED_DIM, text_embed_dim=TEXT_DIM, num_layers=spec.num_layers,
         sample_width=latent_w, sample_height=latent_h,
         # pixel frames before temporal compression: (latent_frames - 1) * ratio + 1 = 8 with ratio 1
@@ -75,7 +76,7 @@ def rotary_embedding(transformer, spec: ModelSpec = SHAPES_SPEC, device=None):
 
 
 def weights_metadata(spec: ModelSpec = SHAPES_SPEC, **extra) -> dict[str, str]:
-    meta = {"format": "pt", "model": "shapes", "spec": json.dumps(spec.to_dict()), "vocab": json.dumps(VOCAB)}
+    meta = {"format": "pt", "model": spec.name, "spec": json.dumps(spec.to_dict()), "vocab": json.dumps(VOCAB)}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
 

@@ -15,6 +15,23 @@ from ..video import to_uint8
 
 DEFAULT_PROMPTS = tuple(f"a {c} circle on a black background" for c in ("red", "green", "blue", "yellow")) + (
     "a red circle on a textured background",)
+PREVIEW_CLIP_SEED = 434_343  # first frames of image-to-video previews (not a training or eval seed)
+
+
+def first_frames(prompts=DEFAULT_PROMPTS) -> list:
+    """A first frame (PIL) per DEFAULT_PROMPTS-style prompt, of its colour and background, for an
+    image-to-video model's previews: the first frames of seeded procedural clips."""
+    from motionlib.image import first_frame
+
+    from . import data
+
+    out = []
+    for i, p in enumerate(prompts):
+        colour = next((c for c in data.COLORS if c in p), "red")
+        background = "textured" if "textured" in p else "black"
+        frames = data.make_clip(PREVIEW_CLIP_SEED + i, color=colour, background=background)[0]
+        out.append(first_frame(data.to_model_range(frames)))
+    return out
 
 
 def contact_sheet(videos: list[torch.Tensor], scale: int = 3, gap: int = 2):
@@ -34,10 +51,12 @@ def contact_sheet(videos: list[torch.Tensor], scale: int = 3, gap: int = 2):
 
 def render(model, prompts=DEFAULT_PROMPTS, seed: int = 0, steps: int | None = None,
            guidance_scale: float | None = None) -> list[torch.Tensor]:
+    """One generation per prompt; an image-to-video model starts each from ``first_frames(prompts)``."""
     from motionlib.sampling import generate
 
-    return [generate(model, p, seed=seed + i, steps=steps, guidance_scale=guidance_scale)
-            for i, p in enumerate(prompts)]
+    images = first_frames(prompts) if model.spec.conditioning == "i2v" else [None] * len(prompts)
+    return [generate(model, p, seed=seed + i, steps=steps, guidance_scale=guidance_scale, image=im)
+            for i, (p, im) in enumerate(zip(prompts, images))]
 
 
 def save_preview(model, path: str | Path, **kwargs) -> Path:

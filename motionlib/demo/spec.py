@@ -3,11 +3,14 @@ CLI's default model read these; ``motionlib.demo.model`` builds the model)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..models.spec import GuidanceDefaults, ModelSpec
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "shapes.safetensors"
+# shapes-i2v's trained weights, once a training run is committed (docs/shapes-model-card.md, "shapes-i2v")
+DEFAULT_I2V_WEIGHTS = Path(__file__).with_name("weights") / "shapes-i2v.safetensors"
 
 SHAPES_GUIDANCE = GuidanceDefaults(
     # Issue 10, measured with `motionlib eval --no-zt` on the committed weights (24 zero-shot renders
@@ -48,3 +51,14 @@ def shapes_spec() -> ModelSpec:
 
 
 SHAPES_SPEC = shapes_spec()
+
+
+def shapes_i2v_spec() -> ModelSpec:
+    """shapes made image-to-video the CogVideoX-I2V way (``motionlib.demo.shapes_i2v``): the same geometry,
+    blocks and guidance defaults; the first frame's latents enter on channels."""
+    return replace(SHAPES_SPEC, name="shapes-i2v", source="builtin:shapes-i2v", conditioning="i2v",
+                   description="the shapes demo DiT fine-tuned image-to-video (CogVideoX-I2V: the first "
+                               "frame's latents on channels), 8x32x32")
+
+
+SHAPES_I2V_SPEC = shapes_i2v_spec()

@@ -13,6 +13,9 @@ Outputs under ``--out``: ``train.log``; ``checkpoints/step-NNNNNNN/{state.safete
 (model, EMA, optimizer, step, RNG states; written atomically every ``--ckpt-minutes``; the newest two
 are kept; ``checkpoints/latest`` names the newest); ``previews/step-NNNNNNN.png`` (EMA samples every
 ``--preview-minutes``); at the end ``shapes.safetensors`` (EMA weights, fp32) and ``card.json``.
+``--i2v`` trains shapes-i2v instead (``motionlib.demo.shapes_i2v``; ``--init`` shapes weights are widened with zero
+image channels): each clip's first frame conditions it, ``--image-drop-prob`` of the samples go without the image,
+and the export is ``shapes-i2v.safetensors``.
 ``--resume`` goes on with the recipe stored in the checkpoint (flags given again override it, and the log says
 so); one trainer at a time per ``--out`` (``.train.lock``; a second one is refused, naming the first's pid).
 
@@ -93,6 +96,15 @@ def sample_timesteps(n: int, gen: torch.Generator, mode: str, num_train: int = 1
         ln = torch.sigmoid(torch.randn(n, generator=gen))
         u = ln if mode == "logitnormal" else torch.where(torch.rand(n, generator=gen) < 0.5, u, ln)
     return (u * num_train).long().clamp(0, num_train - 1)
+
+
+def image_latents(z0: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """shapes-i2v's image condition for clips with latents `z0` [B, F, C, h, w]: each clip's first latent frame
+    (its first frame through the per-frame codec, what ``image_condition`` encodes from the image) followed by
+    zero frames, as CogVideoXImageToVideoPipeline pads it; all zeros where `keep` [B] is False (no image)."""
+    out = torch.zeros_like(z0)
+    out[:, :1] = z0[:, :1] * keep.to(z0.dtype).view(-1, 1, 1, 1, 1)
+    return out
 
 
 # --- checkpoints (safetensors for tensors, JSON for the rest: no pickles) --------------------------
@@ -200,6 +212,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="minutes between EMA sample sheets (at checkpoints; 0: none until the end)")
     ap.add_argument("--no-preview", action="store_true", help="no EMA sample sheets at all")
     ap.add_argument("--init", type=Path, default=None, help="start from these shapes.safetensors weights")
+    ap.add_argument("--i2v", action="store_true",
+                    help="train shapes-i2v (motionlib.demo.shapes_i2v): each clip's first frame is the image "
+                         "condition; --init may be shapes weights (widened, the image channels zero) or shapes-i2v ones")
+    ap.add_argument("--image-drop-prob", type=float, default=0.15,
+                    help="with --i2v: share of samples trained without the image (zero latents), as CogVideoX-I2V")
     ap.add_argument("--val-only", action="store_true",
                     help="print the validation loss of --init's weights on the fixed validation set and exit "
                          "(the training history's comparable number)")
@@ -245,12 +262,16 @@ def resumed_args(a: argparse.Namespace, stored: dict, explicit: set[str]) -> tup
 class Trainer:
     def __init__(self, a):
         from .model import SHAPES_SPEC, build_shapes, load_weights, rotary_embedding
+        from .shapes_i2v import SHAPES_I2V_SPEC, load_i2v_weights, widen
 
         self.a = a
-        self.spec = SHAPES_SPEC
+        self.i2v = bool(getattr(a, "i2v", False))
+        self.spec = SHAPES_I2V_SPEC if self.i2v else SHAPES_SPEC
         self.device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         tok, enc, codec, tr, sched = build_shapes(seed=a.seed, pretrained=False)
-        if a.init is not None:
+        if self.i2v:  # the image channels start at zero: shapes-i2v starts as the model it is made from
+            tr = widen(tr) if a.init is None else load_i2v_weights(enc, widen(tr), a.init)
+        elif a.init is not None:
             load_weights(enc, tr, a.init)
         self.tok, self.codec, self.sched = tok, codec.to(self.device), sched
         self.net = torch.nn.ModuleDict({"transformer": tr, "text_encoder": enc}).to(self.device).train()
@@ -300,16 +321,20 @@ class Trainer:
         z0 = self.latents(frames)
         t = ((torch.arange(n) + 0.5) / n * 1000).long().clamp(0, 999)  # stratified over all timesteps
         noise = torch.randn(z0.shape, generator=g).to(self.device)
-        return {"z0": z0, "ids": self.ids(prompts), "t": t.to(self.device), "noise": noise}
+        val = {"z0": z0, "ids": self.ids(prompts), "t": t.to(self.device), "noise": noise}
+        if getattr(self.a, "i2v", False):  # always with the image
+            val["image"] = image_latents(z0, torch.ones(n, dtype=torch.bool))
+        return val
 
     # -- loss ---------------------------------------------------------------------------------------
-    def loss(self, net, z0, ids, t, noise) -> torch.Tensor:
+    def loss(self, net, z0, ids, t, noise, image=None) -> torch.Tensor:
         a = self.sqrt_ab[t].view(-1, 1, 1, 1, 1)
         s = self.sqrt_1mab[t].view(-1, 1, 1, 1, 1)
         zt = a * z0 + s * noise
         target = a * noise - s * z0  # v-prediction
         emb = net["text_encoder"](ids)[0]
-        pred = net["transformer"](zt, emb, t, image_rotary_emb=self.rope, return_dict=False)[0]
+        x = zt if image is None else torch.cat([zt, image], dim=2)  # CogVideoX-I2V: the image on channels
+        pred = net["transformer"](x, emb, t, image_rotary_emb=self.rope, return_dict=False)[0]
         return torch.nn.functional.mse_loss(pred.float(), target.float())
 
     @torch.no_grad()
@@ -318,7 +343,8 @@ class Trainer:
         out = []
         for i in range(0, v["z0"].shape[0], 16):
             sl = slice(i, i + 16)
-            out.append(self.loss(net, v["z0"][sl], v["ids"][sl], v["t"][sl], v["noise"][sl]).item()
+            image = v["image"][sl] if "image" in v else None
+            out.append(self.loss(net, v["z0"][sl], v["ids"][sl], v["t"][sl], v["noise"][sl], image).item()
                        * v["z0"][sl].shape[0])
         return sum(out) / v["z0"].shape[0]
 
@@ -330,12 +356,16 @@ class Trainer:
         drop = self.np_rng.random(len(prompts)) < a.uncond_prob
         prompts = ["" if d else p for d, p in zip(drop, prompts)]
         z0 = self.latents(frames)
+        image = None
+        if self.i2v:  # drawn only here, so text-to-video runs keep their random streams
+            keep = torch.from_numpy(self.np_rng.random(len(prompts)) >= a.image_drop_prob)
+            image = image_latents(z0, keep.to(self.device))
         t = sample_timesteps(a.batch_size, self.gen, a.timesteps).to(self.device)
         noise = torch.randn(z0.shape, generator=self.gen).to(self.device)
         lr = lr_at(self.step, self.elapsed / (a.minutes * 60), a)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        loss = self.loss(self.net, z0, self.ids(prompts), t, noise)
+        loss = self.loss(self.net, z0, self.ids(prompts), t, noise, image)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), a.grad_clip)
@@ -413,6 +443,7 @@ class Trainer:
 
         from .data import TRAJECTORIES, TRAJECTORY_PROBS
         from .model import weights_metadata
+        from .shapes_i2v import weights_conditioning
 
         out = self.a.out
         weights = {f"transformer.{k}": v.detach().float().contiguous().cpu()
@@ -420,25 +451,31 @@ class Trainer:
         weights.update({f"text_encoder.{k}": v.detach().float().contiguous().cpu()
                         for k, v in self.ema["text_encoder"].state_dict().items()})
         meta = weights_metadata(self.spec, step=self.step, samples_seen=self.samples)
-        atomic_write(out / "shapes.safetensors", lambda tmp: save_file(weights, str(tmp), metadata=meta))
-        size = (out / "shapes.safetensors").stat().st_size
+        name = f"{self.spec.name}.safetensors"  # shapes.safetensors, or shapes-i2v.safetensors with --i2v
+        atomic_write(out / name, lambda tmp: save_file(weights, str(tmp), metadata=meta))
+        size = (out / name).stat().st_size
         n_params = sum(v.numel() for v in weights.values())
         card = {
-            "model": "shapes", "spec": self.spec.to_dict(),
+            "model": self.spec.name, "spec": self.spec.to_dict(),
+            "conditioning": self.spec.conditioning,
             "data": {"generator": "motionlib.demo.data.sample_batch(vary_words=True)",
                      "clips": "8 frames x 32x32 RGB, one anti-aliased disc (radius 5 px)",
                      "colors": ["red", "green", "blue", "yellow"],
                      "backgrounds": {"black": 1 - self.a.textured_prob, "textured": self.a.textured_prob},
                      "trajectories": dict(zip(TRAJECTORIES, TRAJECTORY_PROBS)),
-                     "uncond_prob": self.a.uncond_prob},
+                     "uncond_prob": self.a.uncond_prob,
+                     **({"image": "each clip's first frame (latents on channels, zero frames after it)",
+                         "image_drop_prob": self.a.image_drop_prob} if self.i2v else {})},
             "recipe": {"objective": "v-prediction, CogVideoX DDIM zero-SNR schedule (snr_shift_scale=1)",
                        "timesteps": self.a.timesteps, "optimizer": "AdamW(0.9, 0.99)", "lr": self.a.lr,
                        "schedule": f"warmup {self.a.warmup} steps + cosine over the time budget to "
                                    f"{self.a.min_lr_ratio} x lr", "batch_size": self.a.batch_size,
                        "ema_decay": self.a.ema_decay,
-                       "init": "adaLN-Zero" if self.a.init is None else f"{Path(self.a.init).name} (--init)",
+                       "init": ("adaLN-Zero" if self.a.init is None else f"{Path(self.a.init).name} (--init)")
+                               + (", widened: zero image channels" if self.i2v and self.a.init is not None
+                                  and weights_conditioning(self.a.init) == "t2v" else ""),
                        "seed": self.a.seed},
-            "weights": "shapes.safetensors (EMA, fp32)", "parameters": n_params, "size_bytes": size,
+            "weights": f"{name} (EMA, fp32)", "parameters": n_params, "size_bytes": size,
             "steps": self.step, "samples_seen": self.samples, "minutes": round(self.elapsed / 60, 2),
             "cpu_minutes": round(self.cpu_s / 60, 2),
             "device": str(self.device), "threads": torch.get_num_threads(),
@@ -449,7 +486,7 @@ class Trainer:
             card["continued_from"] = {k: v for k, v in json.loads(previous.read_text()).items()
                                       if k not in ("spec", "data")}
         atomic_write(out / "card.json", json.dumps(card, indent=1) + "\n")
-        log(f"wrote {out / 'shapes.safetensors'} ({size / 1e6:.1f} MB, {n_params} params) and card.json")
+        log(f"wrote {out / name} ({size / 1e6:.1f} MB, {n_params} params) and card.json")
 
 
 def main(argv=None) -> int:
@@ -491,7 +528,7 @@ def _train(a: argparse.Namespace, argv) -> int:
         else:
             log("--resume: no checkpoint yet, starting fresh")
     n_params = sum(p.numel() for p in tr.net.parameters())
-    log(f"shapes training: {n_params} params, device {tr.device}, threads {torch.get_num_threads()}, "
+    log(f"{tr.spec.name} training: {n_params} params, device {tr.device}, threads {torch.get_num_threads()}, "
         f"batch {a.batch_size}, lr {a.lr}, budget {a.minutes} min, out {a.out}")
 
     stop = {"flag": False}

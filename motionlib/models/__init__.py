@@ -45,16 +45,16 @@ _HUB_IDS = {s.source.lower(): s for s in _REAL.values()}
 
 
 def _shapes() -> dict[str, ModelSpec]:
-    from ..demo.spec import SHAPES_SPEC
+    from ..demo.spec import SHAPES_I2V_SPEC, SHAPES_SPEC
 
-    return {"shapes": SHAPES_SPEC}
+    return {"shapes": SHAPES_SPEC, "shapes-i2v": SHAPES_I2V_SPEC}
 
 
-def shapes_available() -> bool:
-    """Whether the bundled demo model's trained weights are installed."""
-    from ..demo.spec import DEFAULT_WEIGHTS
+def shapes_available(name: str = "shapes") -> bool:
+    """Whether the bundled demo model's (``"shapes"`` or ``"shapes-i2v"``) trained weights are installed."""
+    from ..demo.spec import DEFAULT_I2V_WEIGHTS, DEFAULT_WEIGHTS
 
-    return DEFAULT_WEIGHTS.is_file()
+    return (DEFAULT_I2V_WEIGHTS if name == "shapes-i2v" else DEFAULT_WEIGHTS).is_file()
 
 
 def known_models() -> dict[str, ModelSpec]:
@@ -65,8 +65,8 @@ def known_models() -> dict[str, ModelSpec]:
 def resolve_spec(name_or_path: str) -> ModelSpec:
     """Spec for a preset name, a known hub id, or a local folder holding a diffusers pipeline."""
     key = name_or_path.lower()
-    if key == "shapes":
-        return _shapes()["shapes"]
+    if key in ("shapes", "shapes-i2v"):
+        return _shapes()[key]
     if key in _TINY:
         return _TINY[key]
     if key in _REAL:
@@ -145,6 +145,10 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None,
             raise WeightsMissing(f"the shapes demo weights are not installed ({DEFAULT_WEIGHTS}); "
                                     f"train them with: python -m motionlib.demo.train")
         parts = build_shapes(DEFAULT_WEIGHTS, seed=seed)
+    elif spec.source == "builtin:shapes-i2v":  # WeightsMissing, naming the training command, until trained
+        from ..demo.shapes_i2v import build_shapes_i2v
+
+        parts = build_shapes_i2v(seed=seed)
     elif spec.source.startswith("builtin:"):
         parts = family.build_tiny(spec, seed=seed)
     else:
