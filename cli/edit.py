@@ -73,16 +73,22 @@ def parse_weights(text: str, count: int) -> list[float]:
 
 @app.command(help="Blend two or more stored motions into a new one, without learning again.\n\nTheir ρ shifts are "
                   "summed per guided timestep with the weights (used as given, not normalised; stored as float16). "
+                  "By default (--part global) each motion gives only its global part: per frame, the mean offset "
+                  "of the frame's tokens, a rigid translation of the frame; --part full sums the whole per-token "
+                  "fields, whose local parts interfere (on shapes, blend(left, up) moved up-left with cosine 0.81 "
+                  "from the global parts, 0.45 from the full fields: docs/editing.md). "
                   "The motions must come from the same model, geometry, parametrisation and guided timesteps, and "
                   "be learnt with --parametrisation shift or shared-shift. Not exact: the blend's reference AMF (for "
                   "search and the thumbnail) is the weighted sum of the parents' displacements, rounded, a stand-in "
                   "and not the AMF of any clip; its previews are a cross-fade of the parents'. KV injection is off for "
                   "a blend (injecting one parent's reference would pull the render to that parent's motion); the file "
-                  "keeps the first parent's latent. Weights 1,0 give the first motion itself.")
+                  "keeps the first parent's latent. With --part full, weights 1,0 give the first motion itself.")
 def blend(
     motions: List[str] = typer.Argument(..., help="Two or more stored motions (left unchanged)."),
     as_: str = typer.Option(..., "--as", help="Name of the new motion."),
     weights: Optional[str] = typer.Option(None, "--weights", help="One weight per motion, e.g. 0.5,0.5 (default: equal, summing to 1)."),
+    part: str = typer.Option("global", "--part", help="What of each motion is summed: 'global' (each frame's mean "
+                             "offset, default) or 'full' (the whole per-token shift field)."),
     tag: List[str] = typer.Option([], "--tag", "-t", help="Tag the new motion (repeatable)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a motion of the same name."),
 ):
@@ -97,5 +103,5 @@ def blend(
         lib.get(m)  # unknown motion: said before torch loads
     from motionlib.catalog import blend_motions
 
-    row = blend_motions(lib, motions, as_, weights=w, tags=tag, force=force)
+    row = blend_motions(lib, motions, as_, weights=w, part=part, tags=tag, force=force)
     _report(_stored(row, ", ".join(motions)), "stored")

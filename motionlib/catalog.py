@@ -244,9 +244,10 @@ def edit_motion(library, source: str, name: str, *, mirror: str | None = None, r
     return _store_derived(library, asset, name, [row], operations, tags=tags, force=force)
 
 
-def blend_motions(library, sources, name: str, *, weights=None, tags=(), force: bool = False):
+def blend_motions(library, sources, name: str, *, weights=None, part: str = "global", tags=(), force: bool = False):
     """Store under `name` the blend of the motions `sources` (motionlib.edit.blend; ``weights`` default to
-    equal ones summing to 1), with its lineage, thumbnails and search descriptor. Returns the row."""
+    equal ones summing to 1; ``part``: each parent's "global" or "full" shifts), with its lineage, thumbnails
+    and search descriptor. Returns the row."""
     from . import edit
 
     sources = list(sources)
@@ -256,12 +257,14 @@ def blend_motions(library, sources, name: str, *, weights=None, tags=(), force: 
         raise UneditableMotion("blend each motion once (a motion was named twice: give it a larger weight instead)")
     if weights is not None:
         weights = edit.check_weights(weights, len(sources))
+    edit.check_part(part)
     library.check_new_name(name, force=force)
     rows = [library.get(s) for s in sources]
     assets = [load_motion(library, r) for r in rows]
-    blended = edit.blend(assets, weights, names=sources)
+    blended = edit.blend(assets, weights, part=part, names=sources)
     used = blended.lineage["parents"] if blended.lineage else []
-    return _store_derived(library, blended, name, rows, [{"op": "blend", "weights": [p["weight"] for p in used]}],
+    return _store_derived(library, blended, name, rows,
+                          [{"op": "blend", "weights": [p["weight"] for p in used], "part": part}],
                           weights=[p["weight"] for p in used], tags=tags, force=force)
 
 

@@ -23,7 +23,12 @@ What is exact and what is not:
   approximate for temporally compressed latents (CogVideoX, Wan: a latent frame stands for several
   pixel frames, whose order inside it is not reversed, and the first stands for one frame);
 - a blend is a weighted sum of the parents' shifts per guided timestep (the weights are used as
-  given, not normalised); its AMF is the weighted sum of the parents' displacements (rounded, as
+  given, not normalised). By default (``part="global"``) each parent contributes only its global
+  part (``global_shift``: per frame, the mean offset over the frame's tokens, i.e. a rigid
+  translation of each frame's positions, which carries most of a shapes motion); ``part="full"``
+  sums the whole per-token fields, whose local parts interfere (on ``shapes``, blend(left, up) moved
+  up-left with cosine 0.81 from the global parts and 0.45 from the full fields; BENCHMARKS.md
+  section 16). Its AMF is the weighted sum of the parents' displacements (rounded, as
   stored), its confidence the |weight|-weighted mean. KV injection is turned off for a blend of more
   than one parent (``params["inject"] = False``): injecting one parent's reference would pull the
   render towards that parent's motion, and a cross-fade of references is no reference at all. The
@@ -47,13 +52,14 @@ from .rho import is_shift
 if TYPE_CHECKING:  # MotionAsset's edit methods import this module: no import back at run time
     from .asset import MotionAsset
 
-__all__ = ["mirror", "reverse", "blend", "mirror_shift", "reverse_shift", "mirror_amf", "reverse_amf",
+__all__ = ["mirror", "reverse", "blend", "global_shift", "BLEND_PARTS", "mirror_shift", "reverse_shift", "mirror_amf", "reverse_amf",
            "mirror_latent", "AXES", "UneditableMotion"]
 
 AXES = ("x", "y")
 _COMPONENT = {"x": 2, "y": 1}  # index of the axis in a (t, y, x) shift
 _AMF_COMPONENT = {"x": 0, "y": 1}  # index of the axis in a (dx, dy) AMF displacement
 MAX_PARENTS = 16
+BLEND_PARTS = ("global", "full")  # what of each parent's shift a blend sums: its global part, or all of it
 
 
 def check_editable(asset: MotionAsset, what: str = "this motion") -> None:
@@ -75,6 +81,14 @@ def mirror_shift(shift: torch.Tensor, grid: tuple[int, int, int], axis: str) -> 
     field = shift.reshape(frames, rows, cols, 3).flip(2 if axis == "x" else 1).clone()
     field[..., _COMPONENT[axis]] = -field[..., _COMPONENT[axis]]
     return field.reshape(shift.shape)
+
+
+def global_shift(shift: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """The global part of a [N, 3] shift: each frame's mean offset over its tokens, given to every token of
+    the frame (a rigid translation per frame; what is left is the motion's local part)."""
+    frames, rows, cols = grid
+    per_frame = shift.reshape(frames, rows * cols, 3).mean(1, keepdim=True)
+    return per_frame.expand(frames, rows * cols, 3).reshape(shift.shape).clone()
 
 
 def reverse_shift(shift: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
@@ -214,18 +228,32 @@ def _weighted(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> torc
     return total
 
 
-def blend(assets: Sequence[MotionAsset], weights: Sequence[float] | None = None, *,
+def check_part(part: str) -> None:
+    if part not in BLEND_PARTS:
+        raise UneditableMotion(f"a blend sums the parents' 'global' or 'full' shifts, got {part!r}")
+
+
+def blend(assets: Sequence[MotionAsset], weights: Sequence[float] | None = None, *, part: str = "global",
           names: Sequence[str] | None = None) -> MotionAsset:
     """A motion whose shifts are the weighted sum of the parents' per guided timestep; a new asset.
 
-    ``weights`` default to equal ones summing to 1; they are used as given. ``names`` label the parents
-    in error messages. KV injection is off unless one parent carries every non-zero weight."""
+    ``weights`` default to equal ones summing to 1; they are used as given. ``part`` is what of each
+    parent's shifts is summed: ``"global"`` (default), each frame's mean offset (``global_shift``), or
+    ``"full"``, the whole per-token field (then weights 1, 0 give the first motion itself). ``names``
+    label the parents in error messages. KV injection is off unless one parent carries every non-zero
+    weight."""
     assets = list(assets)
+    check_part(part)
     check_blendable(assets, names)
     w = check_weights(weights if weights is not None else [1 / len(assets)] * len(assets), len(assets))
     live = [i for i, v in enumerate(w) if v]
     first = assets[live[0]]
-    rho = {t: {n: _weighted([a.rho_delta[t][n] for a in assets], w) for n in first.rho_delta[t]}
+    grid = first.spec.grid
+
+    def field(a: MotionAsset, t: int, n: str) -> torch.Tensor:
+        return a.rho_delta[t][n] if part == "full" else global_shift(a.rho_delta[t][n], grid)
+
+    rho = {t: {n: _weighted([field(a, t, n) for a in assets], w) for n in first.rho_delta[t]}
            for t in first.timesteps}
     _, rows, cols = first.spec.grid
     reach = max(rows, cols) - 1
@@ -243,5 +271,5 @@ def blend(assets: Sequence[MotionAsset], weights: Sequence[float] | None = None,
         params["inject"] = False
     fingerprints = {a.weights for a in assets}
     parents = [{**_parent(a), "weight": v} for a, v in zip(assets, w)]
-    return _derived(first, {"op": "blend", "weights": w}, parents, rho_delta=rho, ref_amf=amf, ref_confidence=conf,
+    return _derived(first, {"op": "blend", "weights": w, "part": part}, parents, rho_delta=rho, ref_amf=amf, ref_confidence=conf,
                     ref_frames=frames, params=params, weights=fingerprints.pop() if len(fingerprints) == 1 else None)

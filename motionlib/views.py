@@ -61,12 +61,14 @@ def _parent(p: dict) -> str:
 
 def lineage_text(lineage: dict | None) -> str | None:
     """One line saying how a motion was derived ("mirror x, reverse of 'left'", "blend 0.5 × 'left' + 0.5 × 'up'
-    ('up' removed)"), from ``Library.lineage``; None for a learnt motion."""
+    (global parts)"), from ``Library.lineage``; None for a learnt motion."""
     if not lineage:
         return None
     ops = [o for o in lineage.get("operations") or [] if isinstance(o, dict)]
     parents = [p for p in lineage.get("parents") or [] if isinstance(p, dict)]
-    if any(o.get("op") == "blend" for o in ops):
+    blends = [o for o in ops if o.get("op") == "blend"]
+    if blends:
         parts = [f"{p.get('weight', '?')} × {_parent(p)}" for p in parents]
-        return "blend " + " + ".join(parts)
+        whole = blends[0].get("part", "full") == "full"  # blends made before --part summed the full fields
+        return "blend " + " + ".join(parts) + ("" if whole else " (global parts)")
     return f"{', '.join(_operation(o) for o in ops)} of {', '.join(_parent(p) for p in parents)}"

@@ -11,7 +11,7 @@ from safetensors.torch import save
 from helpers import cli, cli_json
 
 from motionlib.asset import MotionAsset
-from motionlib.edit import blend, mirror, mirror_latent, reverse
+from motionlib.edit import blend, global_shift, mirror, mirror_latent, reverse
 from motionlib.errors import MotionlibError, UneditableMotion
 from motionlib.guidance import GuidanceParams
 from motionlib.models import resolve_spec
@@ -165,7 +165,7 @@ def test_blend_matches_naive_and_one_zero_is_the_first():
     a, b = fake_asset(5), fake_asset(6)
     before = snapshot(a), snapshot(b)
     w = (0.25, -1.5)
-    m = blend([a, b], w)
+    m = blend([a, b], w, part="full")
     for t in a.timesteps:
         for n in a.rho_delta[t]:
             x, y, got = a.rho_delta[t][n], b.rho_delta[t][n], m.rho_delta[t][n]
@@ -180,11 +180,43 @@ def test_blend_matches_naive_and_one_zero_is_the_first():
         c = (0.25 * a.ref_confidence[k][idx[:3]].item() + 1.5 * b.ref_confidence[k][idx[:3]].item()) / 1.75
         assert m.ref_confidence[k][idx[:3]].item() == pytest.approx(c, abs=1 / 255)
     assert m.params["inject"] is False and torch.equal(m.ref_latent, a.ref_latent)
-    assert m.lineage["operations"] == [{"op": "blend", "weights": [0.25, -1.5]}]
+    assert m.lineage["operations"] == [{"op": "blend", "weights": [0.25, -1.5], "part": "full"}]
     assert (snapshot(a), snapshot(b)) == before
-    first = blend([a, b], [1, 0])
+    first = blend([a, b], [1, 0], part="full")
     assert tensor_bytes(first) == before[0][0] and first.params == a.params
-    assert tensor_bytes(blend([a, b], [0, 1])) == before[1][0]
+    assert tensor_bytes(blend([a, b], [0, 1], part="full")) == before[1][0]
+
+
+def naive_frame_means(shift, grid):
+    """Per frame, the mean of each component over the frame's tokens, by loops."""
+    frames, rows, cols = grid
+    means = []
+    for f in range(frames):
+        tokens = [shift[(f * rows + r) * cols + c] for r in range(rows) for c in range(cols)]
+        means.append([sum(t[k].item() for t in tokens) / len(tokens) for k in range(3)])
+    return means
+
+
+@pytest.mark.parametrize("model", ["shapes", "tiny-wan"])
+def test_default_blend_sums_the_global_parts(model):
+    a, b = fake_asset(11, model=model), fake_asset(12, model=model)
+    grid = a.spec.grid
+    w = (0.5, 0.75)
+    m = blend([a, b], w)
+    assert m.lineage["operations"] == [{"op": "blend", "weights": [0.5, 0.75], "part": "global"}]
+    rows, cols = grid[1:]
+    for t in a.timesteps:
+        for n in a.rho_delta[t]:
+            ma, mb = naive_frame_means(a.rho_delta[t][n], grid), naive_frame_means(b.rho_delta[t][n], grid)
+            got = m.rho_delta[t][n]
+            for f in range(grid[0]):
+                for i in (f * rows * cols, (f + 1) * rows * cols - 1, f * rows * cols + 7):  # every token of f alike
+                    for k in range(3):
+                        assert got[i, k].item() == pytest.approx(w[0] * ma[f][k] + w[1] * mb[f][k], abs=1e-4)
+    g = global_shift(next(iter(a.rho_delta[a.timesteps[0]].values())), grid)
+    assert torch.allclose(global_shift(g, grid), g, atol=1e-6)  # the global part of a global part is itself
+    with pytest.raises(UneditableMotion, match="'global' or 'full'"):
+        blend([a, b], part="local")
 
 
 def test_refusals_name_the_reason():
@@ -244,7 +276,8 @@ def test_shapes_amf_of_the_mirrored_clip_agrees_with_the_mirrored_amf():
     from motionlib.models import load_model
 
     score = mirrored_amf_agreement(load_model("shapes"))
-    assert score["x"] > 0.5 and score["y"] > 0.5
+    for axis in ("x", "y"):
+        assert score[axis]["moved pairs"] > 0.5 and score[axis]["every pair"] > 0.5 and score[axis]["AMF vs truth"] > 0.5
 
 
 # -- the three tiny presets ----------------------------------------------------------------------------
@@ -286,7 +319,11 @@ def test_cli_edit_blend_show_and_removing_a_parent(home, capsys, shift_motion, l
     assert shown["lineage"]["operations"] == [{"op": "mirror", "axis": "y"}, {"op": "reverse"}]
     assert shown["tags"] == ["derived"]
     code, text, _ = cli(capsys, "show", "still")
-    assert code == 0 and "blend 0.5 × 'left' + 0.5 × 'right'" in text
+    assert code == 0 and "blend 0.5 × 'left' + 0.5 × 'right' (global parts)" in text
+    whole = cli_json(capsys, "blend", "left", "right", "--as", "whole", "--weights", "1,0", "--part", "full")
+    assert whole["lineage"]["operations"] == [{"op": "blend", "weights": [1.0, 0.0], "part": "full"}]
+    code, text, _ = cli(capsys, "show", "whole")
+    assert "blend 1.0 × 'left' + 0.0 × 'right'" in text and "global" not in text
     code, text, _ = cli(capsys, "show", "left")
     assert code == 0 and "derived" not in text  # a learnt motion has no lineage
 
@@ -338,6 +375,7 @@ def test_cli_refusals(cli_home, capsys, shift_motion, learnt):
         (("blend", "left", "right", "--as", "x", "--weights", "a,b"), "numbers"),
         (("blend", "left", "right", "--as", "x", "--weights", "nan,1"), "finite"),
         (("blend", "left", "right", "--as", "x", "--weights", "0,0"), "all zero"),
+        (("blend", "left", "right", "--as", "x", "--part", "local"), "'global' or 'full'"),
         (("blend", "left", "table", "--as", "x"), "--parametrisation shift"),
         (("blend", "left", "ghost", "--as", "x"), "no motion named 'ghost'"),
     ]
@@ -388,7 +426,7 @@ def test_web_motion_page_shows_the_lineage(tmp_path, shift_motion):
         lib.rename("up", "down")
         with TestClient(create_app(lib, Settings())) as c:
             page = c.get("/motions/mix").text
-            assert "derived by <b>blend</b>" in page and '<a href="/motions/down">down</a> (was up)' in page
+            assert "derived by <b>blend (global parts)</b>" in page and '<a href="/motions/down">down</a> (was up)' in page
             api = c.get("/api/motions/mix").json()
             assert [p["current"] for p in api["lineage"]["parents"]] == ["left", "down"]
             assert c.get("/api/motions/left").json()["lineage"] is None
