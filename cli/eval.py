@@ -42,6 +42,7 @@ def eval_(
     gradient: Optional[str] = typer.Option(None, "--gradient", help="Guidance override: 'full' or 'local' (see learn --help)."),
     reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse", help="Guidance override, with --gradient local (see learn --help)."),
     amf_window: Optional[int] = typer.Option(None, "--amf-window", help="Guidance override (see learn --help)."),
+    inject: Optional[bool] = typer.Option(None, "--inject/--no-inject", help="Guidance override: KV injection of the reference at the model's injection blocks (default: the model's)."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)."),
 ):
     """Evaluate the shapes demo model: generation quality, AMF direction, motion transfer, MF-LK, search.
@@ -57,7 +58,7 @@ def eval_(
     overrides = dict(opt_steps=opt_steps, lr_start=lr, lr_end=lr_end, guided_fraction=guided_fraction,
                      blocks=tuple(block), confidence=confidence, parametrisation=parametrisation, samples=samples,
                      shift_grid=shift_grid, frame_shift=frame_shift, smoothness=smoothness, gradient=gradient,
-                     reuse=reuse, amf_window=amf_window)
+                     reuse=reuse, amf_window=amf_window, inject=inject)
     log = (lambda msg: None) if (state.as_json or state.quiet) else dim
     if model == "shapes-i2v":
         _eval_i2v(weights, random, ema, seed, quick, out_dir, trajectory, clips, section, learn_prompts, steps,

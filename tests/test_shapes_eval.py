@@ -319,13 +319,13 @@ def test_load_eval_model_from_checkpoint(tmp_path, random_shapes):
 @pytest.mark.slow
 def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     """`motionlib eval --random --quick` end to end, cut to 3 denoising steps and 1 Adam step; with
-    --gradient local --reuse, which the z_t baseline (no local gradient) must leave out."""
+    --gradient local --reuse, which the z_t baseline (no local gradient) must leave out, and --no-inject."""
     from motionlib.cli.main import main
 
     out = tmp_path / "ev"
     try:
         main(["eval", "--random", "--quick", "--steps", "3", "--opt-steps", "1", "--gradient", "local", "--reuse",
-              "--out", str(out), "--json"])
+              "--no-inject", "--out", str(out), "--json"])
         code = 0
     except SystemExit as e:
         code = e.code
@@ -350,7 +350,8 @@ def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     for p in res["pictures"].values():
         assert (out / p.split("/")[-1]).stat().st_size > 1000
     config = json.loads((out / "eval.json").read_text())["config"]
-    assert config["quick"] is True and config["overrides"] == {"opt_steps": 1, "gradient": "local", "reuse": True}
+    assert config["quick"] is True
+    assert config["overrides"] == {"opt_steps": 1, "gradient": "local", "reuse": True, "inject": False}
 
 
 def _render(method, seed, seg, jump=0.05, present=True, learn_seed=False):
