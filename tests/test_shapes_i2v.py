@@ -211,3 +211,16 @@ def test_preview_first_frames_match_their_prompts():
         assert (arr == np.array(data.COLORS[colour], np.uint8)).all(-1).any()  # the disc's centre colour
     assert first_frames() is not images and all(np.array_equal(a, b) for a, b in
                                                 zip(map(np.asarray, images), map(np.asarray, first_frames())))
+
+
+def test_a_weights_files_card_is_its_named_card_else_the_folders(tmp_path):
+    """--init finds the card of the run it continues: NAME.card.json (the bundled shapes-i2v.card.json sits
+    beside shapes' card.json) before the folder's card.json."""
+    from motionlib.demo.train import card_beside
+
+    weights = tmp_path / "shapes-i2v.safetensors"
+    (tmp_path / "card.json").write_text("{}")
+    assert card_beside(weights) == tmp_path / "card.json"
+    (tmp_path / "shapes-i2v.card.json").write_text("{}")
+    assert card_beside(weights) == tmp_path / "shapes-i2v.card.json"
+    assert card_beside(tmp_path / "shapes.safetensors") == tmp_path / "card.json"

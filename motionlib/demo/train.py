@@ -481,12 +481,19 @@ class Trainer:
             "device": str(self.device), "threads": torch.get_num_threads(),
             "final_train_loss": final_loss, **val,
         }
-        previous = None if self.a.init is None else Path(self.a.init).with_name("card.json")
+        previous = None if self.a.init is None else card_beside(Path(self.a.init))
         if previous is not None and previous.is_file():  # the run it continued, and that run's own history
             card["continued_from"] = {k: v for k, v in json.loads(previous.read_text()).items()
                                       if k not in ("spec", "data")}
         atomic_write(out / "card.json", json.dumps(card, indent=1) + "\n")
         log(f"wrote {out / name} ({size / 1e6:.1f} MB, {n_params} params) and card.json")
+
+
+def card_beside(weights: Path) -> Path:
+    """The card of a weights file: ``NAME.card.json`` beside it when there is one (the bundled
+    ``shapes-i2v.card.json``), else the folder's ``card.json`` (a run's, or the bundled shapes card)."""
+    named = weights.with_name(f"{weights.stem}.card.json")
+    return named if named.is_file() else weights.with_name("card.json")
 
 
 def main(argv=None) -> int:
