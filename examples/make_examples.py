@@ -32,8 +32,24 @@ def shapes_examples() -> None:
         print(f"wrote {out.relative_to(HERE.parent)} ({out.stat().st_size // 1024 + 1} KB)")
 
 
+def first_frame_example() -> None:
+    """A first frame for image-to-video on shapes-i2v: a green disc right of centre, low (32x32, enlarged x4)."""
+    import numpy as np
+    from PIL import Image
+
+    from motionlib.demo import data
+
+    track = np.array([[24.0, 20.0]])  # x, y in px of the 32x32 frame: room to move left
+    frame = data.render(track, data.COLORS["green"], np.zeros((data.SIZE, data.SIZE, 3), np.uint8), data.RADIUS)[0]
+    big = np.asarray(frame).transpose(1, 2, 0).repeat(4, axis=0).repeat(4, axis=1)
+    out = HERE / "green_disc_start.png"
+    Image.fromarray(np.ascontiguousarray(big)).save(out)
+    print(f"wrote {out.relative_to(HERE.parent)} ({out.stat().st_size // 1024 + 1} KB)")
+
+
 def main() -> None:
     shapes_examples()
+    first_frame_example()
     for name, velocity in DIRECTIONS.items():
         frames = moving_disc(
             NUM_FRAMES, HEIGHT, WIDTH, velocity=velocity, radius=12, color=(220, 40, 40), background="texture", seed=0
