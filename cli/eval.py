@@ -68,11 +68,15 @@ def eval_(
                        trajectories=trajectory, seeds=seed, learn_prompts=parse_prompts(learn_prompts) or (),
                        overrides=overrides, threads=threads, log=log, zt=zt, mf=mf, steps=steps, out_dir=out_dir,
                        clips=clips)
-    info = results.get("model", {})
+    _report(results, summary_rows(results), "shapes eval", "threshold / note")
 
+
+def _report(results: dict, rows, title: str, goal_header: str) -> None:
+    """The results as JSON (--json), or a table of `rows` and the paths of the pictures."""
     def human():
-        t = Table("metric", "value", "threshold / note", title=printable(f"shapes eval: {info.get('weights')}"))
-        for row in summary_rows(results):
+        weights = (results.get("model") or {}).get("weights")
+        t = Table("metric", "value", goal_header, title=printable(f"{title}: {weights}"))
+        for row in rows:
             t.add_row(*row)
         out.print(t)
         for name, path in (results.get("pictures") or {}).items():
@@ -92,13 +96,4 @@ def _eval_i2v(weights, random, ema, seed, quick, out_dir, trajectory, clips, sec
     results = evaluate_i2v(weights=weights, random=random, ema=ema, device=state.device, quick=quick,
                            trajectories=trajectory, seeds=seed, overrides=overrides, threads=threads, log=log,
                            steps=steps, out_dir=out_dir, clips=clips)
-
-    def human():
-        t = Table("metric", "value", "goal", title=printable(f"shapes-i2v eval: {results['model'].get('weights')}"))
-        for row in summary_rows(results):
-            t.add_row(*row)
-        out.print(t)
-        for name, path in (results.get("pictures") or {}).items():
-            say(f"{name}: {path}")
-
-    emit(results, human)
+    _report(results, summary_rows(results), "shapes-i2v eval", "goal")

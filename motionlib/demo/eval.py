@@ -610,19 +610,32 @@ def run_eval(model, cfg: EvalConfig | None = None, *, sections=SECTIONS,
     results["checks"] = checks(results)
     if cfg.out_dir is not None:
         results["pictures"] = save_pictures(Path(cfg.out_dir), rows["generation"], rows["transfer"])
+    return saved(results, cfg.out_dir)
+
+
+def saved(results: dict, out_dir) -> dict:
+    """`results` made JSON-safe, and written to out_dir/eval.json when out_dir is given."""
     results = json_safe(results)
-    if cfg.out_dir is not None:
-        Path(cfg.out_dir, "eval.json").write_text(json.dumps(results, indent=1) + "\n")
+    if out_dir is not None:
+        Path(out_dir, "eval.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def fmt(v, nd: int = 3) -> str:
+    """A value for a summary table: floats to `nd` decimals, None as n/a."""
+    return "n/a" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def verdicts(results: dict) -> dict[str, str]:
+    """{metric: "op threshold: pass|FAIL|n/a"} from the results' checks."""
+    return {c["metric"]: f"{c['op']} {c['threshold']}: " + {True: "pass", False: "FAIL", None: "n/a"}[c["pass"]]
+            for c in results.get("checks", [])}
 
 
 def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     """(metric, value, threshold/verdict) rows for a human table."""
-    def f(v, nd=3):
-        return "n/a" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
-
-    verdict = {c["metric"]: f"{c['op']} {c['threshold']}: " + {True: "pass", False: "FAIL", None: "n/a"}[c["pass"]]
-               for c in results.get("checks", [])}
+    f = fmt
+    verdict = verdicts(results)
     rows = []
     g = results.get("generation")
     if g:

@@ -27,7 +27,6 @@ mean over every render), zero-shot direction >= 0.8, plain direction <= 0.2.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from . import data
-from .eval import LEARN_SEED, _mean, aggregate, checks as _checks, json_safe, reference_clip, render_record
+from .eval import LEARN_SEED, _mean, aggregate, checks as _checks, fmt, reference_clip, render_record, saved, verdicts
 from .metrics import psnr, to_uint8
 
 FRAME_SEED_BASE = 2_000_000  # clips whose first frames are rendered from: apart from training and eval seeds
@@ -162,19 +161,13 @@ def run_eval_i2v(model, cfg: I2VEvalConfig | None = None, *, log: Callable[[str]
         Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
         results["pictures"] = {"i2v": str(Path(cfg.out_dir) / "i2v.png")}
         picture(rows).save(results["pictures"]["i2v"])
-    results = json_safe(results)
-    if cfg.out_dir is not None:
-        Path(cfg.out_dir, "eval.json").write_text(json.dumps(results, indent=1) + "\n")
-    return results
+    return saved(results, cfg.out_dir)
 
 
 def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     """(metric, value, goal/verdict) rows for a human table."""
-    def f(v, nd=3):
-        return "n/a" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
-
-    verdict = {c["metric"]: f"{c['op']} {c['threshold']}: " + {True: "pass", False: "FAIL", None: "n/a"}[c["pass"]]
-               for c in results.get("checks", [])}
+    f = fmt
+    verdict = verdicts(results)
     r = results["i2v"]
     rows = [("first-frame PSNR dB (every render, mean)", f(r["first_frame_psnr"], 2),
              verdict.get("first_frame_psnr", "")),
