@@ -320,18 +320,13 @@ def test_load_eval_model_from_checkpoint(tmp_path, random_shapes):
 def test_quick_eval_smoke_through_cli(tmp_path, capsys):
     """`motionlib eval --random --quick` end to end, cut to 3 denoising steps and 1 Adam step; with
     --gradient local --reuse, which the z_t baseline (no local gradient) must leave out, and --no-inject."""
-    from motionlib.cli.main import main
+    from helpers import cli
 
     out = tmp_path / "ev"
-    try:
-        main(["eval", "--random", "--quick", "--steps", "3", "--opt-steps", "1", "--gradient", "local", "--reuse",
-              "--no-inject", "--out", str(out), "--json"])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    assert code in (0, None), captured.err
-    res = json.loads(captured.out)
+    code, stdout, stderr = cli(capsys, "eval", "--random", "--quick", "--steps", "3", "--opt-steps", "1", "--gradient",
+                               "local", "--reuse", "--no-inject", "--out", str(out), "--json")
+    assert code == 0, stderr
+    res = json.loads(stdout)
     assert set(res) >= {"generation", "amf", "transfer", "search", "checks", "pictures", "seconds"}
     assert set(res["transfer"]["families"]) == {"linear"}
     renders = res["transfer"]["families"]["linear"]["renders"]

@@ -178,18 +178,13 @@ def test_train_i2v_from_shapes_checkpoint_resume_export(tmp_path):
 
 @pytest.mark.slow
 def test_quick_i2v_eval_through_cli_on_random_weights(tmp_path, capsys):
-    from motionlib.cli.main import main
+    from helpers import cli
 
     out = tmp_path / "ev"
-    try:
-        main(["eval", "--model", "shapes-i2v", "--random", "--quick", "--steps", "3", "--opt-steps", "1",
-              "--out", str(out), "--json"])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    assert code in (0, None), captured.err
-    res = json.loads(captured.out)
+    code, stdout, stderr = cli(capsys, "eval", "--model", "shapes-i2v", "--random", "--quick", "--steps", "3",
+                               "--opt-steps", "1", "--out", str(out), "--json")
+    assert code == 0, stderr
+    res = json.loads(stdout)
     r = res["i2v"]
     assert len(r["renders"]) == 2 and {x["method"] for x in r["renders"]} == {"plain", "zero_shot"}
     for x in r["renders"]:

@@ -128,13 +128,19 @@ def build_shapes(weights: str | Path | None = None, seed: int = 0, *, pretrained
     return tokenizer, text_encoder, codec, transformer, build_scheduler()
 
 
-def shapes_model(weights: str | Path | None = None, device: str | torch.device = "cpu", seed: int = 0,
-                 pretrained: bool = True):
-    """A ready ``motionlib.models.Model`` (fp32) for the shapes demo, without the registry."""
+def ready_model(spec, parts, device: str | torch.device = "cpu"):
+    """A ``motionlib.models.Model`` (fp32, frozen, in eval mode, on `device`) of `spec` from the built
+    (tokenizer, text_encoder, codec, transformer, scheduler) `parts`."""
     from ..models.base import Model
 
-    tok, enc, codec, tr, sched = build_shapes(weights, seed, pretrained=pretrained)
+    tok, enc, codec, tr, sched = parts
     device = torch.device(device)
     for m in (enc, codec, tr):
         m.requires_grad_(False).eval().to(device)
-    return Model(SHAPES_SPEC, tok, enc, codec, tr, sched, device, torch.float32)
+    return Model(spec, tok, enc, codec, tr, sched, device, torch.float32)
+
+
+def shapes_model(weights: str | Path | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                 pretrained: bool = True):
+    """A ready ``motionlib.models.Model`` (fp32) for the shapes demo, without the registry."""
+    return ready_model(SHAPES_SPEC, build_shapes(weights, seed, pretrained=pretrained), device)

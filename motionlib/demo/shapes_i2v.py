@@ -90,10 +90,6 @@ def build_shapes_i2v(weights: str | Path | None = None, seed: int = 0, *, pretra
 def shapes_i2v_model(weights: str | Path | None = None, device: str | torch.device = "cpu", seed: int = 0,
                      pretrained: bool = True):
     """A ready ``motionlib.models.Model`` (fp32) of shapes-i2v, without the registry."""
-    from ..models.base import Model
+    from .model import ready_model
 
-    tok, enc, codec, tr, sched = build_shapes_i2v(weights, seed, pretrained=pretrained)
-    device = torch.device(device)
-    for m in (enc, codec, tr):
-        m.requires_grad_(False).eval().to(device)
-    return Model(SHAPES_I2V_SPEC, tok, enc, codec, tr, sched, device, torch.float32)
+    return ready_model(SHAPES_I2V_SPEC, build_shapes_i2v(weights, seed, pretrained=pretrained), device)
